@@ -1,0 +1,139 @@
+//! The right to cancel: [`CancelHandle`] and its drop guard, [`CancelGuard`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{BoxError, Cause};
+use crate::node::Node;
+use crate::Error;
+
+/// Cancels the context it was returned with, and with it every descendant (Go's
+/// `CancelFunc`).
+///
+/// Dropping a handle does **not** cancel; use [`drop_guard`](CancelHandle::drop_guard) for
+/// Go's `defer cancel()`. A context whose handles and clones are all dropped is freed even if
+/// it was never cancelled (API S22). Clones cancel the same context.
+///
+/// # Examples
+///
+/// ```
+/// use ctxkit::{Context, Error};
+///
+/// let (parent, handle) = Context::background().with_cancel();
+/// let (child, _child_handle) = parent.with_cancel();
+/// handle.cancel();
+/// assert_eq!(child.err(), Some(Error::Canceled));
+/// ```
+#[derive(Clone)]
+pub struct CancelHandle {
+    node: Arc<Node>,
+}
+
+impl CancelHandle {
+    pub(crate) fn new(node: Arc<Node>) -> CancelHandle {
+        CancelHandle { node }
+    }
+
+    /// Cancels the context with [`Error::Canceled`] (and that error as its cause). Idempotent
+    /// and callable from any thread. When it returns, the context and all its descendants
+    /// report done and every `on_cancel` callback has run (API S4, S20). Waiters are woken;
+    /// `after_func` callbacks are started but not waited for.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctxkit::Context::background().with_cancel();
+    /// handle.cancel();
+    /// handle.cancel(); // no effect
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn cancel(&self) {
+        self.node
+            .cancel(Error::Canceled, Some(Cause::sentinel(Error::Canceled)));
+    }
+
+    /// Cancels with [`Error::Canceled`] and `cause` as the context's
+    /// [`cause`](crate::Context::cause) (Go's `CancelCauseFunc`). If the context is already
+    /// done, nothing changes: the first cause wins (API S8).
+    ///
+    /// ```
+    /// use ctxkit::{Context, Error};
+    /// let (ctx, handle) = Context::background().with_cancel();
+    /// handle.cancel_with_cause("backend unavailable");
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "backend unavailable");
+    /// ```
+    pub fn cancel_with_cause(&self, cause: impl Into<BoxError>) {
+        if self.node.is_done() {
+            return; // skip boxing the cause (API S8)
+        }
+        self.node
+            .cancel(Error::Canceled, Some(Cause::custom(cause.into())));
+    }
+
+    /// Turns the handle into a guard that cancels when dropped (Go's `defer cancel()`).
+    ///
+    /// ```
+    /// let (ctx, handle) = ctxkit::Context::background().with_cancel();
+    /// {
+    ///     let _guard = handle.drop_guard();
+    /// }
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn drop_guard(self) -> CancelGuard {
+        CancelGuard { handle: Some(self) }
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("err", &self.node.err())
+            .finish()
+    }
+}
+
+/// Cancels its context when dropped. Made by [`CancelHandle::drop_guard`].
+///
+/// # Examples
+///
+/// ```
+/// use ctxkit::Context;
+///
+/// let (ctx, handle) = Context::background().with_cancel();
+/// let guard = handle.drop_guard();
+/// let handle = guard.disarm(); // keep the context alive past this scope
+/// assert!(!ctx.is_done());
+/// # drop(handle);
+/// ```
+#[must_use = "a CancelGuard cancels as soon as it is dropped"]
+pub struct CancelGuard {
+    handle: Option<CancelHandle>,
+}
+
+impl CancelGuard {
+    /// Gives the handle back without cancelling.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctxkit::Context::background().with_cancel();
+    /// let handle = handle.drop_guard().disarm();
+    /// assert!(!ctx.is_done());
+    /// handle.cancel();
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn disarm(mut self) -> CancelHandle {
+        self.handle.take().expect("a guard holds its handle until dropped")
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.cancel();
+        }
+    }
+}
+
+impl fmt::Debug for CancelGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelGuard").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,521 @@
+//! The cancellation tree: one [`Node`] per context that can be done, and how cancellation,
+//! registration and dropping move through the tree.
+//!
+//! A node is created by `with_cancel`, `with_deadline`/`with_timeout` (kind [`Kind::Deadline`]
+//! when it owns a timer), `merge`, and — as a node that is never done — `without_cancel` and
+//! `todo`. Value layers are not nodes: a context is a pair (nearest node, nearest value layer),
+//! so cancellation never walks value layers and value lookups never walk nodes.
+//!
+//! # Invariants
+//! - **N1 (one load)**: `state` is `LIVE` until the node is done, then the [`Error`] it ended
+//!   with, and never changes again. It is written with `Release` under the node's lock, after
+//!   `cause` is written; readers load it with `Acquire`, so a reader that sees it done also sees
+//!   the final cause.
+//! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a parent
+//!   holds only `Weak` references to its children, in the slab `children`. So dropping every
+//!   handle and clone of a child frees it, cancelled or not (API S22).
+//! - **N3 (slots)**: `slot` (and a merge's `other_slot`) is the child's key in the parent's
+//!   slab, or `UNLINKED`. It is read and written only under the parent's lock, and is
+//!   swapped to `UNLINKED` by whoever removes the entry, so removal happens at most once.
+//!   While a parent is live, a child whose slot is not `UNLINKED` is in the parent's slab;
+//!   once the parent is done its slab has been emptied and slots are not looked at again.
+//! - **N4 (done is final and downward-closed)**: a node becomes done under its own lock, and in
+//!   the same critical section takes its children, waiters and callbacks out. A node is
+//!   registered with a parent only under the parent's lock and only while the parent is live,
+//!   so every child of a done parent was reached by the parent's cancellation or created done.
+//! - **N5 (one lock at a time)**: no code path holds two node locks, or a node lock and a timer
+//!   queue lock, at once. There is no lock order to get wrong, so no deadlock.
+//! - **N6 (nothing runs under a lock)**: wakers, threads and callbacks are woken or run only
+//!   after every lock is released (API S20), and nodes whose last reference is dropped during
+//!   cancellation are dropped after the walk.
+//! - **N7 (stack safety)**: cancellation walks the subtree with an explicit work list, and
+//!   dropping a chain of contexts goes through [`release`], which drops parents from a loop
+//!   instead of recursively (API S23).
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Waker;
+
+use slab::Slab;
+
+use crate::callback::Reg;
+use crate::context::Context;
+use crate::error::Cause;
+use crate::timer::{Nanos, TimerQueue, NO_DEADLINE};
+use crate::Error;
+
+/// `state` of a node that is not done (N1). Done states are `Error as u8 + 1`.
+const LIVE: u8 = 0;
+
+/// `slot` of a node that is in no parent's slab (N3).
+const UNLINKED: u32 = u32::MAX;
+
+fn encode(err: Error) -> u8 {
+    match err {
+        Error::Canceled => 1,
+        Error::DeadlineExceeded => 2,
+    }
+}
+
+fn decode(state: u8) -> Option<Error> {
+    match state {
+        LIVE => None,
+        1 => Some(Error::Canceled),
+        _ => Some(Error::DeadlineExceeded),
+    }
+}
+
+/// Locks `m`, ignoring poison: no code of ours panics while holding a node lock, and user
+/// callbacks never run under one (N6).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What kind of derivation made a node: decides how it displays and whether it can be done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `with_cancel`, or a `with_deadline` later than the parent's (API S12).
+    Cancel,
+    /// `with_deadline`/`with_timeout` with its own timer.
+    Deadline,
+    /// `merge`: a second parent lives in `Node::other`.
+    Merge,
+    /// `without_cancel`: never done, not linked to its parent.
+    WithoutCancel,
+    /// The `todo()` root: never done.
+    Todo,
+}
+
+/// Everything a node keeps under its lock.
+#[derive(Default)]
+struct Inner {
+    /// Children that can be cancelled through this node (N2, N3).
+    children: Slab<Weak<Node>>,
+    /// While live: the cause a `with_*_cause` deadline will use. Once done: the cause
+    /// (`None` means the sentinel of `state`, API S7).
+    cause: Option<Cause>,
+    /// Waiters and callbacks; boxed because most contexts are never waited on.
+    listeners: Option<Box<Listeners>>,
+}
+
+#[derive(Default)]
+struct Listeners {
+    /// Wakers of pending `Done` futures and blocked threads, keyed so a dropped future can
+    /// remove its own.
+    wakers: Slab<Waker>,
+    /// `after_func` and `on_cancel` registrations. Stopped ones are swept when the vector
+    /// would grow, so it stays within twice the live registrations.
+    regs: Vec<Arc<Reg>>,
+    /// While callbacks are pending on a node with its own timer: the node itself, so that
+    /// the timer (which holds only a `Weak`, T1) can still find it (API S19).
+    pin: Option<Arc<Node>>,
+}
+
+/// The second parent of a merged context.
+struct MergeParent {
+    ctx: Context,
+    slot: AtomicU32,
+}
+
+/// A context that can be done. See the module's invariants.
+pub(crate) struct Node {
+    state: AtomicU8,
+    kind: Kind,
+    slot: AtomicU32,
+    /// The earliest deadline of this node and its ancestors ([`NO_DEADLINE`] if none).
+    deadline: Nanos,
+    inner: Mutex<Inner>,
+    /// The context this one was derived from (its first parent, for a merge).
+    parent: Context,
+    other: Option<Box<MergeParent>>,
+}
+
+/// What one cancellation collected to do after releasing its locks (N6).
+#[derive(Default)]
+struct Aftermath {
+    wakers: Vec<Waker>,
+    regs: Vec<Arc<Reg>>,
+    /// Nodes reached by the walk, kept alive until every lock is released.
+    nodes: Vec<Arc<Node>>,
+}
+
+impl Node {
+    fn bare(
+        kind: Kind,
+        deadline: Nanos,
+        parent: Context,
+        other: Option<Context>,
+        cause: Option<Cause>,
+    ) -> Node {
+        Node {
+            state: AtomicU8::new(LIVE),
+            kind,
+            slot: AtomicU32::new(UNLINKED),
+            deadline,
+            inner: Mutex::new(Inner {
+                cause,
+                ..Inner::default()
+            }),
+            parent,
+            other: other.map(|ctx| {
+                Box::new(MergeParent {
+                    ctx,
+                    slot: AtomicU32::new(UNLINKED),
+                })
+            }),
+        }
+    }
+
+    /// A node that is never done (`todo`, `without_cancel`).
+    pub(crate) fn never_done(kind: Kind, parent: Context) -> Arc<Node> {
+        Arc::new(Node::bare(kind, NO_DEADLINE, parent, None, None))
+    }
+
+    /// A child of `parent` (and of `other`, for a merge), linked into every parent that can
+    /// be done. If a parent is already done, so is the child, with the first such parent's
+    /// err and cause (API S5, S24).
+    pub(crate) fn child(
+        kind: Kind,
+        deadline: Nanos,
+        parent: &Context,
+        other: Option<&Context>,
+        deadline_cause: Option<Cause>,
+    ) -> Arc<Node> {
+        let node = Arc::new(Node::bare(
+            kind,
+            deadline,
+            parent.clone(),
+            other.cloned(),
+            deadline_cause,
+        ));
+        // Linking happens after the Arc exists, so a parent's walk can always upgrade its
+        // Weak (N2): a node under construction could not be reached.
+        if let Some(p) = parent.cancel_node() {
+            if let Err(done) = p.link(&node, &node.slot) {
+                node.finish_at_birth(done);
+                return node;
+            }
+        }
+        if let (Some(other), Some(merge)) = (other.and_then(Context::cancel_node), &node.other) {
+            if let Err((err, cause)) = other.link(&node, &merge.slot) {
+                // `node` may be reachable from `parent` by now: cancel it properly.
+                node.cancel(err, Some(cause.unwrap_or_else(|| Cause::sentinel(err))));
+            } else if node.is_done() {
+                // `parent` cancelled it before it was linked into `other` (N3 makes this
+                // second unlink harmless if the walk already did it).
+                other.unlink(&merge.slot);
+            }
+        }
+        node
+    }
+
+    /// Links `child` into this node's slab unless this node is done (N3, N4).
+    fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
+        let mut inner = lock(&self.inner);
+        if let Some(err) = self.err() {
+            return Err((err, inner.cause.clone()));
+        }
+        let key = inner.children.insert(Arc::downgrade(child));
+        // A slab larger than u32::MAX - 1 entries would need hundreds of GiB of nodes.
+        slot.store(key as u32, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes the entry `slot` names from this node's slab, once (N3).
+    fn unlink(&self, slot: &AtomicU32) {
+        let mut inner = lock(&self.inner);
+        let key = slot.swap(UNLINKED, Ordering::Relaxed);
+        if key != UNLINKED && self.state.load(Ordering::Relaxed) == LIVE {
+            inner.children.remove(key as usize);
+        }
+    }
+
+    /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
+    fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
+        let mut inner = lock(&self.inner);
+        inner.cause = cause;
+        self.state.store(encode(err), Ordering::Release);
+    }
+
+    /// The node's err: one `Acquire` load (N1).
+    #[inline]
+    pub(crate) fn err(&self) -> Option<Error> {
+        decode(self.state.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) != LIVE
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn deadline(&self) -> Nanos {
+        self.deadline
+    }
+
+    pub(crate) fn parent(&self) -> &Context {
+        &self.parent
+    }
+
+    pub(crate) fn merged_with(&self) -> Option<&Context> {
+        self.other.as_deref().map(|m| &m.ctx)
+    }
+
+    /// Whether this node can ever be done (a parent to link children into).
+    pub(crate) fn can_be_done(&self) -> bool {
+        !matches!(self.kind, Kind::WithoutCancel | Kind::Todo)
+    }
+
+    /// The cause, once done (API S7).
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        let err = self.err()?;
+        let inner = lock(&self.inner);
+        Some(inner.cause.clone().unwrap_or_else(|| Cause::sentinel(err)))
+    }
+
+    /// The queue this node's own timer is in, if it has one.
+    fn timer_queue(&self) -> Option<&Arc<TimerQueue>> {
+        if self.kind != Kind::Deadline {
+            return None;
+        }
+        Some(match self.parent.clock() {
+            Some(clock) => clock.queue(),
+            None => TimerQueue::real(),
+        })
+    }
+
+    /// Called by the timer when the deadline passed: cancels with `DeadlineExceeded` and the
+    /// cause given at creation (API S7, S11).
+    pub(crate) fn expire(self: &Arc<Self>) {
+        self.cancel_inner(Error::DeadlineExceeded, None, false);
+    }
+
+    /// Cancels this node and every descendant not yet done, with `err` and `cause` (`None`:
+    /// the cause given to `with_*_cause`, or the sentinel). Does nothing if already done
+    /// (API S8). When this returns, the whole subtree is done (API S4) and every `on_cancel`
+    /// callback has run (API S20).
+    pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: Option<Cause>) {
+        self.cancel_inner(err, cause, true);
+    }
+
+    fn cancel_inner(self: &Arc<Self>, err: Error, cause: Option<Cause>, forget_own_timer: bool) {
+        let mut after = Aftermath::default();
+        let cause = {
+            let mut inner = lock(&self.inner);
+            if self.is_done() {
+                return;
+            }
+            // A handle's cancel replaces the pending deadline cause; expiry keeps it.
+            let cause = cause.or_else(|| inner.cause.take());
+            self.finish(&mut inner, err, cause.clone(), &mut after);
+            cause
+        };
+        self.after_done(forget_own_timer);
+        let mut work = std::mem::take(&mut after.nodes);
+        while let Some(node) = work.pop() {
+            {
+                let mut inner = lock(&node.inner);
+                if node.is_done() {
+                    continue; // already done: it keeps its own err and cause (S8)
+                }
+                node.finish(&mut inner, err, cause.clone(), &mut after);
+            }
+            node.after_done(true);
+            work.append(&mut after.nodes);
+            after.nodes.push(node);
+        }
+        after.run();
+    }
+
+    /// Marks this node done and takes out everything that must hear of it (N1, N4).
+    fn finish(&self, inner: &mut Inner, err: Error, cause: Option<Cause>, after: &mut Aftermath) {
+        inner.cause = cause;
+        self.state.store(encode(err), Ordering::Release);
+        for (_, child) in std::mem::take(&mut inner.children) {
+            if let Some(child) = child.upgrade() {
+                after.nodes.push(child);
+            }
+        }
+        if let Some(listeners) = inner.listeners.take() {
+            let Listeners { wakers, regs, pin } = *listeners;
+            after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
+            after.regs.extend(regs);
+            after.nodes.extend(pin); // kept alive until after the walk, then dropped (N6)
+        }
+    }
+
+    /// Bookkeeping after a node became done, with no lock held: leave the parents' slabs
+    /// and the timer queue.
+    fn after_done(&self, forget_own_timer: bool) {
+        self.leave_parents();
+        if forget_own_timer {
+            if let Some(queue) = self.timer_queue() {
+                queue.forget();
+            }
+        }
+    }
+
+    fn leave_parents(&self) {
+        if let Some(p) = self.parent.cancel_node() {
+            p.unlink(&self.slot);
+        }
+        if let Some(merge) = &self.other {
+            if let Some(p) = merge.ctx.cancel_node() {
+                p.unlink(&merge.slot);
+            }
+        }
+    }
+
+    /// Registers a waker to be woken when this node is done. `key` is the registration to
+    /// update, if any. Returns `false` (registering nothing) if the node is already done.
+    pub(crate) fn register_waker(&self, key: &mut Option<usize>, waker: &Waker) -> bool {
+        let mut inner = lock(&self.inner);
+        if self.is_done() {
+            return false;
+        }
+        let wakers = &mut inner.listeners.get_or_insert_with(Default::default).wakers;
+        match key.and_then(|k| wakers.get_mut(k)) {
+            Some(slot) => slot.clone_from(waker),
+            None => *key = Some(wakers.insert(waker.clone())),
+        }
+        true
+    }
+
+    /// Removes a waker registered by [`register_waker`](Self::register_waker).
+    pub(crate) fn unregister_waker(&self, key: usize) {
+        let mut inner = lock(&self.inner);
+        // Once done, the wakers were taken out and keys are meaningless (N4).
+        if self.is_done() {
+            return;
+        }
+        if let Some(listeners) = &mut inner.listeners {
+            listeners.wakers.try_remove(key);
+        }
+    }
+
+    /// Registers a callback to fire when this node is done. If it is done already, the
+    /// callback is handed back to be fired by the caller.
+    pub(crate) fn register(self: &Arc<Self>, reg: Arc<Reg>) -> Result<(), Arc<Reg>> {
+        if self.add_regs(std::slice::from_ref(&reg)) {
+            Ok(())
+        } else {
+            Err(reg)
+        }
+    }
+
+    /// Adds callbacks, or returns `false` if this node is already done (the caller fires
+    /// them). Also takes the callbacks of a dropped child, which this node can still cancel
+    /// (API S19). A node with its own timer is pinned while callbacks are pending on it.
+    fn add_regs(self: &Arc<Self>, regs: &[Arc<Reg>]) -> bool {
+        let mut inner = lock(&self.inner);
+        if self.is_done() {
+            return false;
+        }
+        let listeners = inner.listeners.get_or_insert_with(Default::default);
+        if listeners.regs.len() + regs.len() > listeners.regs.capacity() {
+            listeners.regs.retain(|r| r.is_pending());
+        }
+        listeners.regs.extend_from_slice(regs);
+        if self.kind == Kind::Deadline && listeners.pin.is_none() {
+            listeners.pin = Some(Arc::clone(self));
+        }
+        true
+    }
+}
+
+impl Aftermath {
+    /// Wakes and runs everything a cancellation collected, with no lock held (N6). Panics of
+    /// `on_cancel` callbacks are resumed after all of them have run (API S21).
+    fn run(self) {
+        for waker in self.wakers {
+            waker.wake();
+        }
+        let panic = crate::callback::fire_all(self.regs);
+        drop(self.nodes);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.is_done() {
+            self.leave_parents();
+            if let Some(queue) = self.timer_queue() {
+                queue.forget();
+            }
+            let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(listeners) = inner.listeners.take() {
+                let pending: Vec<Arc<Reg>> =
+                    listeners.regs.into_iter().filter(|r| r.is_pending()).collect();
+                if !pending.is_empty() {
+                    self.hand_down(pending);
+                }
+            }
+        }
+        release(std::mem::take(&mut self.parent));
+        if let Some(merge) = self.other.take() {
+            release(merge.ctx);
+        }
+    }
+}
+
+impl Node {
+    /// The callbacks of a node dropped before it was done go to the parents that can still
+    /// cancel it: they run when one of them is done (API S19), or are dropped with the last
+    /// of them. A parent already done fires them now.
+    fn hand_down(&self, pending: Vec<Arc<Reg>>) {
+        let parents = [Some(&self.parent), self.other.as_deref().map(|m| &m.ctx)];
+        let mut adopted = false;
+        for p in parents.into_iter().flatten().filter_map(Context::cancel_node) {
+            if !p.add_regs(&pending) {
+                crate::callback::fire_all_resuming(pending);
+                return;
+            }
+            adopted = true;
+        }
+        if !adopted {
+            // Nothing can make this context done any more: the callbacks are dropped unrun.
+            for reg in pending {
+                reg.discard();
+            }
+        }
+    }
+}
+
+/// Drops a context without recursion, however long the chain of parents it ends (N7).
+///
+/// The first `release` on a thread drops its context and then, in a loop, every parent that
+/// the drop queued here instead of dropping in place.
+pub(crate) fn release(ctx: Context) {
+    if ctx.is_root() {
+        return;
+    }
+    thread_local! {
+        static DRAINING: Cell<bool> = const { Cell::new(false) };
+        static QUEUE: RefCell<Vec<Context>> = const { RefCell::new(Vec::new()) };
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = DRAINING.try_with(|d| d.set(false));
+        }
+    }
+    let Ok(draining) = DRAINING.try_with(|d| d.replace(true)) else {
+        return drop(ctx); // thread teardown: no queue any more
+    };
+    if draining {
+        let _ = QUEUE.try_with(move |q| q.borrow_mut().push(ctx));
+        return;
+    }
+    let _reset = Reset;
+    drop(ctx);
+    while let Some(next) = QUEUE.with(|q| q.borrow_mut().pop()) {
+        drop(next);
+    }
+}
