@@ -140,9 +140,7 @@ impl fmt::Debug for AfterFunc {
             STARTED => "started",
             _ => "stopped",
         };
-        f.debug_struct("AfterFunc")
-            .field("state", &state)
-            .finish()
+        f.debug_struct("AfterFunc").field("state", &state).finish()
     }
 }
 

@@ -228,7 +228,12 @@ impl Context {
     /// ```
     pub fn with<T: Send + Sync + 'static>(&self, value: T) -> Context {
         let label = Label::Value(std::any::type_name::<T>());
-        self.with_layer(values::with_value(self, KeyId::of_type::<T>(), label, value))
+        self.with_layer(values::with_value(
+            self,
+            KeyId::of_type::<T>(),
+            label,
+            value,
+        ))
     }
 
     fn with_layer(&self, layer: Arc<dyn Layer>) -> Context {

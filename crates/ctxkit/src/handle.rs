@@ -120,7 +120,9 @@ impl CancelGuard {
     /// assert!(ctx.is_done());
     /// ```
     pub fn disarm(mut self) -> CancelHandle {
-        self.handle.take().expect("a guard holds its handle until dropped")
+        self.handle
+            .take()
+            .expect("a guard holds its handle until dropped")
     }
 }
 

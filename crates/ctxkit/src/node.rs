@@ -451,8 +451,11 @@ impl Drop for Node {
             }
             let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
             if let Some(listeners) = inner.listeners.take() {
-                let pending: Vec<Arc<Reg>> =
-                    listeners.regs.into_iter().filter(|r| r.is_pending()).collect();
+                let pending: Vec<Arc<Reg>> = listeners
+                    .regs
+                    .into_iter()
+                    .filter(|r| r.is_pending())
+                    .collect();
                 if !pending.is_empty() {
                     self.hand_down(pending);
                 }
@@ -472,7 +475,11 @@ impl Node {
     fn hand_down(&self, pending: Vec<Arc<Reg>>) {
         let parents = [Some(&self.parent), self.other.as_deref().map(|m| &m.ctx)];
         let mut adopted = false;
-        for p in parents.into_iter().flatten().filter_map(Context::cancel_node) {
+        for p in parents
+            .into_iter()
+            .flatten()
+            .filter_map(Context::cancel_node)
+        {
             if !p.add_regs(&pending) {
                 crate::callback::fire_all_resuming(pending);
                 return;
