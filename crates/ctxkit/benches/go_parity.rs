@@ -1,0 +1,384 @@
+//! Go's own context benchmarks (src/context/benchmark_test.go of the Go toolchain), re-made
+//! for ctxkit with the same IDs and the same work per op, plus the same shapes on
+//! tokio-util's `CancellationToken` (IDs prefixed `tokio_util/`) and a few ctxkit-only
+//! operations (prefixed `ctxkit/`).
+//!
+//! `cargo bench -p ctxkit --bench go_parity [-- FILTER]`. `benches/compare.sh` at the
+//! workspace root sets the results beside Go's.
+//!
+//! How Go's shapes map:
+//! - `b.RunParallel` runs the op on GOMAXPROCS goroutines (2 on the 2-core machines these
+//!   figures are taken on) and reports wall time / total ops. [`run_parallel`] does the
+//!   same with 2 threads started before the clock starts.
+//! - Go's `select { case <-ctx.Done(): default: }` is a non-blocking check of the done
+//!   channel: here [`Done::err`] on a `Done` made once.
+//! - Go's `ctx.Value(-1)` misses after `depth` layers of distinct keys: here `depth`
+//!   distinct `static` keys (the elements of one static array have distinct addresses, and
+//!   a key's identity is its address) and a lookup of a key that was never set.
+//! - Go's discarded contexts are collected by its GC, whose cost is spread over the ops;
+//!   here what an op builds is dropped inside the op, so the freeing is measured too.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ctxkit::{CancelHandle, Context, Key};
+use tokio_util::sync::CancellationToken;
+
+/// GOMAXPROCS of the machine the Go figures are taken on.
+const THREADS: usize = 2;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Runs `body(n)` on [`THREADS`] threads, splitting `iters` ops between them, and returns
+/// the wall time from the moment all threads are ready to the moment the last one finishes
+/// (Go's `RunParallel`: ns/op is wall time over the ops of all goroutines).
+fn run_parallel<F: Fn(u64) + Sync>(iters: u64, body: F) -> Duration {
+    let barrier = Barrier::new(THREADS + 1);
+    let start = std::thread::scope(|s| {
+        for t in 0..THREADS as u64 {
+            let n = iters / THREADS as u64 + u64::from(t < iters % THREADS as u64);
+            let (barrier, body) = (&barrier, &body);
+            s.spawn(move || {
+                barrier.wait();
+                body(n);
+            });
+        }
+        barrier.wait();
+        Instant::now()
+    });
+    start.elapsed()
+}
+
+/// Go's `for i := 0; i < 100; i++ { x /= x + 1 }`: 100 dependent 64-bit divisions (Go's
+/// `int`). `x` starts as an opaque 0, so the compiler cannot fold them.
+#[inline(always)]
+fn spin(x: &mut i64) {
+    for _ in 0..100 {
+        *x /= *x + 1;
+    }
+}
+
+fn noop_cx() -> TaskContext<'static> {
+    TaskContext::from_waker(futures::task::noop_waker_ref())
+}
+
+// ---------------------------------------------------------------------------------------
+// CommonParentCancel
+// ---------------------------------------------------------------------------------------
+
+static KEY: Key<&str> = Key::new("key");
+
+fn common_parent_cancel(c: &mut Criterion) {
+    // root := WithValue(Background(), "key", "value"); shared, sharedcancel := WithCancel(root)
+    let root = Context::background().with_value(&KEY, "value");
+    let (shared, shared_cancel) = root.with_cancel();
+    c.bench_function("CommonParentCancel", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                let mut x = black_box(0i64);
+                for _ in 0..n {
+                    let (ctx, cancel) = shared.with_cancel();
+                    if ctx.value(&KEY) != Some(&"value") {
+                        panic!("should not be reached");
+                    }
+                    spin(&mut x);
+                    cancel.cancel();
+                    spin(&mut x);
+                }
+                black_box(x);
+            })
+        })
+    });
+    // The floor of the op: the 200 divisions alone, on the same two threads.
+    c.bench_function("ctxkit/CommonParentCancelSpinOnly", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                let mut x = black_box(0i64);
+                for _ in 0..n {
+                    spin(&mut x);
+                    spin(&mut x);
+                }
+                black_box(x);
+            })
+        })
+    });
+    shared_cancel.cancel();
+
+    // tokio-util has no values: the same op without the lookup.
+    let shared = CancellationToken::new();
+    c.bench_function("tokio_util/CommonParentCancel", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                let mut x = black_box(0i64);
+                for _ in 0..n {
+                    let token = shared.child_token();
+                    spin(&mut x);
+                    token.cancel();
+                    spin(&mut x);
+                }
+                black_box(x);
+            })
+        })
+    });
+    shared.cancel();
+}
+
+// ---------------------------------------------------------------------------------------
+// WithTimeout/concurrency=N
+// ---------------------------------------------------------------------------------------
+
+fn with_timeout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("WithTimeout");
+    for concurrency in [40usize, 4000, 400_000] {
+        // N live contexts with a 1h timeout, made on THREADS threads as Go does.
+        let per_thread = concurrency / THREADS;
+        let live: Vec<Vec<CancelHandle>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(move || {
+                        (0..per_thread)
+                            .map(|_| Context::background().with_timeout(HOUR).1)
+                            .collect()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        g.bench_function(format!("concurrency={concurrency}"), |b| {
+            b.iter_custom(|iters| {
+                run_parallel(iters, |n| {
+                    let root = Context::background();
+                    for _ in 0..n {
+                        let wcf: [CancelHandle; 10] =
+                            std::array::from_fn(|_| root.with_timeout(HOUR).1);
+                        for f in &wcf {
+                            f.cancel();
+                        }
+                    }
+                })
+            })
+        });
+        for f in live.iter().flatten() {
+            f.cancel();
+        }
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// CancelTree/depth=D/Root=R
+// ---------------------------------------------------------------------------------------
+
+/// Go's buildContextTree: a chain of `depth` WithCancel children. The leaf is returned so
+/// that the chain stays alive until the caller is done with the op: a ctxkit parent holds
+/// its children weakly, and Go's cancel() walks the chain, so ours must too.
+fn build_context_tree(root: &Context, depth: usize) -> Context {
+    let mut ctx = root.clone();
+    for _ in 0..depth {
+        ctx = ctx.with_cancel().0;
+    }
+    ctx
+}
+
+fn build_token_tree(root: &CancellationToken, depth: usize) -> CancellationToken {
+    let mut token = root.clone();
+    for _ in 0..depth {
+        token = token.child_token();
+    }
+    token
+}
+
+fn cancel_tree(c: &mut Criterion) {
+    let mut g = c.benchmark_group("CancelTree");
+    for depth in [1usize, 10, 100, 1000] {
+        g.bench_function(format!("depth={depth}/Root=Background"), |b| {
+            b.iter(|| build_context_tree(&Context::background(), depth))
+        });
+        g.bench_function(format!("depth={depth}/Root=OpenCanceler"), |b| {
+            b.iter(|| {
+                let (ctx, cancel) = Context::background().with_cancel();
+                let leaf = build_context_tree(&ctx, depth);
+                cancel.cancel();
+                leaf
+            })
+        });
+        g.bench_function(format!("depth={depth}/Root=ClosedCanceler"), |b| {
+            b.iter(|| {
+                let (ctx, cancel) = Context::background().with_cancel();
+                cancel.cancel();
+                build_context_tree(&ctx, depth)
+            })
+        });
+    }
+    g.finish();
+
+    // A token has no never-cancelled root: Root=Background is a chain of `depth` tokens
+    // whose first has no parent, as Go's first WithCancel(Background()) has none.
+    let mut g = c.benchmark_group("tokio_util/CancelTree");
+    for depth in [1usize, 10, 100, 1000] {
+        g.bench_function(format!("depth={depth}/Root=Background"), |b| {
+            b.iter(|| build_token_tree(&CancellationToken::new(), depth - 1))
+        });
+        g.bench_function(format!("depth={depth}/Root=OpenCanceler"), |b| {
+            b.iter(|| {
+                let root = CancellationToken::new();
+                let leaf = build_token_tree(&root, depth);
+                root.cancel();
+                leaf
+            })
+        });
+        g.bench_function(format!("depth={depth}/Root=ClosedCanceler"), |b| {
+            b.iter(|| {
+                let root = CancellationToken::new();
+                root.cancel();
+                build_token_tree(&root, depth)
+            })
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// CheckCanceled/{Err,Done}, ContextCancelDone
+// ---------------------------------------------------------------------------------------
+
+fn check_canceled(c: &mut Criterion) {
+    let (ctx, cancel) = Context::background().with_cancel();
+    cancel.cancel();
+    let mut g = c.benchmark_group("CheckCanceled");
+    g.bench_function("Err", |b| b.iter(|| black_box(&ctx).err()));
+    let done = ctx.done();
+    g.bench_function("Done", |b| b.iter(|| black_box(&done).err().is_some()));
+    g.finish();
+
+    let token = CancellationToken::new();
+    token.cancel();
+    c.bench_function("tokio_util/CheckCanceled/Err", |b| {
+        b.iter(|| black_box(&token).is_cancelled())
+    });
+}
+
+fn context_cancel_done(c: &mut Criterion) {
+    let (ctx, _cancel) = Context::background().with_cancel();
+    c.bench_function("ContextCancelDone", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                let done = ctx.done();
+                for _ in 0..n {
+                    black_box(black_box(&done).err().is_some());
+                }
+            })
+        })
+    });
+    let token = CancellationToken::new();
+    c.bench_function("tokio_util/ContextCancelDone", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                for _ in 0..n {
+                    black_box(black_box(&token).is_cancelled());
+                }
+            })
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// DeepValueSameGoRoutine/depth=D
+// ---------------------------------------------------------------------------------------
+
+/// One distinct key per layer (Go: `WithValue(ctx, i, i)` for i in 0..depth).
+static KEYS: [Key<usize>; 100] = [const { Key::new("i") }; 100];
+/// Go's `ctx.Value(-1)`: a key no layer set.
+static MISSING: Key<usize> = Key::new("-1");
+
+fn deep_value(c: &mut Criterion) {
+    let mut g = c.benchmark_group("DeepValueSameGoRoutine");
+    for depth in [10usize, 20, 30, 50, 100] {
+        let mut ctx = Context::background();
+        for (i, key) in KEYS.iter().enumerate().take(depth) {
+            ctx = ctx.with_value(key, i);
+        }
+        assert_eq!(ctx.value(&KEYS[0]), Some(&0), "the first layer is found");
+        assert_eq!(ctx.value(&KEYS[depth - 1]), Some(&(depth - 1)));
+        assert_eq!(ctx.value(&MISSING), None, "the lookup misses");
+        g.bench_function(format!("depth={depth}"), |b| {
+            b.iter(|| black_box(&ctx).value(black_box(&MISSING)).is_some())
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Shapes shared with tokio-util, and ctxkit-only operations
+// ---------------------------------------------------------------------------------------
+
+fn shared_shapes(c: &mut Criterion) {
+    // A child of a live cancellable parent, dropped without cancelling.
+    let (parent, _p) = Context::background().with_cancel();
+    c.bench_function("ctxkit/ChildDrop", |b| b.iter(|| parent.with_cancel()));
+    let token = CancellationToken::new();
+    c.bench_function("tokio_util/ChildDrop", |b| b.iter(|| token.child_token()));
+
+    // Awaiting done on a context that is already done: make the future, poll it once.
+    let (done_ctx, h) = Context::background().with_cancel();
+    h.cancel();
+    c.bench_function("ctxkit/DoneAwaitReady", |b| {
+        let mut cx = noop_cx();
+        b.iter(|| {
+            let fut = pin!(black_box(&done_ctx).done());
+            matches!(fut.poll(&mut cx), Poll::Ready(_))
+        })
+    });
+    let done_token = CancellationToken::new();
+    done_token.cancel();
+    c.bench_function("tokio_util/DoneAwaitReady", |b| {
+        let mut cx = noop_cx();
+        b.iter(|| {
+            let fut = pin!(black_box(&done_token).cancelled());
+            matches!(fut.poll(&mut cx), Poll::Ready(_))
+        })
+    });
+
+    // ctxkit only.
+    let (a, _ha) = Context::background().with_cancel();
+    let (other, _hb) = Context::background().with_cancel();
+    c.bench_function("ctxkit/Merge", |b| b.iter(|| a.merge(&other)));
+    c.bench_function("ctxkit/AfterFuncStop", |b| {
+        b.iter(|| parent.after_func(|| {}).stop())
+    });
+    let ran = Arc::new(AtomicUsize::new(0));
+    c.bench_function("ctxkit/OnCancel", |b| {
+        b.iter(|| {
+            let (ctx, cancel) = parent.with_cancel();
+            let ran = Arc::clone(&ran);
+            let reg = ctx.on_cancel(move || {
+                ran.fetch_add(1, Ordering::Relaxed);
+            });
+            cancel.cancel();
+            reg
+        })
+    });
+    assert!(ran.load(Ordering::Relaxed) > 0);
+}
+
+fn config() -> Criterion {
+    // Short: the whole suite (about 50 benchmarks) runs in a few minutes.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(400))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(30)
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = common_parent_cancel, with_timeout, cancel_tree, check_canceled,
+        context_cancel_done, deep_value, shared_shapes
+}
+criterion_main!(benches);
