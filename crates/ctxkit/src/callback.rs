@@ -14,11 +14,10 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, OnceLock};
 use std::time::Duration;
 
-use crate::node::lock;
+use crate::sync::{lock, lock_std, AtomicU8, Mutex, Ordering};
 
 const PENDING: u8 = 0;
 const STARTED: u8 = 1;
@@ -146,7 +145,7 @@ impl fmt::Debug for AfterFunc {
 
 /// The threads that run `after_func` callbacks (C2). Idle workers exit after a while.
 struct Pool {
-    state: Mutex<PoolState>,
+    state: std::sync::Mutex<PoolState>,
     ready: Condvar,
 }
 
@@ -161,14 +160,14 @@ const IDLE_EXIT: Duration = Duration::from_secs(10);
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
-        state: Mutex::new(PoolState::default()),
+        state: std::sync::Mutex::new(PoolState::default()),
         ready: Condvar::new(),
     })
 }
 
 impl Pool {
     fn execute(&'static self, job: Callback) {
-        let mut state = lock(&self.state);
+        let mut state = lock_std(&self.state);
         state.jobs.push_back(job);
         // Every queued job has an idle worker of its own, or a new thread (C2).
         if state.jobs.len() <= state.idle {
@@ -186,13 +185,13 @@ impl Pool {
     }
 
     fn work(&self) {
-        let mut state = lock(&self.state);
+        let mut state = lock_std(&self.state);
         loop {
             if let Some(job) = state.jobs.pop_front() {
                 drop(state);
                 // A panic is reported by the panic hook; the worker lives on.
                 let _ = catch_unwind(AssertUnwindSafe(job));
-                state = lock(&self.state);
+                state = lock_std(&self.state);
                 continue;
             }
             state.idle += 1;

@@ -48,6 +48,7 @@ mod done;
 mod error;
 mod handle;
 mod node;
+mod sync;
 mod timer;
 mod values;
 

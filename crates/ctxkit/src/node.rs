@@ -33,8 +33,7 @@
 //!   instead of recursively (API S23).
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use slab::Slab;
@@ -42,6 +41,7 @@ use slab::Slab;
 use crate::callback::Reg;
 use crate::context::Context;
 use crate::error::Cause;
+use crate::sync::{lock, AtomicU32, AtomicU8, Mutex, Ordering};
 use crate::timer::{Nanos, TimerQueue, NO_DEADLINE};
 use crate::Error;
 
@@ -64,12 +64,6 @@ fn decode(state: u8) -> Option<Error> {
         1 => Some(Error::Canceled),
         _ => Some(Error::DeadlineExceeded),
     }
-}
-
-/// Locks `m`, ignoring poison: no code of ours panics while holding a node lock, and user
-/// callbacks never run under one (N6).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What kind of derivation made a node: decides how it displays and whether it can be done.
@@ -449,8 +443,8 @@ impl Drop for Node {
             if let Some(queue) = self.timer_queue() {
                 queue.forget();
             }
-            let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(listeners) = inner.listeners.take() {
+            let listeners = lock(&self.inner).listeners.take();
+            if let Some(listeners) = listeners {
                 let pending: Vec<Arc<Reg>> = listeners
                     .regs
                     .into_iter()
@@ -526,3 +520,4 @@ pub(crate) fn release(ctx: Context) {
         drop(next);
     }
 }
+

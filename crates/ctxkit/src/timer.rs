@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::node::{lock, Node};
+use crate::node::Node;
+use crate::sync::lock_std as lock;
 
 /// A point in time as nanoseconds since the process epoch (the first time ctxkit read the
 /// clock). `i64` covers ±292 years around the epoch.
