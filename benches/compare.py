@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Sets Go's context figures beside ctxkit's and tokio-util's; run by benches/compare.sh.
+
+Reads, from the --out folder: go-micro.txt (`go test -bench` output), go-scale.txt and
+scale.txt (`name value unit` lines); and criterion's medians from
+<criterion>/**/new/{benchmark,estimates}.json. Prints a Markdown table.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+
+
+def go_micro(path):
+    runs = {}
+    if not os.path.exists(path):
+        return {}
+    for line in open(path):
+        m = re.match(r"^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op", line)
+        if m:
+            runs.setdefault(m.group(1), []).append(float(m.group(3)))
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def scale_lines(path):
+    out = {}
+    if not os.path.exists(path):
+        return out
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 3:
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def criterion(root):
+    out = {}
+    for bench in glob.glob(os.path.join(root, "**", "new", "benchmark.json"), recursive=True):
+        est = os.path.join(os.path.dirname(bench), "estimates.json")
+        if not os.path.exists(est):
+            continue
+        full_id = json.load(open(bench))["full_id"]
+        out[full_id] = json.load(open(est))["median"]["point_estimate"]
+    return out
+
+
+def fmt(v, unit):
+    if v is None:
+        return "—"
+    if unit == "ns":
+        if v >= 1e6:
+            return f"{v / 1e6:.2f} ms"
+        if v >= 1e3:
+            return f"{v / 1e3:.2f} µs"
+        if v >= 10:
+            return f"{v:.1f} ns"
+        return f"{v:.2f} ns"
+    if unit == "B":
+        return f"{v:.0f} B"
+    if unit == "ms":
+        return f"{v:.2f} ms"
+    return f"{v:g} {unit}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--criterion", default="target/criterion")
+    ap.add_argument("--size", default="full")
+    a = ap.parse_args()
+    go = go_micro(os.path.join(a.out, "go-micro.txt"))
+    go.update(scale_lines(os.path.join(a.out, "go-scale.txt")))
+    ours = criterion(a.criterion)
+    ours.update(scale_lines(os.path.join(a.out, "scale.txt")))
+
+    d = 100 if a.size == "small" else 1
+    M, K100, K10 = 1_000_000 // d, 100_000 // d, 10_000 // d
+
+    # (measure, go key, ctxkit key, tokio-util key, unit, target)
+    # target: ("le", x) ctxkit <= x; ("x", k) Go/ctxkit >= k; ("tk",) faster than tokio-util.
+    rows = [
+        ("CheckCanceled/Err", "CheckCanceled/Err", "CheckCanceled/Err",
+         "tokio_util/CheckCanceled/Err", "ns", ("le", 1.0)),
+        ("CheckCanceled/Done", "CheckCanceled/Done", "CheckCanceled/Done", None, "ns", ("le", 1.0)),
+        ("ContextCancelDone", "ContextCancelDone", "ContextCancelDone",
+         "tokio_util/ContextCancelDone", "ns", ("le", 1.0)),
+        ("CommonParentCancel", "CommonParentCancel", "CommonParentCancel",
+         "tokio_util/CommonParentCancel", "ns", ("x", 4)),
+        ("CommonParentCancel: the 200 divisions alone", None,
+         "ctxkit/CommonParentCancelSpinOnly", None, "ns", None),
+    ]
+    for w in (40, 4000, 400000):
+        rows.append((f"WithTimeout/concurrency={w}", f"WithTimeout/concurrency={w}",
+                     f"WithTimeout/concurrency={w}", None, "ns",
+                     ("x", 4) if w == 400000 else None))
+    for depth in (1, 10, 100, 1000):
+        for r in ("Background", "OpenCanceler", "ClosedCanceler"):
+            k = f"CancelTree/depth={depth}/Root={r}"
+            tgt = ("x", 6) if (depth, r) == (1000, "Background") else ("tk",)
+            rows.append((k, k, k, "tokio_util/" + k, "ns", tgt))
+    for depth in (10, 20, 30, 50, 100):
+        k = f"DeepValueSameGoRoutine/depth={depth}"
+        rows.append((k, k, k, None, "ns", ("x", 25) if depth == 100 else None))
+    rows += [
+        ("child of a live parent, dropped (child_token+drop)", None, "ctxkit/ChildDrop",
+         "tokio_util/ChildDrop", "ns", ("tk",)),
+        ("done().await on a done context (cancelled().await)", None, "ctxkit/DoneAwaitReady",
+         "tokio_util/DoneAwaitReady", "ns", ("tk",)),
+        ("merge (create + drop)", None, "ctxkit/Merge", None, "ns", None),
+        ("after_func + stop", None, "ctxkit/AfterFuncStop", None, "ns", None),
+        ("with_cancel + on_cancel + cancel", None, "ctxkit/OnCancel", None, "ns", None),
+    ]
+    scale = [
+        (f"fan-out wake, {K100} tasks (ns/waiter)", f"fanout_wake/tasks={K100}", "ns", None),
+        (f"fan-out wake, {M} tasks (ns/waiter)", f"fanout_wake/tasks={M}", "ns", ("x", 3)),
+        (f"fan-out wake, {K10} blocked threads (ns/waiter)", f"fanout_wake/threads={K10}", "ns", None),
+        (f"wide {M}: create (ns/child)", f"wide/n={M}/create", "ns", ("x", 5)),
+        (f"wide {M}: bytes/child", f"wide/n={M}/bytes", "B", ("le", 96)),
+        (f"wide {M}: cancel (ns/child)", f"wide/n={M}/cancel", "ns", ("x", 3)),
+        (f"wide {M}: drop (ns/child; Go: GC)", f"wide/n={M}/drop", "ns", None),
+        (f"deep {M}: create (ns/level)", f"deep/n={M}/create", "ns", ("x", 5)),
+        (f"deep {M}: bytes/level", f"deep/n={M}/bytes", "B", None),
+        (f"deep {M}: cancel (ns/level)", f"deep/n={M}/cancel", "ns", ("x", 5)),
+        (f"deep {M}: drop (ns/level; Go: GC)", f"deep/n={M}/drop", "ns", None),
+        (f"{M} timers: create (ns)", f"timers/n={M}/create", "ns", ("x", 4)),
+        (f"{M} timers: bytes each", f"timers/n={M}/bytes", "B", ("le", 128)),
+        (f"{M} timers: cancel (ns)", f"timers/n={M}/cancel", "ns", ("x", 3)),
+        (f"timer lateness {K10} x 50 ms: p50", f"timer_lateness/n={K10}/p50", "ms", None),
+        (f"timer lateness {K10} x 50 ms: p99", f"timer_lateness/n={K10}/p99", "ms", ("le", 2)),
+        (f"timer lateness {K10} x 50 ms: max", f"timer_lateness/n={K10}/max", "ms", ("le", 10)),
+    ]
+    for name, key, unit, tgt in scale:
+        tk = "tokio_util/" + key if ("tokio_util/" + key) in ours else None
+        rows.append((name, key, key, tk, unit, tgt if tgt else (("tk",) if tk else None)))
+
+    print("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    met = missed = 0
+    for name, gk, ck, tk, unit, tgt in rows:
+        g = go.get(gk) if gk else None
+        c = ours.get(ck) if ck else None
+        t = ours.get(tk) if tk else None
+        ratio = f"{g / c:.1f}x" if g is not None and c else "—"
+        verdict = ""
+        if tgt and c is not None:
+            kind = tgt[0]
+            if kind == "le":
+                ok = c <= tgt[1]
+                want = f"≤ {fmt(tgt[1], unit)}"
+            elif kind == "x":
+                ok = g is not None and g / c >= tgt[1]
+                want = f"≥ {tgt[1]}x faster than Go"
+            else:
+                ok = t is None or c < t
+                want = "faster than tokio-util" if t is not None else ""
+            if kind != "tk" and t is not None:
+                ok = ok and c < t
+                want += ", faster than tokio-util"
+            if want:
+                verdict = f"{want}: {'met' if ok else '**missed**'}"
+                met += ok
+                missed += not ok
+        print(f"| {name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(t, unit)} | {ratio} | {verdict} |")
+    print()
+    print(f"{met} targets met, {missed} missed. Medians: criterion's median estimate; Go: "
+          f"median of the -count runs; scale: one run.")
+
+
+if __name__ == "__main__":
+    main()

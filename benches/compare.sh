@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs Go's context benchmarks and scale program, then ctxkit's criterion suite (go_parity,
+# with the tokio-util shapes) and scale example, on this machine, and prints one table:
+# measure | Go | ctxkit | tokio-util | ratio | target.
+#
+# Usage: benches/compare.sh [--size small] [--table-only]
+#   --size small   scale programs at sizes / 100 (seconds instead of a minute)
+#   --table-only   re-print the table from the outputs of the last run
+# Environment: OUT (output folder, default target/compare), GO_COUNT (runs of each Go
+# benchmark, median taken; default 3), CRITERION_ARGS (extra arguments for criterion).
+# Installs Go 1.23 from Debian's backports when it is missing (needs root and apt).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+size=full
+table_only=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --size) size=$2; shift 2 ;;
+    --table-only) table_only=1; shift ;;
+    *) echo "usage: $0 [--size small|full] [--table-only]" >&2; exit 2 ;;
+  esac
+done
+out=${OUT:-$root/target/compare}
+mkdir -p "$out"
+
+if [[ $table_only == 0 ]]; then
+  GO=/usr/lib/go-1.23/bin/go
+  if [[ ! -x $GO ]]; then
+    src=/etc/apt/sources.list.d/debian.sources
+    if [[ -f $src ]] && ! grep -rqs bookworm-backports /etc/apt/sources.list.d/; then
+      # the first stanza (the main archive) with the backports suite
+      awk 'BEGIN { RS = ""; ORS = "\n\n" } NR == 1' "$src" |
+        sed -e 's/^Suites:.*/Suites: bookworm-backports/' > /etc/apt/sources.list.d/backports.sources
+    fi
+    apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-1.23-go >/dev/null
+  fi
+  export GOPATH=${GOPATH:-/tmp/gopath} GOCACHE=${GOCACHE:-/tmp/gocache} GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+  {
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$GO" version
+    rustc --version
+  } > "$out/machine.txt"
+
+  echo "== Go: go test -bench . -benchmem context (count ${GO_COUNT:-3})" >&2
+  "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}" context | tee "$out/go-micro.txt" >&2
+
+  echo "== Go: scale program (benches/go)" >&2
+  (cd benches/go && "$GO" build -o "$out/goscale" .)
+  "$out/goscale" -size "$size" | tee "$out/go-scale.txt" >&2
+
+  echo "== ctxkit: cargo bench -p ctxkit --bench go_parity" >&2
+  rm -rf target/criterion
+  # shellcheck disable=SC2086
+  cargo bench -p ctxkit --bench go_parity -- ${CRITERION_ARGS:-} 2>&1 | tee "$out/criterion.txt" >&2
+
+  echo "== ctxkit: scale example" >&2
+  cargo build --release -p ctxkit --example scale 2>&1 | tail -1 >&2
+  target/release/examples/scale --size "$size" | tee "$out/scale.txt" >&2
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+fi
+
+python3 benches/compare.py --out "$out" --criterion target/criterion --size "$size" | tee "$out/table.md"

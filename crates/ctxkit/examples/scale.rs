@@ -1,0 +1,364 @@
+//! Scale figures for ctxkit beside Go's context (benches/go/ prints the same lines for Go):
+//! fan-out wake-ups, a wide and a deep tree of a million contexts, a million live timers,
+//! and how late 10,000 timers fire.
+//!
+//! ```text
+//! cargo run --release -p ctxkit --example scale                 # full sizes (about a minute)
+//! cargo run --release -p ctxkit --example scale -- --size small # sizes / 100, for CI
+//! ```
+//!
+//! Each figure is one line: `name value unit`. Lines starting `tokio_util/` are the same
+//! shape on tokio-util's `CancellationToken`. Bytes are counted by a global allocator in this
+//! example (net bytes still allocated after the step, over the number of contexts); the
+//! library itself declares none.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use ctxkit::{CancelHandle, Context};
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------------------
+
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------
+
+fn line(name: &str, value: f64, unit: &str) {
+    println!("{name} {value:.1} {unit}");
+}
+
+fn per(d: Duration, n: usize) -> f64 {
+    d.as_nanos() as f64 / n as f64
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Set by the last of `n` waiters; the main thread sleeps on it (never spins: the machine
+/// has two cores and both belong to the waiters' runtime).
+struct Countdown {
+    left: AtomicUsize,
+    ready: AtomicUsize,
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Countdown {
+    fn new(n: usize) -> Arc<Countdown> {
+        Arc::new(Countdown {
+            left: AtomicUsize::new(n),
+            ready: AtomicUsize::new(0),
+            done: Mutex::new(false),
+            cv: Condvar::new(),
+        })
+    }
+    fn arrive(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.done.lock().unwrap() = true;
+            self.cv.notify_all();
+        }
+    }
+    fn wait_ready(&self, n: usize) {
+        while self.ready.load(Ordering::Acquire) < n {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // As Go's program: give every waiter time to block.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fn wait_all(&self) {
+        let mut done = self.done.lock().unwrap();
+        while !*done {
+            done = self.cv.wait(done).unwrap();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------
+// 1) fan-out: n waiters on one context; time from cancel() to all woken
+// ---------------------------------------------------------------------------------------
+
+fn fanout_tasks(n: usize) {
+    let rt = runtime();
+    let (ctx, handle) = Context::background().with_cancel();
+    let cd = Countdown::new(n);
+    for _ in 0..n {
+        let (ctx, cd) = (ctx.clone(), Arc::clone(&cd));
+        rt.spawn(async move {
+            cd.ready.fetch_add(1, Ordering::Release);
+            ctx.done().await;
+            cd.arrive();
+        });
+    }
+    cd.wait_ready(n);
+    let t = Instant::now();
+    handle.cancel();
+    cd.wait_all();
+    line(&format!("fanout_wake/tasks={n}"), per(t.elapsed(), n), "ns/waiter");
+    drop(rt);
+}
+
+fn fanout_tasks_tokio_util(n: usize) {
+    let rt = runtime();
+    let token = CancellationToken::new();
+    let cd = Countdown::new(n);
+    for _ in 0..n {
+        let (token, cd) = (token.clone(), Arc::clone(&cd));
+        rt.spawn(async move {
+            cd.ready.fetch_add(1, Ordering::Release);
+            token.cancelled().await;
+            cd.arrive();
+        });
+    }
+    cd.wait_ready(n);
+    let t = Instant::now();
+    token.cancel();
+    cd.wait_all();
+    line(&format!("tokio_util/fanout_wake/tasks={n}"), per(t.elapsed(), n), "ns/waiter");
+    drop(rt);
+}
+
+fn fanout_threads(n: usize) {
+    let (ctx, handle) = Context::background().with_cancel();
+    let cd = Countdown::new(n);
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (ctx, cd) = (ctx.clone(), Arc::clone(&cd));
+            std::thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn(move || {
+                    cd.ready.fetch_add(1, Ordering::Release);
+                    ctx.wait();
+                    cd.arrive();
+                })
+                .expect("a thread")
+        })
+        .collect();
+    cd.wait_ready(n);
+    let t = Instant::now();
+    handle.cancel();
+    cd.wait_all();
+    line(&format!("fanout_wake/threads={n}"), per(t.elapsed(), n), "ns/waiter");
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2) wide: n children of one parent; create, then cancel the parent
+// ---------------------------------------------------------------------------------------
+
+fn wide(n: usize) {
+    let (root, handle) = Context::background().with_cancel();
+    let m0 = live_bytes();
+    let t = Instant::now();
+    let mut kids: Vec<Context> = Vec::with_capacity(n);
+    for _ in 0..n {
+        kids.push(root.with_cancel().0);
+    }
+    let create = t.elapsed();
+    let bytes = live_bytes() - m0;
+    let t = Instant::now();
+    handle.cancel();
+    let cancel = t.elapsed();
+    assert!(kids.iter().all(Context::is_done));
+    let t = Instant::now();
+    drop(kids);
+    let dropped = t.elapsed();
+    line(&format!("wide/n={n}/create"), per(create, n), "ns/child");
+    line(&format!("wide/n={n}/bytes"), bytes as f64 / n as f64, "B/child");
+    line(&format!("wide/n={n}/cancel"), per(cancel, n), "ns/child");
+    line(&format!("wide/n={n}/drop"), per(dropped, n), "ns/child");
+}
+
+fn wide_tokio_util(n: usize) {
+    let root = CancellationToken::new();
+    let m0 = live_bytes();
+    let t = Instant::now();
+    let mut kids: Vec<CancellationToken> = Vec::with_capacity(n);
+    for _ in 0..n {
+        kids.push(root.child_token());
+    }
+    let create = t.elapsed();
+    let bytes = live_bytes() - m0;
+    let t = Instant::now();
+    root.cancel();
+    let cancel = t.elapsed();
+    assert!(kids.iter().all(CancellationToken::is_cancelled));
+    let t = Instant::now();
+    drop(kids);
+    let dropped = t.elapsed();
+    let name = format!("tokio_util/wide/n={n}");
+    line(&format!("{name}/create"), per(create, n), "ns/child");
+    line(&format!("{name}/bytes"), bytes as f64 / n as f64, "B/child");
+    line(&format!("{name}/cancel"), per(cancel, n), "ns/child");
+    line(&format!("{name}/drop"), per(dropped, n), "ns/child");
+}
+
+// ---------------------------------------------------------------------------------------
+// 3) deep: a chain of n contexts; create, then cancel the root
+// ---------------------------------------------------------------------------------------
+
+fn deep(n: usize) {
+    let (root, handle) = Context::background().with_cancel();
+    let m0 = live_bytes();
+    let t = Instant::now();
+    let mut c = root.clone();
+    for _ in 0..n {
+        c = c.with_cancel().0;
+    }
+    let create = t.elapsed();
+    let bytes = live_bytes() - m0;
+    let t = Instant::now();
+    handle.cancel();
+    assert!(c.is_done());
+    let cancel = t.elapsed();
+    let t = Instant::now();
+    drop(c);
+    let dropped = t.elapsed();
+    line(&format!("deep/n={n}/create"), per(create, n), "ns/level");
+    line(&format!("deep/n={n}/bytes"), bytes as f64 / n as f64, "B/level");
+    line(&format!("deep/n={n}/cancel"), per(cancel, n), "ns/level");
+    line(&format!("deep/n={n}/drop"), per(dropped, n), "ns/level");
+}
+
+// ---------------------------------------------------------------------------------------
+// 4) n live with_timeout(1h); create, then cancel each
+// ---------------------------------------------------------------------------------------
+
+fn timers(n: usize) {
+    let root = Context::background();
+    let m0 = live_bytes();
+    let t = Instant::now();
+    let cs: Vec<CancelHandle> = (0..n)
+        .map(|_| root.with_timeout(Duration::from_secs(3600)).1)
+        .collect();
+    let create = t.elapsed();
+    let bytes = live_bytes() - m0;
+    let t = Instant::now();
+    for f in &cs {
+        f.cancel();
+    }
+    let cancel = t.elapsed();
+    drop(cs);
+    line(&format!("timers/n={n}/create"), per(create, n), "ns");
+    line(&format!("timers/n={n}/bytes"), bytes as f64 / n as f64, "B");
+    line(&format!("timers/n={n}/cancel"), per(cancel, n), "ns");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5) timer lateness: n contexts with a 50 ms timeout, each awaited by a task
+// ---------------------------------------------------------------------------------------
+
+fn timer_lateness(n: usize) {
+    let rt = runtime();
+    let mut waiters = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (ctx, h) = Context::background().with_timeout(Duration::from_millis(50));
+        handles.push(h);
+        waiters.push(rt.spawn(async move {
+            ctx.done().await;
+            // Lateness against this context's own deadline.
+            Instant::now().saturating_duration_since(ctx.deadline().expect("a deadline"))
+        }));
+    }
+    let mut late: Vec<Duration> = rt.block_on(async {
+        let mut late = Vec::with_capacity(n);
+        for w in waiters {
+            late.push(w.await.expect("a waiter"));
+        }
+        late
+    });
+    late.sort();
+    let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    line(&format!("timer_lateness/n={n}/p50"), ms(pick(0.5)), "ms");
+    line(&format!("timer_lateness/n={n}/p99"), ms(pick(0.99)), "ms");
+    line(&format!("timer_lateness/n={n}/max"), ms(*late.last().unwrap()), "ms");
+}
+
+fn main() {
+    let mut div = 1;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--size" => match args.next().as_deref() {
+                Some("small") => div = 100,
+                Some("full") => div = 1,
+                other => panic!("--size small|full, not {other:?}"),
+            },
+            "--only" => only = args.next(),
+            "-h" | "--help" => {
+                println!("scale [--size small|full] [--only fanout|wide|deep|timers|lateness]");
+                return;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let run = |part: &str| only.as_deref().map_or(true, |o| o == part);
+    if run("fanout") {
+        fanout_tasks(100_000 / div);
+        fanout_tasks(1_000_000 / div);
+        fanout_threads(10_000 / div);
+        fanout_tasks_tokio_util(100_000 / div);
+        fanout_tasks_tokio_util(1_000_000 / div);
+    }
+    if run("wide") {
+        wide(1_000_000 / div);
+        wide_tokio_util(1_000_000 / div);
+    }
+    if run("deep") {
+        deep(1_000_000 / div);
+    }
+    if run("timers") {
+        timers(1_000_000 / div);
+    }
+    if run("lateness") {
+        timer_lateness(10_000 / div);
+    }
+}
