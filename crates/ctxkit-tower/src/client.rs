@@ -1,0 +1,359 @@
+//! The client side: [`ClientLayer`] carries a request's [`Context`] to the server and stops
+//! the call when the context is done.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use ctxkit::{Context, Done, Error};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::codec;
+use crate::server::{is_grpc, GRPC_TIMEOUT};
+
+/// A boxed error, as tower and tonic pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Default)]
+struct Config {
+    ms_header: Option<HeaderName>,
+}
+
+/// A [`tower::Layer`](tower_layer::Layer) for HTTP clients (a tonic `Channel`, a hyper
+/// client) that honours the [`Context`] found in each request's extensions:
+///
+/// - a context that is already done fails the call at once, without sending it;
+/// - the time left goes to the server: as `grpc-timeout` for gRPC (rounded up, never
+///   shortened; a smaller `grpc-timeout` already on the request is kept), and for plain HTTP
+///   as the header set with [`timeout_ms_header`](ClientLayer::timeout_ms_header), if any;
+/// - the call (and the response body) race `ctx.done()`: cancelling the context drops the
+///   call, which resets the HTTP/2 stream or closes the HTTP/1.1 connection;
+/// - once the deadline has passed, a failure or a gRPC `CANCELLED` status (what tonic reports
+///   for a timeout) becomes `DEADLINE_EXCEEDED`.
+///
+/// Errors are boxed: a done context fails a gRPC call with a `tonic::Status`
+/// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic`), and any other call with a
+/// [`ctxkit::Error`]. Requests without a context pass through untouched.
+///
+/// # Examples
+///
+/// ```
+/// use ctxkit_tower::{ClientLayer, RequestContextExt};
+/// use tower_layer::Layer;
+/// # let some_client = tower_service_fn();
+/// # fn tower_service_fn() -> impl Clone { () }
+/// let layer = ClientLayer::new().timeout_ms_header("x-timeout-ms");
+/// // let client = layer.layer(hyper_client); // or a tonic Channel
+/// let (ctx, _h) = ctxkit::Context::background().with_timeout(std::time::Duration::from_secs(1));
+/// let mut req = http::Request::new(());
+/// req.set_context(ctx);
+/// # drop((layer, some_client));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ClientLayer {
+    config: Arc<Config>,
+}
+
+impl ClientLayer {
+    /// A layer that sends `grpc-timeout` on gRPC calls and no timeout header on plain HTTP.
+    pub fn new() -> ClientLayer {
+        ClientLayer::default()
+    }
+
+    /// Send the time left on plain HTTP requests as whole milliseconds (rounded up) in the
+    /// header `name`, e.g. `connect-timeout-ms` or `x-timeout-ms`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name.
+    pub fn timeout_ms_header(self, name: &str) -> ClientLayer {
+        let name = HeaderName::try_from(name).expect("a valid header name");
+        ClientLayer {
+            config: Arc::new(Config {
+                ms_header: Some(name),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = ClientService<S>;
+
+    fn layer(&self, inner: S) -> ClientService<S> {
+        ClientService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service made by [`ClientLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+/// Writes the time left on `ctx` into `headers` (`grpc-timeout` for gRPC, else the configured
+/// millisecond header). Never lengthens a timeout already there.
+pub(crate) fn send_deadline(
+    ctx: &Context,
+    headers: &mut HeaderMap,
+    grpc: bool,
+    ms_header: Option<&HeaderName>,
+) {
+    let Some(left) = ctx.remaining() else {
+        return;
+    };
+    if grpc {
+        let existing = headers
+            .get(&GRPC_TIMEOUT)
+            .and_then(|v| codec::decode_grpc_timeout(v.as_bytes()).ok());
+        if existing.is_some_and(|t| t <= left) {
+            return;
+        }
+        let value = HeaderValue::try_from(codec::encode_grpc_timeout(left))
+            .expect("digits and a unit are a valid header value");
+        headers.insert(GRPC_TIMEOUT, value);
+    } else if let Some(name) = ms_header {
+        let value = HeaderValue::try_from(codec::encode_timeout_ms(left))
+            .expect("digits are a valid header value");
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// The error for a call stopped because `ctx` is done.
+fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
+    #[cfg(feature = "tonic")]
+    if grpc {
+        let message = ctx.cause().map_or_else(|| err.to_string(), |c| c.to_string());
+        return Box::new(match err {
+            Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
+            Error::Canceled => tonic::Status::cancelled(message),
+        });
+    }
+    let _ = (ctx, grpc);
+    Box::new(err)
+}
+
+/// Whether the deadline has passed (the timer may not have fired yet).
+fn deadline_passed(ctx: &Context) -> bool {
+    ctx.err() == Some(Error::DeadlineExceeded) || ctx.remaining() == Some(Duration::ZERO)
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ClientService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<ClientBody<ResB>>;
+    type Error = BoxError;
+    type Future = ClientFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let grpc = is_grpc(req.headers());
+        let Some(ctx) = req.extensions().get::<Context>().cloned() else {
+            return ClientFuture::new(Some(self.inner.call(req)), None, grpc);
+        };
+        if let Some(err) = ctx.err() {
+            let error = context_error(&ctx, err, grpc);
+            let mut fut = ClientFuture::new(None, None, grpc);
+            fut.failed = Some(error);
+            return fut;
+        }
+        send_deadline(&ctx, req.headers_mut(), grpc, self.config.ms_header.as_ref());
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::inject(&ctx, req.headers_mut());
+        ClientFuture::new(Some(self.inner.call(req)), Some(ctx), grpc)
+    }
+}
+
+pin_project! {
+    /// The response future of [`ClientService`]: the call, raced against the context.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ClientFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        watch: Option<Watch>,
+        failed: Option<BoxError>,
+        grpc: bool,
+    }
+}
+
+/// A context and its `done()` future.
+struct Watch {
+    ctx: Context,
+    done: Done,
+}
+
+impl<F> ClientFuture<F> {
+    fn new(inner: Option<F>, ctx: Option<Context>, grpc: bool) -> Self {
+        ClientFuture {
+            inner,
+            watch: ctx.map(|ctx| Watch {
+                done: ctx.done(),
+                ctx,
+            }),
+            failed: None,
+            grpc,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ClientFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ClientFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ClientBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(err) = this.failed.take() {
+            return Poll::Ready(Err(err));
+        }
+        let grpc = *this.grpc;
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            panic!("ClientFuture polled after completion");
+        };
+        if let Poll::Ready(result) = inner.poll(cx) {
+            this.inner.set(None);
+            let watch = this.watch.take();
+            return Poll::Ready(match (result, watch) {
+                (Ok(res), watch) => {
+                    let (mut parts, body) = res.into_parts();
+                    ClientBody::<B>::fix_status(&watch, grpc, &mut parts.headers);
+                    let body = ClientBody {
+                        inner: body,
+                        watch,
+                        grpc,
+                    };
+                    Ok(Response::from_parts(parts, body))
+                }
+                (Err(_), Some(watch)) if deadline_passed(&watch.ctx) => Err(context_error(
+                    &watch.ctx,
+                    Error::DeadlineExceeded,
+                    grpc,
+                )),
+                (Err(err), Some(watch)) => match watch.ctx.err() {
+                    Some(e) => Err(context_error(&watch.ctx, e, grpc)),
+                    None => Err(err.into()),
+                },
+                (Err(err), None) => Err(err.into()),
+            });
+        }
+        if let Some(watch) = this.watch {
+            if let Poll::Ready(err) = Pin::new(&mut watch.done).poll(cx) {
+                this.inner.set(None); // abort the call
+                return Poll::Ready(Err(context_error(&watch.ctx, err, grpc)));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+pin_project! {
+    /// The response body of [`ClientService`]: fails with the context's error once the
+    /// context is done, and turns a gRPC `CANCELLED` into `DEADLINE_EXCEEDED` once the
+    /// deadline has passed.
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: B,
+        watch: Option<Watch>,
+        grpc: bool,
+    }
+}
+
+impl<B> fmt::Debug for ClientBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBody").finish_non_exhaustive()
+    }
+}
+
+/// gRPC status code 1, `CANCELLED`, which tonic sends when its timeout fires.
+const GRPC_CANCELLED: &[u8] = b"1";
+
+impl<B> ClientBody<B> {
+    /// In the response headers (a trailers-only gRPC response) or trailers: `CANCELLED`
+    /// after the deadline becomes `DEADLINE_EXCEEDED`.
+    fn fix_status(watch: &Option<Watch>, grpc: bool, headers: &mut HeaderMap) {
+        let Some(watch) = watch else { return };
+        if !grpc || !deadline_passed(&watch.ctx) {
+            return;
+        }
+        if headers.get("grpc-status").map(HeaderValue::as_bytes) == Some(GRPC_CANCELLED) {
+            headers.insert("grpc-status", HeaderValue::from_static("4"));
+        }
+    }
+}
+
+impl<B> Body for ClientBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let this = self.project();
+        let grpc = *this.grpc;
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        Self::fix_status(this.watch, grpc, &mut trailers);
+                        Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(match this.watch {
+                Some(w) if w.ctx.is_done() || deadline_passed(&w.ctx) => {
+                    let e = w.ctx.err().unwrap_or(Error::DeadlineExceeded);
+                    context_error(&w.ctx, e, grpc)
+                }
+                _ => err.into(),
+            }))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.watch {
+                Some(w) => match Pin::new(&mut w.done).poll(cx) {
+                    Poll::Ready(err) => Poll::Ready(Some(Err(context_error(&w.ctx, err, grpc)))),
+                    Poll::Pending => Poll::Pending,
+                },
+                None => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+

@@ -1,0 +1,409 @@
+//! The server side: [`ServerLayer`] gives every request a [`Context`].
+//!
+//! # Lifecycle of a request's context
+//! 1. Made in `call` as a child of the layer's root context, with the deadline read from the
+//!    request's headers (the smallest of them, clamped to the server's maximum).
+//! 2. Stored in the request's extensions, where handlers find it.
+//! 3. Done, with the first of these that happens:
+//!    - the deadline passes: `DeadlineExceeded` (the core's timer does it);
+//!    - the response future is dropped before it finished (client disconnect, HTTP/2
+//!      `RST_STREAM`): `Canceled`, cause [`ServerCause::ClientGone`];
+//!    - the response body has been sent to the end, or dropped: `Canceled`, cause
+//!      [`ServerCause::ResponseSent`] or [`ServerCause::ClientGone`];
+//!    - the root is cancelled (server shutdown): its cause, e.g. [`ServerCause::Shutdown`].
+//!
+//! Once the deadline has passed, a drop is not reported as `Canceled`: the deadline timer is
+//! about to report `DeadlineExceeded`, and that is what happened.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context as TaskContext, Poll};
+use std::time::Duration;
+
+use ctxkit::{CancelHandle, Context};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::codec;
+
+/// The cause given to a request's context when the server cancels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerCause {
+    /// The response future or body was dropped before the response was complete: the client
+    /// went away, reset the stream, or the connection failed.
+    ClientGone,
+    /// The response has been sent (Go: "when ServeHTTP returns").
+    ResponseSent,
+    /// The server is shutting down. Cancel the layer's root context with this cause.
+    Shutdown,
+}
+
+impl fmt::Display for ServerCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerCause::ClientGone => "client went away before the response was complete",
+            ServerCause::ResponseSent => "response sent",
+            ServerCause::Shutdown => "server shutting down",
+        })
+    }
+}
+
+impl std::error::Error for ServerCause {}
+
+/// The `connect-timeout-ms` header of the Connect protocol.
+pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
+
+/// The `grpc-timeout` header.
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+#[derive(Debug)]
+struct Config {
+    root: Context,
+    max_timeout: Option<Duration>,
+    connect_timeout_ms: bool,
+    ms_header: Option<HeaderName>,
+    grace: Option<Duration>,
+}
+
+/// A [`tower::Layer`](tower_layer::Layer) that gives each request a [`Context`] derived from a
+/// server-wide root, with the deadline the client sent.
+///
+/// Handlers read the context from the request's extensions (`req.extensions().get::<Context>()`,
+/// or [`RequestContextExt::context`](crate::RequestContextExt::context)); with the `axum`
+/// feature, [`RequestContext`](crate::RequestContext) is an extractor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ctxkit::Context;
+/// use ctxkit_tower::{ServerCause, ServerLayer};
+///
+/// let (root, shutdown) = Context::background().with_cancel();
+/// let layer = ServerLayer::new(root)
+///     .max_timeout(Duration::from_secs(30))
+///     .timeout_ms_header("x-timeout-ms")
+///     .grace(Duration::from_millis(100));
+/// // let svc = tower::ServiceBuilder::new().layer(layer).service(app);
+/// // ... on SIGTERM:
+/// shutdown.cancel_with_cause(ServerCause::Shutdown);
+/// # drop(layer);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerLayer {
+    config: Arc<Config>,
+}
+
+impl ServerLayer {
+    /// A layer whose request contexts are children of `root`: cancelling `root` cancels every
+    /// request in flight (Go's `http.Server.BaseContext`). Reads `grpc-timeout` only; no
+    /// maximum; no grace answer.
+    pub fn new(root: Context) -> ServerLayer {
+        ServerLayer {
+            config: Arc::new(Config {
+                root,
+                max_timeout: None,
+                connect_timeout_ms: false,
+                ms_header: None,
+                grace: None,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::get_mut(&mut self.config).expect("configured before it is shared")
+    }
+
+    /// No request gets a deadline later than `max` from its arrival, even one that sent no
+    /// timeout.
+    pub fn max_timeout(mut self, max: Duration) -> ServerLayer {
+        self.config_mut().max_timeout = Some(max);
+        self
+    }
+
+    /// Also read the Connect protocol's `connect-timeout-ms` header.
+    pub fn connect_timeout_ms(mut self, enabled: bool) -> ServerLayer {
+        self.config_mut().connect_timeout_ms = enabled;
+        self
+    }
+
+    /// Also read a timeout in milliseconds (1–10 ASCII digits) from the header `name`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name.
+    pub fn timeout_ms_header(mut self, name: &str) -> ServerLayer {
+        let name = HeaderName::try_from(name).expect("a valid header name");
+        self.config_mut().ms_header = Some(name);
+        self
+    }
+
+    /// When a handler has not answered `grace` after its deadline, drop it and answer
+    /// `504 Gateway Timeout` (HTTP) or `grpc-status: 4` `DEADLINE_EXCEEDED` (gRPC). Without
+    /// this, the handler decides what to answer. The wait uses tokio's timer.
+    pub fn grace(mut self, grace: Duration) -> ServerLayer {
+        self.config_mut().grace = Some(grace);
+        self
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = ServerService<S>;
+
+    fn layer(&self, inner: S) -> ServerService<S> {
+        ServerService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service made by [`ServerLayer`].
+#[derive(Clone, Debug)]
+pub struct ServerService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl Config {
+    /// The smallest valid timeout the headers carry, clamped to the maximum.
+    fn timeout(&self, headers: &HeaderMap) -> Option<Duration> {
+        let mut timeout = self.max_timeout;
+        let mut consider = |name: &HeaderName, decode: fn(&[u8]) -> _| {
+            for value in headers.get_all(name) {
+                match decode(value.as_bytes()) {
+                    Ok(t) => timeout = Some(timeout.map_or(t, |old: Duration| old.min(t))),
+                    Err(err) => tracing::debug!(
+                        header = %name, value = ?value, error = %err,
+                        "ignoring malformed timeout header"
+                    ),
+                }
+            }
+        };
+        consider(&GRPC_TIMEOUT, codec::decode_grpc_timeout);
+        if self.connect_timeout_ms {
+            consider(&CONNECT_TIMEOUT_MS, codec::decode_timeout_ms);
+        }
+        if let Some(name) = &self.ms_header {
+            consider(name, codec::decode_timeout_ms);
+        }
+        timeout
+    }
+}
+
+/// Whether the message is gRPC (`content-type: application/grpc...`).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ServerService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    type Response = Response<ServerBody<ResB>>;
+    type Error = S::Error;
+    type Future = ServerFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let config = &*self.config;
+        let (ctx, handle) = match config.timeout(req.headers()) {
+            Some(timeout) => config.root.with_timeout(timeout),
+            None => config.root.with_cancel(),
+        };
+        #[cfg(feature = "opentelemetry")]
+        let ctx = crate::otel::extract(&ctx, req.headers());
+        let grpc = is_grpc(req.headers());
+        let grace = match (config.grace, ctx.deadline()) {
+            (Some(grace), Some(deadline)) => deadline.checked_add(grace).map(|at| {
+                Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))
+            }),
+            _ => None,
+        };
+        req.extensions_mut().insert(ctx.clone());
+        ServerFuture {
+            inner: Some(self.inner.call(req)),
+            guard: Some(RequestGuard { ctx, handle }),
+            grace,
+            grpc,
+        }
+    }
+}
+
+/// Cancels a request's context when dropped, unless its deadline already passed.
+#[derive(Debug)]
+struct RequestGuard {
+    ctx: Context,
+    handle: CancelHandle,
+}
+
+impl RequestGuard {
+    fn cancel(&self, cause: ServerCause) {
+        if self.ctx.is_done() {
+            return;
+        }
+        // Past the deadline, the timer is about to say DeadlineExceeded: that is the truth.
+        if self.ctx.remaining() == Some(Duration::ZERO) {
+            return;
+        }
+        self.handle.cancel_with_cause(cause);
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.cancel(ServerCause::ClientGone);
+    }
+}
+
+pin_project! {
+    /// The response future of [`ServerService`].
+    ///
+    /// Dropping it before it completes cancels the request's context with `Canceled`
+    /// ([`ServerCause::ClientGone`]).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ServerFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        guard: Option<RequestGuard>,
+        grace: Option<Pin<Box<tokio::time::Sleep>>>,
+        grpc: bool,
+    }
+}
+
+impl<F> fmt::Debug for ServerFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B: Body, E> Future for ServerFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ServerBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(inner) = this.inner.as_mut().as_pin_mut() {
+            if let Poll::Ready(result) = inner.poll(cx) {
+                this.inner.set(None);
+                let guard = this.guard.take();
+                return Poll::Ready(result.map(|res| {
+                    let guard = guard.filter(|g| {
+                        if res.body().is_end_stream() {
+                            g.cancel(ServerCause::ResponseSent);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    res.map(|body| ServerBody {
+                        inner: Some(body),
+                        guard,
+                    })
+                }));
+            }
+        }
+        match this.grace {
+            Some(grace) => {
+                ready!(grace.as_mut().poll(cx));
+                this.inner.set(None); // drop the handler
+                let guard = this.guard.take();
+                tracing::debug!(
+                    grpc = *this.grpc,
+                    "handler did not answer within the grace period after its deadline"
+                );
+                drop(guard);
+                Poll::Ready(Ok(deadline_response(*this.grpc)))
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// `504 Gateway Timeout`, or gRPC's trailers-only `DEADLINE_EXCEEDED`.
+fn deadline_response<B>(grpc: bool) -> Response<ServerBody<B>> {
+    let mut res = Response::new(ServerBody {
+        inner: None,
+        guard: None,
+    });
+    if grpc {
+        let headers = res.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from_static("4"));
+        headers.insert(
+            "grpc-message",
+            HeaderValue::from_static("context%20deadline%20exceeded"),
+        );
+    } else {
+        *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    }
+    res
+}
+
+pin_project! {
+    /// The response body of [`ServerService`]: the handler's body, which cancels the request's
+    /// context once it has been sent to the end ([`ServerCause::ResponseSent`]) or dropped
+    /// ([`ServerCause::ClientGone`]). Empty when the layer answered for a late handler.
+    pub struct ServerBody<B> {
+        #[pin]
+        inner: Option<B>,
+        guard: Option<RequestGuard>,
+    }
+}
+
+impl<B> fmt::Debug for ServerBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBody").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for ServerBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let Some(mut inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(inner.as_mut().poll_frame(cx));
+        let finished = match &frame {
+            None | Some(Err(_)) => true,
+            Some(Ok(_)) => inner.is_end_stream(),
+        };
+        if finished {
+            if let Some(guard) = this.guard.take() {
+                guard.cancel(ServerCause::ResponseSent);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().map_or(true, |b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
