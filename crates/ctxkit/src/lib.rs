@@ -46,6 +46,8 @@ mod callback;
 mod context;
 mod done;
 mod error;
+mod glue;
+pub mod group;
 mod handle;
 mod node;
 mod sync;
@@ -56,6 +58,17 @@ pub use callback::AfterFunc;
 pub use context::Context;
 pub use done::Done;
 pub use error::{Cause, Error};
+pub use group::{Group, Panicked, ScopedGroup};
+
+#[cfg(feature = "crossbeam-channel")]
+pub use glue::crossbeam;
+#[cfg(feature = "futures")]
+pub use glue::futures;
+pub use glue::net;
+#[cfg(feature = "tokio")]
+pub use glue::tokio;
+#[cfg(feature = "tokio-util")]
+pub use glue::tokio_util;
 pub use handle::{CancelGuard, CancelHandle};
 pub use timer::ManualClock;
 pub use values::Key;
