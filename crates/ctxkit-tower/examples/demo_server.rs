@@ -1,1 +1,197 @@
-fn main() {}
+//! The demo server: HTTP/1.1 and gRPC (HTTP/2 cleartext) on one port, every request under a
+//! ctxkit context that carries the client's deadline.
+//!
+//! ```text
+//! cargo run -p ctxkit-tower --example demo_server -- --addr 127.0.0.1:50051
+//! curl -H 'x-timeout-ms: 100' '127.0.0.1:50051/work?ms=500'   # 504 after 100 ms
+//! ```
+//!
+//! Prints `listening on ADDR`, then one JSON line per finished request:
+//! `{"proto":"http","deadline_remaining_ms":99,"outcome":"deadline_exceeded","elapsed_ms":100.4}`.
+//!
+//! - `GET /work?ms=N` works N ms in small steps, stopping when the request's context is done,
+//!   and answers `200 {"completed":true,"deadline_remaining_ms":...}`.
+//! - gRPC `ctxkit.demo.v1.Worker/Work` (`proto/demo.proto`) does the same.
+//! - Deadlines: `grpc-timeout`, `connect-timeout-ms`, `x-timeout-ms` (the smallest wins).
+//! - SIGTERM or ctrl-c: stop accepting, cancel the requests in flight, exit when they are done.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::Query;
+use axum::response::IntoResponse;
+use ctxkit::{Context, Error};
+use ctxkit_tower::{RequestContext, RequestContextExt, ServerCause, ServerLayer};
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower_layer::Layer;
+
+mod pb {
+    include!("../proto/gen/ctxkit.demo.v1.rs");
+}
+
+use pb::worker_server::{Worker, WorkerServer};
+use pb::{WorkReply, WorkRequest};
+
+/// How long a handler may run past its deadline before the layer answers for it.
+const GRACE: Duration = Duration::from_millis(50);
+
+/// One step of simulated work.
+const STEP: Duration = Duration::from_millis(2);
+
+/// Does `ms` milliseconds of work in small steps, in a task of its own (as real handlers
+/// often do), stopping when `ctx` is done. Logs the JSON line when the task ends, even if the
+/// handler that awaited it was dropped. Returns whether the work completed, and the deadline
+/// left at entry.
+async fn work(proto: &'static str, ctx: Context, ms: u64) -> (bool, Option<u128>) {
+    let start = Instant::now();
+    let remaining = ctx.remaining().map(|d| d.as_millis());
+    let task = tokio::spawn(async move {
+        let end = start + Duration::from_millis(ms);
+        let completed = loop {
+            let now = Instant::now();
+            if now >= end {
+                break true;
+            }
+            if ctx
+                .run(tokio::time::sleep(STEP.min(end - now)))
+                .await
+                .is_err()
+            {
+                break false;
+            }
+        };
+        let outcome = match (completed, ctx.err()) {
+            (true, _) => "completed",
+            (false, Some(Error::DeadlineExceeded)) => "deadline_exceeded",
+            (false, _) => "canceled",
+        };
+        let remaining = remaining.map_or("null".to_owned(), |r| r.to_string());
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            r#"{{"proto":"{proto}","deadline_remaining_ms":{remaining},"outcome":"{outcome}","elapsed_ms":{elapsed:.3}}}"#
+        );
+        completed
+    });
+    (task.await.unwrap_or(false), remaining)
+}
+
+#[derive(serde::Deserialize)]
+struct WorkQuery {
+    ms: u64,
+}
+
+async fn http_work(
+    RequestContext(ctx): RequestContext,
+    Query(q): Query<WorkQuery>,
+) -> impl IntoResponse {
+    let (completed, remaining) = work("http", ctx.clone(), q.ms).await;
+    let remaining = remaining.map_or("null".to_owned(), |r| r.to_string());
+    let status = match (completed, ctx.err()) {
+        (true, _) => StatusCode::OK,
+        (false, Some(Error::DeadlineExceeded)) => StatusCode::GATEWAY_TIMEOUT,
+        (false, _) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = format!(r#"{{"completed":{completed},"deadline_remaining_ms":{remaining}}}"#);
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+}
+
+struct DemoWorker;
+
+#[tonic::async_trait]
+impl Worker for DemoWorker {
+    async fn work(
+        &self,
+        request: tonic::Request<WorkRequest>,
+    ) -> Result<tonic::Response<WorkReply>, tonic::Status> {
+        let ctx = request.context();
+        let (completed, remaining) = work("grpc", ctx.clone(), request.get_ref().millis).await;
+        match (completed, ctx.err()) {
+            (true, _) => Ok(tonic::Response::new(WorkReply {
+                completed: true,
+                deadline_remaining_ms: remaining.map_or(-1, |r| r as i64),
+            })),
+            (false, Some(Error::DeadlineExceeded)) => Err(tonic::Status::deadline_exceeded(
+                "context deadline exceeded",
+            )),
+            (false, _) => Err(tonic::Status::cancelled("context canceled")),
+        }
+    }
+}
+
+fn parse_addr() -> SocketAddr {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:50051".to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().expect("--addr needs a value"),
+            other => match other.strip_prefix("--addr=") {
+                Some(value) => addr = value.to_owned(),
+                None => panic!("unknown argument {other:?}; usage: demo_server --addr HOST:PORT"),
+            },
+        }
+    }
+    addr.parse().expect("--addr takes HOST:PORT")
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let listener = TcpListener::bind(parse_addr()).await?;
+    println!("listening on {}", listener.local_addr()?);
+
+    let (root, shutdown) = Context::background().with_cancel();
+    let grpc = tonic::service::Routes::new(WorkerServer::new(DemoWorker)).into_axum_router();
+    let app = axum::Router::new()
+        .route("/work", axum::routing::get(http_work))
+        .merge(grpc);
+    let app = ServerLayer::new(root)
+        .connect_timeout_ms(true)
+        .timeout_ms_header("x-timeout-ms")
+        .grace(GRACE)
+        .layer(app);
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let Ok((stream, _)) = conn else { continue };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(app.clone());
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut signal => break,
+        }
+    }
+    drop(listener); // stop accepting
+    shutdown.cancel_with_cause(ServerCause::Shutdown); // cancel every request in flight
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("connections still open after 10 s; exiting");
+    }
+    Ok(())
+}

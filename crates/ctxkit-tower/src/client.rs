@@ -133,7 +133,9 @@ pub(crate) fn send_deadline(
 fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
     #[cfg(feature = "tonic")]
     if grpc {
-        let message = ctx.cause().map_or_else(|| err.to_string(), |c| c.to_string());
+        let message = ctx
+            .cause()
+            .map_or_else(|| err.to_string(), |c| c.to_string());
         return Box::new(match err {
             Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
             Error::Canceled => tonic::Status::cancelled(message),
@@ -173,7 +175,12 @@ where
             fut.failed = Some(error);
             return fut;
         }
-        send_deadline(&ctx, req.headers_mut(), grpc, self.config.ms_header.as_ref());
+        send_deadline(
+            &ctx,
+            req.headers_mut(),
+            grpc,
+            self.config.ms_header.as_ref(),
+        );
         #[cfg(feature = "opentelemetry")]
         crate::otel::inject(&ctx, req.headers_mut());
         ClientFuture::new(Some(self.inner.call(req)), Some(ctx), grpc)
@@ -248,11 +255,9 @@ where
                     };
                     Ok(Response::from_parts(parts, body))
                 }
-                (Err(_), Some(watch)) if deadline_passed(&watch.ctx) => Err(context_error(
-                    &watch.ctx,
-                    Error::DeadlineExceeded,
-                    grpc,
-                )),
+                (Err(_), Some(watch)) if deadline_passed(&watch.ctx) => {
+                    Err(context_error(&watch.ctx, Error::DeadlineExceeded, grpc))
+                }
                 (Err(err), Some(watch)) => match watch.ctx.err() {
                     Some(e) => Err(context_error(&watch.ctx, e, grpc)),
                     None => Err(err.into()),
@@ -356,4 +361,3 @@ where
         self.inner.size_hint()
     }
 }
-

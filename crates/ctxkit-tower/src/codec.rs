@@ -165,7 +165,10 @@ mod tests {
             Ok(Duration::from_secs(99_999_999 * 3600))
         );
         assert_eq!(decode_grpc_timeout(b"0n"), Ok(Duration::ZERO));
-        assert_eq!(decode_grpc_timeout(b"00000001S"), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            decode_grpc_timeout(b"00000001S"),
+            Ok(Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -188,31 +191,63 @@ mod tests {
             ("10µ".as_bytes(), NotADigit),
         ];
         for (text, want) in cases {
-            assert_eq!(decode_grpc_timeout(text), Err(want), "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(
+                decode_grpc_timeout(text),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 
     #[test]
     fn malformed_ms_timeouts_are_rejected() {
         assert_eq!(decode_timeout_ms(b""), Err(TimeoutError::Empty));
-        assert_eq!(decode_timeout_ms(b"12345678901"), Err(TimeoutError::TooManyDigits));
-        assert_eq!(decode_timeout_ms(b"18446744073709551616"), Err(TimeoutError::TooManyDigits));
+        assert_eq!(
+            decode_timeout_ms(b"12345678901"),
+            Err(TimeoutError::TooManyDigits)
+        );
+        assert_eq!(
+            decode_timeout_ms(b"18446744073709551616"),
+            Err(TimeoutError::TooManyDigits)
+        );
         assert_eq!(decode_timeout_ms(b"1e3"), Err(TimeoutError::NotADigit));
-        assert_eq!(decode_timeout_ms("٣".as_bytes()), Err(TimeoutError::NotADigit));
-        assert_eq!(decode_timeout_ms(b"9999999999"), Ok(Duration::from_millis(9_999_999_999)));
+        assert_eq!(
+            decode_timeout_ms("٣".as_bytes()),
+            Err(TimeoutError::NotADigit)
+        );
+        assert_eq!(
+            decode_timeout_ms(b"9999999999"),
+            Ok(Duration::from_millis(9_999_999_999))
+        );
     }
 
     #[test]
     fn encoding_picks_the_finest_unit_that_fits_like_grpc_go() {
         assert_eq!(encode_grpc_timeout(Duration::ZERO), "0n");
         assert_eq!(encode_grpc_timeout(Duration::from_nanos(1)), "1n");
-        assert_eq!(encode_grpc_timeout(Duration::from_nanos(99_999_999)), "99999999n");
-        assert_eq!(encode_grpc_timeout(Duration::from_nanos(100_000_000)), "100000u");
-        assert_eq!(encode_grpc_timeout(Duration::from_nanos(100_000_001)), "100001u");
+        assert_eq!(
+            encode_grpc_timeout(Duration::from_nanos(99_999_999)),
+            "99999999n"
+        );
+        assert_eq!(
+            encode_grpc_timeout(Duration::from_nanos(100_000_000)),
+            "100000u"
+        );
+        assert_eq!(
+            encode_grpc_timeout(Duration::from_nanos(100_000_001)),
+            "100001u"
+        );
         assert_eq!(encode_grpc_timeout(Duration::from_secs(100)), "100000m");
         assert_eq!(encode_grpc_timeout(Duration::from_secs(100_000)), "100000S");
-        assert_eq!(encode_grpc_timeout(Duration::from_secs(100_000_000)), "1666667M");
-        assert_eq!(encode_grpc_timeout(Duration::from_secs(10_000_000_000)), "2777778H");
+        assert_eq!(
+            encode_grpc_timeout(Duration::from_secs(100_000_000)),
+            "1666667M"
+        );
+        assert_eq!(
+            encode_grpc_timeout(Duration::from_secs(10_000_000_000)),
+            "2777778H"
+        );
         assert_eq!(encode_grpc_timeout(Duration::MAX), "99999999H");
     }
 

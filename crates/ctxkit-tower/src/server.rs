@@ -227,9 +227,9 @@ where
         let ctx = crate::otel::extract(&ctx, req.headers());
         let grpc = is_grpc(req.headers());
         let grace = match (config.grace, ctx.deadline()) {
-            (Some(grace), Some(deadline)) => deadline.checked_add(grace).map(|at| {
-                Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))
-            }),
+            (Some(grace), Some(deadline)) => deadline
+                .checked_add(grace)
+                .map(|at| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))),
             _ => None,
         };
         req.extensions_mut().insert(ctx.clone());
