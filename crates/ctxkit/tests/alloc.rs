@@ -1,0 +1,233 @@
+//! Allocation counts in steady state, measured with a counting global allocator. Counts are
+//! kept per thread, so tests running in parallel do not disturb each other, and the work of
+//! the library's own threads (timer, callbacks) is not counted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::time::Duration;
+
+use ctxkit::{Context, Key};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; the counter is a const-initialised
+// thread-local without a destructor, so touching it never allocates or re-enters.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+const WARMUP: usize = 1_000;
+const ROUNDS: usize = 10_000;
+
+/// Runs `op` `WARMUP` times, then `ROUNDS` times while counting this thread's allocations.
+/// Returns (average per op, most in one op).
+fn measure(mut op: impl FnMut()) -> (f64, u64) {
+    for _ in 0..WARMUP {
+        op();
+    }
+    let start = allocs();
+    let mut most = 0;
+    for _ in 0..ROUNDS {
+        let before = allocs();
+        op();
+        most = most.max(allocs() - before);
+    }
+    let total = allocs() - start;
+    (total as f64 / ROUNDS as f64, most)
+}
+
+fn check(what: &str, target: u64, (avg, most): (f64, u64)) {
+    eprintln!("{what}: {avg:.3} allocations per op on average, at most {most}");
+    assert!(
+        avg <= target as f64,
+        "{what}: {avg:.3} allocations per op on average (at most {most} in one op), target {target}"
+    );
+}
+
+static USER: Key<&'static str> = Key::new("user");
+static REQUEST: Key<u64> = Key::new("request");
+
+// API S1
+#[test]
+fn background_and_todo_do_not_allocate() {
+    check(
+        "background()",
+        0,
+        measure(|| {
+            black_box(Context::background());
+        }),
+    );
+    check(
+        "todo()",
+        0,
+        measure(|| {
+            black_box(Context::todo());
+        }),
+    );
+    let (avg, most) = measure(|| {
+        black_box(Context::background());
+        black_box(Context::todo());
+    });
+    assert_eq!((avg, most), (0.0, 0), "roots must never allocate");
+}
+
+#[test]
+fn with_cancel_and_cancel_allocate_at_most_once() {
+    let bg = Context::background();
+    check(
+        "with_cancel+cancel under background",
+        1,
+        measure(|| {
+            let (ctx, h) = bg.with_cancel();
+            h.cancel();
+            black_box(ctx);
+        }),
+    );
+    let (parent, _hp) = Context::background().with_cancel();
+    check(
+        "with_cancel+cancel under a cancellable parent",
+        1,
+        measure(|| {
+            let (ctx, h) = parent.with_cancel();
+            h.cancel();
+            black_box(ctx);
+        }),
+    );
+}
+
+#[test]
+fn with_timeout_and_cancel_allocate_at_most_twice() {
+    let bg = Context::background();
+    check(
+        "with_timeout(1h)+cancel under background",
+        2,
+        measure(|| {
+            let (ctx, h) = bg.with_timeout(Duration::from_secs(3600));
+            h.cancel();
+            black_box(ctx);
+        }),
+    );
+    let (parent, _hp) = Context::background().with_cancel();
+    check(
+        "with_timeout(1h)+cancel under a cancellable parent",
+        2,
+        measure(|| {
+            let (ctx, h) = parent.with_timeout(Duration::from_secs(3600));
+            h.cancel();
+            black_box(ctx);
+        }),
+    );
+}
+
+#[test]
+fn with_value_allocates_at_most_twice() {
+    let bg = Context::background();
+    check(
+        "with_value on background",
+        2,
+        measure(|| {
+            black_box(bg.with_value(&REQUEST, 7));
+        }),
+    );
+    let one = bg.with_value(&USER, "u");
+    check(
+        "with_value on a context with one value",
+        2,
+        measure(|| {
+            black_box(one.with_value(&REQUEST, 7));
+        }),
+    );
+    check(
+        "with_value shadowing the same key",
+        2,
+        measure(|| {
+            black_box(one.with_value(&USER, "v"));
+        }),
+    );
+    let (under_node, _h) = one.with_cancel();
+    check(
+        "with_value on a cancellable context",
+        2,
+        measure(|| {
+            black_box(under_node.with_value(&REQUEST, 7));
+        }),
+    );
+}
+
+#[test]
+fn observing_and_cloning_do_not_allocate() {
+    let (parent, _hp) = Context::background().with_timeout(Duration::from_secs(3600));
+    let ctx = parent.with_value(&USER, "u").with_value(&REQUEST, 1);
+    let (done_ctx, h) = ctx.with_cancel();
+    h.cancel();
+    for c in [
+        &Context::background(),
+        &Context::todo(),
+        &parent,
+        &ctx,
+        &done_ctx,
+    ] {
+        check(
+            "err()",
+            0,
+            measure(|| {
+                black_box(black_box(c).err());
+            }),
+        );
+        check(
+            "is_done()",
+            0,
+            measure(|| {
+                black_box(black_box(c).is_done());
+            }),
+        );
+        check(
+            "value()",
+            0,
+            measure(|| {
+                black_box(black_box(c).value(&USER));
+                black_box(black_box(c).value(&REQUEST));
+            }),
+        );
+        check(
+            "clone()",
+            0,
+            measure(|| {
+                black_box(black_box(c).clone());
+            }),
+        );
+    }
+}
