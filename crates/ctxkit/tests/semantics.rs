@@ -352,18 +352,18 @@ fn cancel_works_from_another_thread() {
 fn cancel_reaches_grandchildren_before_returning() {
     let clock = ManualClock::new();
     let (root, h) = Context::background().with_cancel();
-    let (c1, _1) = root.with_cancel();
-    let (c2, _2) = c1.with_timeout(HOUR);
-    let (c3, _3) = c2.with_deadline(Instant::now() + HOUR);
+    let (c1, _h1) = root.with_cancel();
+    let (c2, _h2) = c1.with_timeout(HOUR);
+    let (c3, _h3) = c2.with_deadline(Instant::now() + HOUR);
     let v4 = c3.with_value(&USER, "x");
     let v5 = v4.with(Tenant(1));
-    let (m6, _6) = v5.merge(&Context::background());
+    let (m6, _h6) = v5.merge(&Context::background());
     let (other, _o) = Context::background().with_cancel();
-    let (m7, _7) = other.merge(&m6); // reached as the second parent
+    let (m7, _h7) = other.merge(&m6); // reached as the second parent
     let k8 = m7.with_clock(&clock);
-    let (c9, _9) = k8.with_timeout(HOUR);
-    let (c10, _10) = c9.with_timeout_cause(HOUR, Oops("t"));
-    let (c11, _11) = c10.with_deadline_cause(Instant::now() + HOUR, Oops("d"));
+    let (c9, _h9) = k8.with_timeout(HOUR);
+    let (c10, _h10) = c9.with_timeout_cause(HOUR, Oops("t"));
+    let (c11, _h11) = c10.with_deadline_cause(Instant::now() + HOUR, Oops("d"));
     let all = [
         &root, &c1, &c2, &c3, &v4, &v5, &m6, &m7, &k8, &c9, &c10, &c11,
     ];
@@ -469,14 +469,14 @@ fn a_second_concurrent_cancel_returns_only_after_the_whole_subtree_is_done() {
 fn child_of_cancelled_parent_is_done_at_creation_with_parents_err_and_cause() {
     let (parent, h) = Context::background().with_cancel();
     h.cancel_with_cause(Oops("parent"));
-    let (c1, _1) = parent.with_cancel();
-    let (c2, _2) = parent.with_timeout(HOUR);
-    let (c3, _3) = parent.with_deadline(Instant::now() + HOUR);
-    let (c4, _4) = parent.with_timeout_cause(HOUR, Oops("own"));
+    let (c1, _h1) = parent.with_cancel();
+    let (c2, _h2) = parent.with_timeout(HOUR);
+    let (c3, _h3) = parent.with_deadline(Instant::now() + HOUR);
+    let (c4, _h4) = parent.with_timeout_cause(HOUR, Oops("own"));
     let c5 = parent.with_value(&USER, "u");
-    let (c6, _6) = parent.merge(&Context::background());
-    let (c7, _7) = Context::background().merge(&parent);
-    let (c8, _8) = parent.with_clock(&ManualClock::new()).with_cancel();
+    let (c6, _h6) = parent.merge(&Context::background());
+    let (c7, _h7) = Context::background().merge(&parent);
+    let (c8, _h8) = parent.with_clock(&ManualClock::new()).with_cancel();
     for c in [&c1, &c2, &c3, &c4, &c5, &c6, &c7, &c8] {
         assert_eq!(c.err(), Some(Error::Canceled), "{c}");
         assert_eq!(oops(&c.cause().unwrap()), Some("parent"), "{c}");
@@ -1821,7 +1821,8 @@ fn dropping_a_child_without_cancel_frees_it_and_the_parent_lets_go() {
     let (parent, hp) = Context::background().with_cancel();
     // Cancellable, deadline (real and manual), merge and value-then-cancel children.
     let clock = ManualClock::new();
-    let makers: Vec<Box<dyn Fn(&Context) -> (Context, CancelHandle)>> = vec![
+    type Maker = Box<dyn Fn(&Context) -> (Context, CancelHandle)>;
+    let makers: Vec<Maker> = vec![
         Box::new(|p| p.with_cancel()),
         Box::new(|p| p.with_timeout(HOUR)),
         Box::new(|p| p.with_deadline(Instant::now() + HOUR)),
@@ -2245,10 +2246,10 @@ fn real_time_passing_does_not_fire_manual_deadlines() {
 fn clock_reaches_every_derivation_including_without_cancel() {
     let clock = ManualClock::new();
     let root = Context::background().with_clock(&clock);
-    let (c, _1) = root.with_cancel();
+    let (c, _h1) = root.with_cancel();
     let v = c.with_value(&USER, "v");
     let w = v.without_cancel();
-    let (m, _2) = w.merge(&Context::background());
+    let (m, _h2) = w.merge(&Context::background());
     let mut timed = Vec::new();
     for base in [&root, &c, &v, &w, &m] {
         let (t, h) = base.with_timeout(Duration::from_secs(10));
