@@ -17,7 +17,13 @@ import (
 	"time"
 )
 
-func line(name string, value float64, unit string) { fmt.Printf("%s %.1f %s\n", name, value, unit) }
+func line(name string, value float64, unit string) {
+	if unit == "ms" {
+		fmt.Printf("%s %.3f %s\n", name, value, unit)
+	} else {
+		fmt.Printf("%s %.1f %s\n", name, value, unit)
+	}
+}
 
 func per(d time.Duration, n int) float64 { return float64(d.Nanoseconds()) / float64(n) }
 

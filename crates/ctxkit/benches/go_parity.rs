@@ -363,7 +363,6 @@ fn shared_shapes(c: &mut Criterion) {
             reg
         })
     });
-    assert!(ran.load(Ordering::Relaxed) > 0);
 }
 
 fn config() -> Criterion {

@@ -60,7 +60,11 @@ fn live_bytes() -> isize {
 // ---------------------------------------------------------------------------------------
 
 fn line(name: &str, value: f64, unit: &str) {
-    println!("{name} {value:.1} {unit}");
+    if unit == "ms" {
+        println!("{name} {value:.3} {unit}");
+    } else {
+        println!("{name} {value:.1} {unit}");
+    }
 }
 
 fn per(d: Duration, n: usize) -> f64 {
