@@ -1,19 +1,4 @@
 //! The server side: [`ServerLayer`] gives every request a [`Context`].
-//!
-//! # Lifecycle of a request's context
-//! 1. Made in `call` as a child of the layer's root context, with the deadline read from the
-//!    request's headers (the smallest of them, clamped to the server's maximum).
-//! 2. Stored in the request's extensions, where handlers find it.
-//! 3. Done, with the first of these that happens:
-//!    - the deadline passes: `DeadlineExceeded` (the core's timer does it);
-//!    - the response future is dropped before it finished (client disconnect, HTTP/2
-//!      `RST_STREAM`): `Canceled`, cause [`ServerCause::ClientGone`];
-//!    - the response body has been sent to the end, or dropped: `Canceled`, cause
-//!      [`ServerCause::ResponseSent`] or [`ServerCause::ClientGone`];
-//!    - the root is cancelled (server shutdown): its cause, e.g. [`ServerCause::Shutdown`].
-//!
-//! Once the deadline has passed, a drop is not reported as `Canceled`: the deadline timer is
-//! about to report `DeadlineExceeded`, and that is what happened.
 
 use std::fmt;
 use std::future::Future;
@@ -69,7 +54,11 @@ struct Config {
     connect_timeout_ms: bool,
     ms_header: Option<HeaderName>,
     grace: Option<Duration>,
+    slack: Duration,
 }
+
+/// The default [`ServerLayer::deadline_slack`].
+const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 
 /// A [`tower::Layer`](tower_layer::Layer) that gives each request a [`Context`] derived from a
 /// server-wide root, with the deadline the client sent.
@@ -77,6 +66,25 @@ struct Config {
 /// Handlers read the context from the request's extensions (`req.extensions().get::<Context>()`,
 /// or [`RequestContextExt::context`](crate::RequestContextExt::context)); with the `axum`
 /// feature, [`RequestContext`](crate::RequestContext) is an extractor.
+///
+/// # Lifecycle of a request's context
+/// 1. Made in `call` as a child of the layer's root context, with the deadline read from the
+///    request's headers (the smallest of them, clamped to the server's maximum).
+/// 2. Stored in the request's extensions, where handlers find it.
+/// 3. Done, with the first of these that happens:
+///    - the deadline passes: `DeadlineExceeded` (the core's timer does it);
+///    - the response future is dropped before it finished (client disconnect, HTTP/2
+///      `RST_STREAM`): `Canceled`, cause [`ServerCause::ClientGone`];
+///    - the response body has been sent to the end, or dropped: `Canceled`, cause
+///      [`ServerCause::ResponseSent`] or [`ServerCause::ClientGone`];
+///    - the root is cancelled (server shutdown): its cause, e.g. [`ServerCause::Shutdown`].
+///
+/// A client that goes away when its deadline is (nearly) due has gone because of it. Its own
+/// deadline fires first: the server learns of it a network transit later, at a time when the
+/// server's copy of the deadline (which started a transit later too) has not quite passed.
+/// So a client that goes away less than [`ServerLayer::deadline_slack`] (default 5 ms) before
+/// the deadline does not cancel the context: the deadline timer ends it with
+/// `DeadlineExceeded` moments later, which is what happened.
 ///
 /// # Examples
 ///
@@ -112,6 +120,7 @@ impl ServerLayer {
                 connect_timeout_ms: false,
                 ms_header: None,
                 grace: None,
+                slack: DEFAULT_SLACK,
             }),
         }
     }
@@ -148,6 +157,17 @@ impl ServerLayer {
     /// this, the handler decides what to answer. The wait uses tokio's timer.
     pub fn grace(mut self, grace: Duration) -> ServerLayer {
         self.config_mut().grace = Some(grace);
+        self
+    }
+}
+
+impl ServerLayer {
+    /// A client that goes away less than `slack` before the request's deadline is taken to
+    /// have gone because of it: the context then ends with `DeadlineExceeded` at the deadline
+    /// instead of `Canceled` at once (see the [lifecycle](ServerLayer#lifecycle-of-a-requests-context)). Default: 5 ms; use about
+    /// the one-way network latency.
+    pub fn deadline_slack(mut self, slack: Duration) -> ServerLayer {
+        self.config_mut().slack = slack;
         self
     }
 }
@@ -235,7 +255,11 @@ where
         req.extensions_mut().insert(ctx.clone());
         ServerFuture {
             inner: Some(self.inner.call(req)),
-            guard: Some(RequestGuard { ctx, handle }),
+            guard: Some(RequestGuard {
+                ctx,
+                handle,
+                slack: config.slack,
+            }),
             grace,
             grpc,
         }
@@ -247,6 +271,7 @@ where
 struct RequestGuard {
     ctx: Context,
     handle: CancelHandle,
+    slack: Duration,
 }
 
 impl RequestGuard {
@@ -255,7 +280,12 @@ impl RequestGuard {
             return;
         }
         // Past the deadline, the timer is about to say DeadlineExceeded: that is the truth.
-        if self.ctx.remaining() == Some(Duration::ZERO) {
+        // A client leaving just before it left because of it (see the module docs).
+        let slack = match cause {
+            ServerCause::ClientGone => self.slack,
+            _ => Duration::ZERO,
+        };
+        if self.ctx.remaining().is_some_and(|left| left <= slack) {
             return;
         }
         self.handle.cancel_with_cause(cause);
