@@ -3,8 +3,8 @@
 //! A group runs closures on threads of their own, under a context derived for the group.
 //! The first task to fail cancels that context, with its error as the
 //! [`cause`](Context::cause), so that its siblings stop; [`Group::wait`] returns that error
-//! once every task has finished. [`Group::scope`] does the same for closures that borrow
-//! from the caller's stack, on `std::thread::scope`.
+//! once every task has finished. [`Group::spawn_scoped`] runs closures that borrow from the
+//! caller's stack, on a `std::thread::scope`.
 //!
 //! # Errors are cloned once
 //!
@@ -26,7 +26,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::Scope;
@@ -181,10 +180,7 @@ where
     fn start(&self) {
         let mut state = self.state();
         while state.running >= state.limit {
-            state = self
-                .finished
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = self.finished.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         state.running += 1;
     }
@@ -228,10 +224,7 @@ where
     fn wait_idle(&self) {
         let mut state = self.state();
         while state.running > 0 {
-            state = self
-                .finished
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = self.finished.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -276,7 +269,7 @@ where
 ///   finish on their own, and their errors are not seen.
 ///
 /// `E` is cloned once, for the cause (see the [module docs](crate::group)). Tasks that must
-/// borrow from the caller use [`Group::scope`].
+/// borrow from the caller use [`Group::spawn_scoped`].
 ///
 /// # Examples
 ///
@@ -452,49 +445,80 @@ impl<E> Group<E>
 where
     E: std::error::Error + Clone + Send + Sync + 'static,
 {
-    /// Runs `f` with a group whose tasks may borrow from the caller's stack, then waits for
-    /// them as [`wait`](Group::wait) does, on `std::thread::scope`. Returns `f`'s value if no
-    /// task failed, else the first error; resumes the first panic of a task or of `f`.
+    /// Runs `f` on a new thread of the `std::thread::scope` `scope`, so that it may borrow
+    /// from the caller's stack (the group and its context included); blocks while the
+    /// group is at its [limit](Group::set_limit). Otherwise as [`spawn`](Group::spawn).
     ///
-    /// `f` gets the group (a [`ScopedGroup`], `Copy`, so tasks can take it along to spawn
-    /// siblings) and the group's context. The context is cancelled when the scope ends.
+    /// Make the group (and its context) before the scope, spawn inside it, and call
+    /// [`wait`](Group::wait) after it: the scope has joined the threads by then, so `wait`
+    /// only collects the outcome. A task can spawn siblings: `group` and `scope` are
+    /// references it can take along.
     ///
     /// ```
     /// use ctxkit::{Context, Group};
     /// let words = ["alpha", "beta", "gamma"];
     /// let lens = std::sync::Mutex::new(Vec::new());
-    /// let total = Group::<std::fmt::Error>::scope(&Context::background(), |g, ctx| {
+    /// let (group, ctx) = Group::<std::fmt::Error>::new(&Context::background());
+    /// std::thread::scope(|s| {
     ///     for w in &words {
-    ///         g.spawn(|| {
+    ///         group.spawn_scoped(s, || {
     ///             if !ctx.is_done() {
     ///                 lens.lock().unwrap().push(w.len());
     ///             }
     ///             Ok(())
     ///         });
     ///     }
-    ///     words.len()
     /// });
-    /// assert_eq!(total, Ok(3));
+    /// assert_eq!(group.wait(), Ok(()));
     /// assert_eq!(lens.into_inner().unwrap().iter().sum::<usize>(), 14);
     /// ```
-    pub fn scope<F, R>(parent: &Context, f: F) -> Result<R, E>
+    pub fn spawn_scoped<'scope, 'env, F>(&'scope self, scope: &'scope Scope<'scope, 'env>, f: F)
     where
-        F: for<'scope, 'env> FnOnce(ScopedGroup<'scope, 'env, E>, &'scope Context) -> R,
+        F: FnOnce() -> Result<(), E> + Send + 'scope,
     {
-        let shared = Shared::new(parent);
-        let result = std::thread::scope(|scope| {
-            let group = ScopedGroup {
-                scope,
-                shared: &shared,
-                _env: PhantomData,
-            };
-            // Tasks still run if `f` panics; std's scope joins them, then we resume.
-            catch_unwind(AssertUnwindSafe(|| f(group, shared.ctx())))
-        });
-        // Every task has finished: `std::thread::scope` joined them (G1).
-        let concluded = shared.conclude();
-        let value = result.unwrap_or_else(|payload| resume_unwind(payload));
-        concluded.map(|()| value)
+        self.shared.start();
+        self.start_scoped(scope, f);
+    }
+
+    /// [`try_spawn`](Group::try_spawn) on a `std::thread::scope`: runs `f` on a scoped
+    /// thread if the group is under its limit.
+    ///
+    /// ```
+    /// let (group, _ctx) = ctxkit::Group::<std::fmt::Error>::new(&ctxkit::Context::background());
+    /// let mut hits = [0u8; 2];
+    /// std::thread::scope(|s| {
+    ///     for h in hits.iter_mut() {
+    ///         assert!(group.try_spawn_scoped(s, move || { *h += 1; Ok(()) }));
+    ///     }
+    /// });
+    /// group.wait().unwrap();
+    /// assert_eq!(hits, [1, 1]);
+    /// ```
+    pub fn try_spawn_scoped<'scope, 'env, F>(
+        &'scope self,
+        scope: &'scope Scope<'scope, 'env>,
+        f: F,
+    ) -> bool
+    where
+        F: FnOnce() -> Result<(), E> + Send + 'scope,
+    {
+        if !self.shared.try_start() {
+            return false;
+        }
+        self.start_scoped(scope, f);
+        true
+    }
+
+    fn start_scoped<'scope, 'env, F>(&'scope self, scope: &'scope Scope<'scope, 'env>, f: F)
+    where
+        F: FnOnce() -> Result<(), E> + Send + 'scope,
+    {
+        let shared = &*self.shared;
+        let spawned = std::thread::Builder::new().spawn_scoped(scope, move || shared.run(f));
+        if let Err(err) = spawned {
+            self.shared.unstart();
+            panic!("ctxkit::Group: cannot start a thread: {err}");
+        }
     }
 }
 
@@ -508,133 +532,5 @@ impl<E> Drop for Group<E> {
 impl<E> fmt::Debug for Group<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Group").finish_non_exhaustive()
-    }
-}
-
-/// The group inside [`Group::scope`]: spawns threads that may borrow from the enclosing
-/// stack. It is `Copy`: a task can take it along to spawn siblings.
-///
-/// # Examples
-///
-/// ```
-/// use ctxkit::{Context, Group};
-/// let data = vec![1, 2, 3];
-/// let result = Group::scope(&Context::background(), |g, _ctx| {
-///     g.set_limit(2);
-///     for x in &data {
-///         g.spawn(move || if *x > 2 { Err(std::fmt::Error) } else { Ok(()) });
-///     }
-/// });
-/// assert_eq!(result, Err(std::fmt::Error));
-/// ```
-pub struct ScopedGroup<'scope, 'env: 'scope, E> {
-    scope: &'scope Scope<'scope, 'env>,
-    shared: &'scope Shared<E>,
-    _env: PhantomData<&'env ()>,
-}
-
-impl<E> Clone for ScopedGroup<'_, '_, E> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<E> Copy for ScopedGroup<'_, '_, E> {}
-
-impl<'scope, E> ScopedGroup<'scope, '_, E>
-where
-    E: std::error::Error + Clone + Send + Sync + 'static,
-{
-    /// Runs `f` on a new scoped thread; blocks while the group is at its limit. See
-    /// [`Group::spawn`].
-    ///
-    /// ```
-    /// let mut hits = [0u8; 4];
-    /// ctxkit::Group::<std::fmt::Error>::scope(&ctxkit::Context::background(), |g, _| {
-    ///     for h in hits.iter_mut() {
-    ///         g.spawn(move || { *h += 1; Ok(()) });
-    ///     }
-    /// }).unwrap();
-    /// assert_eq!(hits, [1; 4]);
-    /// ```
-    pub fn spawn<F>(self, f: F)
-    where
-        F: FnOnce() -> Result<(), E> + Send + 'scope,
-    {
-        self.shared.start();
-        self.start_thread(f);
-    }
-
-    /// Runs `f` on a new scoped thread if the group is under its limit. See
-    /// [`Group::try_spawn`].
-    ///
-    /// ```
-    /// ctxkit::Group::<std::fmt::Error>::scope(&ctxkit::Context::background(), |g, _| {
-    ///     assert!(g.try_spawn(|| Ok(())));
-    /// }).unwrap();
-    /// ```
-    pub fn try_spawn<F>(self, f: F) -> bool
-    where
-        F: FnOnce() -> Result<(), E> + Send + 'scope,
-    {
-        if !self.shared.try_start() {
-            return false;
-        }
-        self.start_thread(f);
-        true
-    }
-
-    fn start_thread<F>(self, f: F)
-    where
-        F: FnOnce() -> Result<(), E> + Send + 'scope,
-    {
-        let shared = self.shared;
-        let spawned = std::thread::Builder::new().spawn_scoped(self.scope, move || shared.run(f));
-        if let Err(err) = spawned {
-            self.shared.unstart();
-            panic!("ctxkit::Group: cannot start a thread: {err}");
-        }
-    }
-
-    /// Lets at most `n` tasks run at once. See [`Group::set_limit`].
-    ///
-    /// ```
-    /// ctxkit::Group::<std::fmt::Error>::scope(&ctxkit::Context::background(), |g, _| {
-    ///     g.set_limit(1);
-    ///     g.spawn(|| Ok(()));
-    ///     g.spawn(|| Ok(())); // waits for the first one
-    /// }).unwrap();
-    /// ```
-    pub fn set_limit(self, n: usize) {
-        self.shared.set_limit(n);
-    }
-
-    /// Removes the limit. See [`Group::clear_limit`].
-    ///
-    /// ```
-    /// ctxkit::Group::<std::fmt::Error>::scope(&ctxkit::Context::background(), |g, _| {
-    ///     g.set_limit(1);
-    ///     g.clear_limit();
-    /// }).unwrap();
-    /// ```
-    pub fn clear_limit(self) {
-        self.shared.clear_limit();
-    }
-
-    /// The group's context.
-    ///
-    /// ```
-    /// ctxkit::Group::<std::fmt::Error>::scope(&ctxkit::Context::background(), |g, ctx| {
-    ///     assert_eq!(g.context().to_string(), ctx.to_string());
-    /// }).unwrap();
-    /// ```
-    pub fn context(self) -> &'scope Context {
-        self.shared.ctx()
-    }
-}
-
-impl<E> fmt::Debug for ScopedGroup<'_, '_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopedGroup").finish_non_exhaustive()
     }
 }

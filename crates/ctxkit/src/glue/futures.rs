@@ -318,8 +318,9 @@ where
     /// ```
     /// # futures::executor::block_on(async {
     /// let (mut group, _ctx) = ctxkit::futures::JoinGroup::new(&ctxkit::Context::background());
-    /// group.push(async { Ok(()) });
-    /// group.push(async { Err(std::fmt::Error) });
+    /// for fail in [false, true] {
+    ///     group.push(async move { if fail { Err(std::fmt::Error) } else { Ok(()) } });
+    /// }
     /// assert_eq!(group.wait().await, Err(std::fmt::Error));
     /// # });
     /// ```

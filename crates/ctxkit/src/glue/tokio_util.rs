@@ -184,6 +184,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl fmt::Debug for WatchOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancellationTokenWatch").finish_non_exhaustive()
+        f.debug_struct("CancellationTokenWatch")
+            .finish_non_exhaustive()
     }
 }
