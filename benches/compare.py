@@ -78,6 +78,10 @@ def main():
     ours = criterion(a.criterion)
     ours.update(scale_lines(os.path.join(a.out, "scale.txt")))
 
+    for table, spin in ((go, "CommonParentCancelSpinOnly"), (ours, "ctxkit/CommonParentCancelSpinOnly")):
+        if "CommonParentCancel" in table and spin in table:
+            table["-CommonParentCancel"] = table["CommonParentCancel"] - table[spin]
+
     d = 100 if a.size == "small" else 1
     M, K100, K10 = 1_000_000 // d, 100_000 // d, 10_000 // d
 
@@ -91,8 +95,10 @@ def main():
          "tokio_util/ContextCancelDone", "ns", ("le", 1.0)),
         ("CommonParentCancel", "CommonParentCancel", "CommonParentCancel",
          "tokio_util/CommonParentCancel", "ns", ("x", 4)),
-        ("CommonParentCancel: the 200 divisions alone", None,
+        ("CommonParentCancel: its spin alone", "CommonParentCancelSpinOnly",
          "ctxkit/CommonParentCancelSpinOnly", None, "ns", None),
+        ("CommonParentCancel minus its spin", "-CommonParentCancel", "-CommonParentCancel",
+         None, "ns", None),
     ]
     for w in (40, 4000, 400000):
         rows.append((f"WithTimeout/concurrency={w}", f"WithTimeout/concurrency={w}",

@@ -48,6 +48,8 @@ if [[ $table_only == 0 ]]; then
 
   echo "== Go: go test -bench . -benchmem context (count ${GO_COUNT:-3})" >&2
   "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}" context | tee "$out/go-micro.txt" >&2
+  # The floor of CommonParentCancel (its spin alone), from benches/go/spin_test.go.
+  (cd benches/go && "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}") | tee -a "$out/go-micro.txt" >&2
 
   echo "== Go: scale program (benches/go)" >&2
   (cd benches/go && "$GO" build -o "$out/goscale" .)
