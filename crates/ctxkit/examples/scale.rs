@@ -27,14 +27,17 @@ use tokio_util::sync::CancellationToken;
 struct Counting;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
         System.alloc(layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
         System.alloc_zeroed(layout)
     }
@@ -43,7 +46,11 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -53,6 +60,10 @@ static GLOBAL: Counting = Counting;
 
 fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+fn allocs() -> usize {
+    ALLOCS.load(Ordering::Relaxed)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -142,7 +153,11 @@ fn fanout_tasks(n: usize) {
     let t = Instant::now();
     handle.cancel();
     cd.wait_all();
-    line(&format!("fanout_wake/tasks={n}"), per(t.elapsed(), n), "ns/waiter");
+    line(
+        &format!("fanout_wake/tasks={n}"),
+        per(t.elapsed(), n),
+        "ns/waiter",
+    );
     drop(rt);
 }
 
@@ -162,7 +177,11 @@ fn fanout_tasks_tokio_util(n: usize) {
     let t = Instant::now();
     token.cancel();
     cd.wait_all();
-    line(&format!("tokio_util/fanout_wake/tasks={n}"), per(t.elapsed(), n), "ns/waiter");
+    line(
+        &format!("tokio_util/fanout_wake/tasks={n}"),
+        per(t.elapsed(), n),
+        "ns/waiter",
+    );
     drop(rt);
 }
 
@@ -186,7 +205,11 @@ fn fanout_threads(n: usize) {
     let t = Instant::now();
     handle.cancel();
     cd.wait_all();
-    line(&format!("fanout_wake/threads={n}"), per(t.elapsed(), n), "ns/waiter");
+    line(
+        &format!("fanout_wake/threads={n}"),
+        per(t.elapsed(), n),
+        "ns/waiter",
+    );
     for t in threads {
         t.join().unwrap();
     }
@@ -198,14 +221,14 @@ fn fanout_threads(n: usize) {
 
 fn wide(n: usize) {
     let (root, handle) = Context::background().with_cancel();
-    let m0 = live_bytes();
+    let (m0, a0) = (live_bytes(), allocs());
     let t = Instant::now();
     let mut kids: Vec<Context> = Vec::with_capacity(n);
     for _ in 0..n {
         kids.push(root.with_cancel().0);
     }
     let create = t.elapsed();
-    let bytes = live_bytes() - m0;
+    let (bytes, count) = (live_bytes() - m0, allocs() - a0);
     let t = Instant::now();
     handle.cancel();
     let cancel = t.elapsed();
@@ -214,7 +237,16 @@ fn wide(n: usize) {
     drop(kids);
     let dropped = t.elapsed();
     line(&format!("wide/n={n}/create"), per(create, n), "ns/child");
-    line(&format!("wide/n={n}/bytes"), bytes as f64 / n as f64, "B/child");
+    line(
+        &format!("wide/n={n}/bytes"),
+        bytes as f64 / n as f64,
+        "B/child",
+    );
+    line(
+        &format!("wide/n={n}/allocs"),
+        count as f64 / n as f64,
+        "allocs/child",
+    );
     line(&format!("wide/n={n}/cancel"), per(cancel, n), "ns/child");
     line(&format!("wide/n={n}/drop"), per(dropped, n), "ns/child");
 }
@@ -249,14 +281,14 @@ fn wide_tokio_util(n: usize) {
 
 fn deep(n: usize) {
     let (root, handle) = Context::background().with_cancel();
-    let m0 = live_bytes();
+    let (m0, a0) = (live_bytes(), allocs());
     let t = Instant::now();
     let mut c = root.clone();
     for _ in 0..n {
         c = c.with_cancel().0;
     }
     let create = t.elapsed();
-    let bytes = live_bytes() - m0;
+    let (bytes, count) = (live_bytes() - m0, allocs() - a0);
     let t = Instant::now();
     handle.cancel();
     assert!(c.is_done());
@@ -265,7 +297,16 @@ fn deep(n: usize) {
     drop(c);
     let dropped = t.elapsed();
     line(&format!("deep/n={n}/create"), per(create, n), "ns/level");
-    line(&format!("deep/n={n}/bytes"), bytes as f64 / n as f64, "B/level");
+    line(
+        &format!("deep/n={n}/bytes"),
+        bytes as f64 / n as f64,
+        "B/level",
+    );
+    line(
+        &format!("deep/n={n}/allocs"),
+        count as f64 / n as f64,
+        "allocs/level",
+    );
     line(&format!("deep/n={n}/cancel"), per(cancel, n), "ns/level");
     line(&format!("deep/n={n}/drop"), per(dropped, n), "ns/level");
 }
@@ -276,13 +317,13 @@ fn deep(n: usize) {
 
 fn timers(n: usize) {
     let root = Context::background();
-    let m0 = live_bytes();
+    let (m0, a0) = (live_bytes(), allocs());
     let t = Instant::now();
     let cs: Vec<CancelHandle> = (0..n)
         .map(|_| root.with_timeout(Duration::from_secs(3600)).1)
         .collect();
     let create = t.elapsed();
-    let bytes = live_bytes() - m0;
+    let (bytes, count) = (live_bytes() - m0, allocs() - a0);
     let t = Instant::now();
     for f in &cs {
         f.cancel();
@@ -291,6 +332,11 @@ fn timers(n: usize) {
     drop(cs);
     line(&format!("timers/n={n}/create"), per(create, n), "ns");
     line(&format!("timers/n={n}/bytes"), bytes as f64 / n as f64, "B");
+    line(
+        &format!("timers/n={n}/allocs"),
+        count as f64 / n as f64,
+        "allocs",
+    );
     line(&format!("timers/n={n}/cancel"), per(cancel, n), "ns");
 }
 
@@ -322,7 +368,11 @@ fn timer_lateness(n: usize) {
     let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
     line(&format!("timer_lateness/n={n}/p50"), ms(pick(0.5)), "ms");
     line(&format!("timer_lateness/n={n}/p99"), ms(pick(0.99)), "ms");
-    line(&format!("timer_lateness/n={n}/max"), ms(*late.last().unwrap()), "ms");
+    line(
+        &format!("timer_lateness/n={n}/max"),
+        ms(*late.last().unwrap()),
+        "ms",
+    );
 }
 
 fn main() {
