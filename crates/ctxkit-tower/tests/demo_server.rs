@@ -1,0 +1,208 @@
+//! The demo server, run as its own process: HTTP/1.1 and gRPC on one port, one JSON line per
+//! finished request, graceful shutdown on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::pb::worker_client::WorkerClient;
+use common::pb::WorkRequest;
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+
+/// The demo binary, built by `cargo test` with the other examples (or built here).
+pub fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join("demo_server");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ctxkit-tower", "--example", "demo_server"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
+pub struct Demo {
+    pub child: Child,
+    pub addr: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Demo {
+    pub fn start() -> Demo {
+        let mut child = Command::new(demo_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .to_owned();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || forward(stdout, tx));
+        Demo { child, addr, lines }
+    }
+
+    /// The next JSON line.
+    pub fn next_line(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a JSON line within 5 s");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+fn forward(stdout: BufReader<ChildStdout>, tx: mpsc::Sender<String>) {
+    for line in stdout.lines() {
+        let Ok(line) = line else { return };
+        if tx.send(line).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn http_get(addr: &str, path: &str, timeout_ms: Option<u64>) -> (u16, Value) {
+    let client = common::http_client(false);
+    let mut req = http::Request::get(format!("http://{addr}{path}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    if let Some(ms) = timeout_ms {
+        req.headers_mut()
+            .insert("x-timeout-ms", ms.to_string().parse().unwrap());
+    }
+    let res = client.request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn check_line(line: &Value, proto: &str, outcome: &str) {
+    assert_eq!(line["proto"], proto, "{line}");
+    assert_eq!(line["outcome"], outcome, "{line}");
+    assert!(line["elapsed_ms"].as_f64().is_some(), "{line}");
+    let keys: Vec<_> = line.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys.len(),
+        4,
+        "exactly proto, deadline_remaining_ms, outcome, elapsed_ms: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_work_completes_or_stops_at_the_deadline() {
+    let demo = Demo::start();
+    let (status, body) = http_get(&demo.addr, "/work?ms=20", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["completed"], true);
+    assert_eq!(body["deadline_remaining_ms"], Value::Null);
+    let line = demo.next_line();
+    check_line(&line, "http", "completed");
+    assert_eq!(line["deadline_remaining_ms"], Value::Null);
+    assert!(line["elapsed_ms"].as_f64().unwrap() >= 20.0);
+
+    let (status, body) = http_get(&demo.addr, "/work?ms=5000", Some(100)).await;
+    assert_eq!(status, 504);
+    assert_eq!(body["completed"], false);
+    let line = demo.next_line();
+    check_line(&line, "http", "deadline_exceeded");
+    let left = line["deadline_remaining_ms"].as_i64().unwrap();
+    assert!((50..=100).contains(&left), "{line}");
+    let elapsed = line["elapsed_ms"].as_f64().unwrap();
+    assert!((50.0..1000.0).contains(&elapsed), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_work_sees_the_deadline_and_the_cancel() {
+    let demo = Demo::start();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", demo.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = WorkerClient::new(channel);
+
+    let reply = client.work(WorkRequest { millis: 10 }).await.unwrap();
+    assert!(reply.get_ref().completed);
+    assert_eq!(reply.get_ref().deadline_remaining_ms, -1);
+    check_line(&demo.next_line(), "grpc", "completed");
+
+    let mut req = tonic::Request::new(WorkRequest { millis: 5000 });
+    req.set_timeout(Duration::from_millis(100));
+    let status = client.work(req).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    let line = demo.next_line();
+    check_line(&line, "grpc", "deadline_exceeded");
+    let left = line["deadline_remaining_ms"].as_i64().unwrap();
+    assert!((50..=100).contains(&left), "{line}");
+
+    // The client gives up: the handler's context is cancelled.
+    let mut c = client.clone();
+    let call = tokio::spawn(async move { c.work(WorkRequest { millis: 5000 }).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    call.abort();
+    let line = demo.next_line();
+    check_line(&line, "grpc", "canceled");
+    assert!(line["elapsed_ms"].as_f64().unwrap() < 1000.0, "{line}");
+
+    // The same connection still works.
+    let reply = client.work(WorkRequest { millis: 1 }).await.unwrap();
+    assert!(reply.get_ref().completed);
+    check_line(&demo.next_line(), "grpc", "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_requests_in_flight_and_exits() {
+    let mut demo = Demo::start();
+    let addr = demo.addr.clone();
+    let call = tokio::spawn(async move { http_get(&addr, "/work?ms=10000", None).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = demo.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let line = demo.next_line();
+    check_line(&line, "http", "canceled");
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(body["completed"], false);
+    let start = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = demo.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the server exits once its requests are done"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(exit.success(), "{exit:?}");
+    // No longer accepting.
+    assert!(std::net::TcpStream::connect(&demo.addr).is_err());
+}
