@@ -13,6 +13,7 @@
 //! library itself declares none.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -138,6 +139,13 @@ fn runtime() -> tokio::runtime::Runtime {
 // ---------------------------------------------------------------------------------------
 
 fn fanout_tasks(n: usize) {
+    fanout_tasks_from(n, false);
+    fanout_tasks_from(n, true);
+}
+
+/// `from_task`: cancel() is called from a task on the runtime, as Go's main goroutine runs
+/// on a P; otherwise from the main thread, outside the runtime.
+fn fanout_tasks_from(n: usize, from_task: bool) {
     let rt = runtime();
     let (ctx, handle) = Context::background().with_cancel();
     let cd = Countdown::new(n);
@@ -150,15 +158,65 @@ fn fanout_tasks(n: usize) {
         });
     }
     cd.wait_ready(n);
-    let t = Instant::now();
-    handle.cancel();
-    cd.wait_all();
+    let (t, returned) = if from_task {
+        let canceller = rt.spawn(async move {
+            let t = Instant::now();
+            handle.cancel();
+            (t, t.elapsed())
+        });
+        cd.wait_all();
+        rt.block_on(canceller).expect("the cancelling task")
+    } else {
+        let t = Instant::now();
+        handle.cancel();
+        let returned = t.elapsed();
+        cd.wait_all();
+        (t, returned)
+    };
+    let total = t.elapsed();
+    let name = match from_task {
+        true => format!("fanout_wake/tasks={n}/from_task"),
+        false => format!("fanout_wake/tasks={n}"),
+    };
+    // How long cancel() itself took (collecting and waking the wakers), then the total.
     line(
-        &format!("fanout_wake/tasks={n}"),
-        per(t.elapsed(), n),
+        &format!("{name}/cancel_returned"),
+        per(returned, n),
         "ns/waiter",
     );
+    line(&name, per(total, n), "ns/waiter");
     drop(rt);
+}
+
+/// ctxkit's own share of a fan-out wake: n pending `Done` futures whose waker only counts,
+/// so cancel() is the core's work (collecting and calling the wakers) with no scheduler.
+fn fanout_counting_wakers(n: usize) {
+    struct Count(AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(Arc::clone(&count));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let (ctx, handle) = Context::background().with_cancel();
+    let mut futures: Vec<ctxkit::Done> = (0..n).map(|_| ctx.done()).collect();
+    for f in &mut futures {
+        assert!(std::pin::Pin::new(f).poll(&mut cx).is_pending());
+    }
+    let t = Instant::now();
+    handle.cancel();
+    let took = t.elapsed();
+    assert_eq!(count.0.load(Ordering::Relaxed), n);
+    line(
+        &format!("fanout_wake/counting_wakers={n}"),
+        per(took, n),
+        "ns/waiter",
+    );
 }
 
 fn fanout_tasks_tokio_util(n: usize) {
@@ -176,10 +234,17 @@ fn fanout_tasks_tokio_util(n: usize) {
     cd.wait_ready(n);
     let t = Instant::now();
     token.cancel();
+    let returned = t.elapsed();
     cd.wait_all();
+    let total = t.elapsed();
+    line(
+        &format!("tokio_util/fanout_wake/tasks={n}/cancel_returned"),
+        per(returned, n),
+        "ns/waiter",
+    );
     line(
         &format!("tokio_util/fanout_wake/tasks={n}"),
-        per(t.elapsed(), n),
+        per(total, n),
         "ns/waiter",
     );
     drop(rt);
@@ -205,9 +270,10 @@ fn fanout_threads(n: usize) {
     let t = Instant::now();
     handle.cancel();
     cd.wait_all();
+    let total = t.elapsed();
     line(
         &format!("fanout_wake/threads={n}"),
-        per(t.elapsed(), n),
+        per(total, n),
         "ns/waiter",
     );
     for t in threads {
@@ -399,6 +465,7 @@ fn main() {
         fanout_tasks(100_000 / div);
         fanout_tasks(1_000_000 / div);
         fanout_threads(10_000 / div);
+        fanout_counting_wakers(1_000_000 / div);
         fanout_tasks_tokio_util(100_000 / div);
         fanout_tasks_tokio_util(1_000_000 / div);
     }
