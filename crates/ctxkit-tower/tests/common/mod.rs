@@ -17,6 +17,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::{mpsc, oneshot};
 use tower_layer::Layer;
 
+pub mod demo;
+
 pub mod pb {
     include!("../../proto/gen/ctxkit.demo.v1.rs");
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates the Python venv with grpcio that the interop tests use (tests/interop.rs).
+#
+#   bash crates/ctxkit-tower/tests/interop/setup.sh [VENV_DIR]
+#
+# VENV_DIR defaults to $CTXKIT_GRPCIO_VENV, else <workspace>/target/grpcio-venv (where the
+# tests look). Re-running it on an existing venv is quick.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+workspace="$(cd "$here/../../../.." && pwd)"
+venv="${1:-${CTXKIT_GRPCIO_VENV:-$workspace/target/grpcio-venv}}"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check grpcio grpcio-tools protobuf
+fi
+"$venv/bin/python" -c 'import grpc; print("grpcio", grpc.__version__, "in", "'"$venv"'")'
