@@ -64,7 +64,7 @@ def fmt(v, unit):
         return f"{v:.0f} B"
     if unit == "ms":
         return f"{v:.2f} ms"
-    return f"{v:g} {unit}"
+    return f"{v:g}{' ' + unit if unit else ''}"
 
 
 def main():
@@ -124,27 +124,34 @@ def main():
     scale = [
         (f"fan-out wake, {K100} tasks (ns/waiter)", f"fanout_wake/tasks={K100}", "ns", None),
         (f"fan-out wake, {M} tasks (ns/waiter)", f"fanout_wake/tasks={M}", "ns", ("x", 3)),
+        (f"fan-out wake, {M} tasks, cancel() from a task", f"fanout_wake/tasks={M}/from_task", "ns", None),
+        (f"fan-out wake, {M} tasks: until cancel() returned", f"fanout_wake/tasks={M}/cancel_returned", "ns", None),
+        (f"fan-out wake, {M} counting wakers, no runtime (the core's share)", f"fanout_wake/counting_wakers={M}", "ns", None),
         (f"fan-out wake, {K10} blocked threads (ns/waiter)", f"fanout_wake/threads={K10}", "ns", None),
         (f"wide {M}: create (ns/child)", f"wide/n={M}/create", "ns", ("x", 5)),
         (f"wide {M}: bytes/child", f"wide/n={M}/bytes", "B", ("le", 96)),
+        (f"wide {M}: allocations/child", f"wide/n={M}/allocs", "", None),
         (f"wide {M}: cancel (ns/child)", f"wide/n={M}/cancel", "ns", ("x", 3)),
         (f"wide {M}: drop (ns/child; Go: GC)", f"wide/n={M}/drop", "ns", None),
         (f"deep {M}: create (ns/level)", f"deep/n={M}/create", "ns", ("x", 5)),
         (f"deep {M}: bytes/level", f"deep/n={M}/bytes", "B", None),
+        (f"deep {M}: allocations/level", f"deep/n={M}/allocs", "", None),
         (f"deep {M}: cancel (ns/level)", f"deep/n={M}/cancel", "ns", ("x", 5)),
         (f"deep {M}: drop (ns/level; Go: GC)", f"deep/n={M}/drop", "ns", None),
         (f"{M} timers: create (ns)", f"timers/n={M}/create", "ns", ("x", 4)),
         (f"{M} timers: bytes each", f"timers/n={M}/bytes", "B", ("le", 128)),
+        (f"{M} timers: allocations each", f"timers/n={M}/allocs", "", None),
         (f"{M} timers: cancel (ns)", f"timers/n={M}/cancel", "ns", ("x", 3)),
         (f"timer lateness {K10} x 50 ms: p50", f"timer_lateness/n={K10}/p50", "ms", None),
         (f"timer lateness {K10} x 50 ms: p99", f"timer_lateness/n={K10}/p99", "ms", ("le", 2)),
         (f"timer lateness {K10} x 50 ms: max", f"timer_lateness/n={K10}/max", "ms", ("le", 10)),
     ]
     for name, key, unit, tgt in scale:
+        gk = key.replace("/from_task", "")  # Go's cancel() always runs on a goroutine
         tk = "tokio_util/" + key if ("tokio_util/" + key) in ours else None
-        if tgt is None and tk and unit != "B":
+        if tgt is None and tk and unit == "ns" and not key.endswith(("cancel_returned", "drop")):
             tgt = ("tk",)
-        rows.append((name, key, key, tk, unit, tgt))
+        rows.append((name, gk, key, tk, unit, tgt))
 
     print("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target |")
     print("|---|---:|---:|---:|---:|---|")
