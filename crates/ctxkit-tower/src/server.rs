@@ -23,8 +23,6 @@ pub enum ServerCause {
     /// The response future or body was dropped before the response was complete: the client
     /// went away, reset the stream, or the connection failed.
     ClientGone,
-    /// The response has been sent (Go: "when ServeHTTP returns").
-    ResponseSent,
     /// The server is shutting down. Cancel the layer's root context with this cause.
     Shutdown,
 }
@@ -33,7 +31,6 @@ impl fmt::Display for ServerCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ServerCause::ClientGone => "client went away before the response was complete",
-            ServerCause::ResponseSent => "response sent",
             ServerCause::Shutdown => "server shutting down",
         })
     }
@@ -76,7 +73,9 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 ///    - the response future is dropped before it finished (client disconnect, HTTP/2
 ///      `RST_STREAM`): `Canceled`, cause [`ServerCause::ClientGone`];
 ///    - the response body has been sent to the end, or dropped: `Canceled`, cause
-///      [`ServerCause::ResponseSent`] or [`ServerCause::ClientGone`];
+///      plain [`Error::Canceled`](ctxkit::Error::Canceled) (as Go's `net/http` does when
+///      `ServeHTTP` returns; no cause is allocated on this, the common path) or
+///      [`ServerCause::ClientGone`];
 ///    - the root is cancelled (server shutdown): its cause, e.g. [`ServerCause::Shutdown`].
 ///
 /// A client that goes away when its deadline is (nearly) due has gone because of it. Its own
@@ -275,26 +274,30 @@ struct RequestGuard {
 }
 
 impl RequestGuard {
-    fn cancel(&self, cause: ServerCause) {
+    /// Cancels with `cause`, or with plain `Canceled` for `None`.
+    fn cancel(&self, cause: Option<ServerCause>) {
         if self.ctx.is_done() {
             return;
         }
         // Past the deadline, the timer is about to say DeadlineExceeded: that is the truth.
         // A client leaving just before it left because of it (see the module docs).
         let slack = match cause {
-            ServerCause::ClientGone => self.slack,
+            Some(ServerCause::ClientGone) => self.slack,
             _ => Duration::ZERO,
         };
         if self.ctx.remaining().is_some_and(|left| left <= slack) {
             return;
         }
-        self.handle.cancel_with_cause(cause);
+        match cause {
+            Some(cause) => self.handle.cancel_with_cause(cause),
+            None => self.handle.cancel(),
+        }
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.cancel(ServerCause::ClientGone);
+        self.cancel(Some(ServerCause::ClientGone));
     }
 }
 
@@ -334,7 +337,7 @@ where
                 return Poll::Ready(result.map(|res| {
                     let guard = guard.filter(|g| {
                         if res.body().is_end_stream() {
-                            g.cancel(ServerCause::ResponseSent);
+                            g.cancel(None);
                             false
                         } else {
                             true
@@ -386,7 +389,7 @@ fn deadline_response<B>(grpc: bool) -> Response<ServerBody<B>> {
 
 pin_project! {
     /// The response body of [`ServerService`]: the handler's body, which cancels the request's
-    /// context once it has been sent to the end ([`ServerCause::ResponseSent`]) or dropped
+    /// context once it has been sent to the end (plain `Canceled`) or dropped
     /// ([`ServerCause::ClientGone`]). Empty when the layer answered for a late handler.
     pub struct ServerBody<B> {
         #[pin]
@@ -420,7 +423,7 @@ impl<B: Body> Body for ServerBody<B> {
         };
         if finished {
             if let Some(guard) = this.guard.take() {
-                guard.cancel(ServerCause::ResponseSent);
+                guard.cancel(None);
             }
         }
         Poll::Ready(frame)

@@ -249,8 +249,8 @@ async fn the_server_context_ends_when_the_response_is_sent() {
     let (err, _) = done_within(&s.ctx, Duration::from_secs(1)).await.unwrap();
     assert_eq!(err, Error::Canceled);
     assert_eq!(
-        s.ctx.cause().unwrap().downcast_ref::<ServerCause>(),
-        Some(&ServerCause::ResponseSent)
+        s.ctx.cause().unwrap().downcast_ref::<Error>(),
+        Some(&Error::Canceled)
     );
 }
 
