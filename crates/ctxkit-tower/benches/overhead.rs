@@ -219,7 +219,7 @@ fn layer_alone(c: &mut Criterion) {
     group.bench_function("handler", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let res = handler.clone().oneshot(req()).await.unwrap();
+                let res = handler.oneshot(req()).await.unwrap();
                 res.into_body().collect().await.unwrap()
             })
         })
