@@ -153,34 +153,46 @@ def main():
             tgt = ("tk",)
         rows.append((name, gk, key, tk, unit, tgt))
 
-    print("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target |")
-    print("|---|---:|---:|---:|---:|---|")
+    # Go's figures as the issue states them (Go 1.23 on this machine when it was filed; the
+    # low end where it gives a range): an "x" target also shows the bound they give.
+    issue_go = {
+        "CommonParentCancel": 286, "CancelTree/depth=1000/Root=Background": 194_000,
+        "WithTimeout/concurrency=400000": 2600, "DeepValueSameGoRoutine/depth=100": 377,
+        f"fanout_wake/tasks={M}": 350, f"wide/n={M}/create": 324, f"wide/n={M}/cancel": 119,
+        f"deep/n={M}/create": 311, f"deep/n={M}/cancel": 373, f"timers/n={M}/create": 325,
+        f"timers/n={M}/cancel": 160,
+    }
+    print("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | this run | "
+          "issue's Go figure |")
+    print("|---|---:|---:|---:|---:|---|---|---|")
     met = missed = 0
     for name, gk, ck, tk, unit, tgt in rows:
         g = go.get(gk) if gk else None
         c = ours.get(ck) if ck else None
         t = ours.get(tk) if tk else None
         ratio = f"{g / c:.1f}x" if g is not None and c else "—"
-        verdict = ""
+        want, verdict, issue = "", "", ""
         if tgt and c is not None:
             kind = tgt[0]
+            ok = True
             if kind == "le":
                 ok = c <= tgt[1]
                 want = f"≤ {fmt(tgt[1], unit)}"
             elif kind == "x":
                 ok = g is not None and g / c >= tgt[1]
                 want = f"≥ {tgt[1]}x faster than Go"
-            else:
-                ok = t is None or c < t
-                want = "faster than tokio-util" if t is not None else ""
-            if kind != "tk" and t is not None and unit != "B":
+                if gk in issue_go:
+                    bound = issue_go[gk] / tgt[1]
+                    want += f" (issue: {fmt(issue_go[gk], unit)} → ≤ {fmt(bound, unit)})"
+                    issue = "met" if c <= bound else "**missed**"
+            if t is not None and unit == "ns":
                 ok = ok and c < t
-                want += ", faster than tokio-util"
-            if want:
-                verdict = f"{want}: {'met' if ok else '**missed**'}"
-                met += ok
-                missed += not ok
-        print(f"| {name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(t, unit)} | {ratio} | {verdict} |")
+                want += ("; " if want else "") + "faster than tokio-util"
+            verdict = "met" if ok else "**missed**"
+            met += ok
+            missed += not ok
+        print(f"| {name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(t, unit)} | {ratio} | {want} "
+              f"| {verdict} | {issue} |")
     print()
     machine = os.path.join(a.out, "machine.txt")
     if os.path.exists(machine):
@@ -188,8 +200,8 @@ def main():
         print(open(machine).read().rstrip())
         print("```")
         print()
-    print(f"{met} targets met, {missed} missed. Medians: criterion's median estimate; Go: "
-          f"median of the -count runs; scale: one run.")
+    print(f"{met} targets met, {missed} missed (judged against Go's figures from this run). "
+          f"Medians: criterion's median estimate; Go: median of the -count runs; scale: one run.")
 
 
 if __name__ == "__main__":
