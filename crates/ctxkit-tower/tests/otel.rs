@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use bytes::Bytes;
 use ctxkit::Context;
 use ctxkit_tower::{
@@ -18,17 +16,14 @@ use tower_layer::Layer;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/// Tests here share the global propagator.
-static GLOBAL: Mutex<()> = Mutex::new(());
-
 fn trace_id(ctx: &Context) -> Option<String> {
     ctx.get::<TraceContext>()
         .map(|t| t.0.span().span_context().trace_id().to_string())
 }
 
+/// One test: it sets the process-wide propagator.
 #[tokio::test]
 async fn the_trace_context_crosses_a_server_and_a_client() {
-    let _g = GLOBAL.lock().unwrap();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     // Downstream service: echoes the traceparent it got.
