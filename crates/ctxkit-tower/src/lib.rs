@@ -42,6 +42,57 @@
 //! # }
 //! ```
 //!
+//! # A server and a client
+//!
+//! An axum server (HTTP/1.1 and HTTP/2) whose handlers stop when the client gives up, its
+//! deadline passes, or the server shuts down:
+//!
+//! ```no_run
+//! use axum::{http::StatusCode, routing::get, Router};
+//! use ctxkit::Context;
+//! use ctxkit_tower::{RequestContext, ServerCause, ServerLayer};
+//!
+//! # async fn slow_work() -> &'static str { "done" }
+//! # async fn f() {
+//! let (root, shutdown) = Context::background().with_cancel();
+//! let app = Router::new()
+//!     .route("/work", get(|RequestContext(ctx): RequestContext| async move {
+//!         ctx.run(slow_work()).await.map_err(|_| StatusCode::GATEWAY_TIMEOUT)
+//!     }))
+//!     .layer(ServerLayer::new(root).timeout_ms_header("x-timeout-ms"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(async move {
+//!         tokio::signal::ctrl_c().await.unwrap();
+//!         shutdown.cancel_with_cause(ServerCause::Shutdown); // cancels requests in flight
+//!     })
+//!     .await
+//!     .unwrap();
+//! # }
+//! ```
+//!
+//! A tonic server takes the layer the same way: `Server::builder().layer(ServerLayer::new(root))`,
+//! and handlers call `request.context()` ([`RequestContextExt`]).
+//!
+//! A tonic client whose calls carry the context's deadline and stop when it is cancelled:
+//!
+//! ```no_run
+//! # mod pb { include!("../proto/gen/ctxkit.demo.v1.rs"); }
+//! use std::time::Duration;
+//! use ctxkit::Context;
+//! use ctxkit_tower::{ClientLayer, RequestContextExt};
+//! use pb::{worker_client::WorkerClient, WorkRequest};
+//! use tower_layer::Layer;
+//!
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:50051").connect().await?;
+//! let mut client = WorkerClient::new(ClientLayer::new().layer(channel));
+//! let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(500));
+//! let req = tonic::Request::new(WorkRequest { millis: 100 }).with_context(ctx);
+//! let reply = client.work(req).await?; // the server sees grpc-timeout: ~500 ms
+//! # Ok(()) }
+//! ```
+//!
 //! # Features
 //! - `tonic` (default): a done context fails a gRPC call with a `tonic::Status`;
 //!   [`RequestContextExt`] for `tonic::Request`.

@@ -403,3 +403,35 @@ async fn child_client_process() {
     let (ctx, _h) = Context::background().with_timeout(Duration::from_secs(10));
     let _ = client.oneshot(get(&url, Some(&ctx))).await;
 }
+
+/// tonic's own server takes the layer; its timeout (which answers CANCELLED) does not turn
+/// the handler's DeadlineExceeded into Canceled, and our client reports DEADLINE_EXCEEDED.
+#[tokio::test]
+async fn tonic_transport_server_takes_the_layer() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let worker = ProbeWorker {
+        seen: tx,
+        delay: Duration::ZERO,
+        next: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layer())
+            .add_service(common::pb::worker_server::WorkerServer::new(worker))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut client = grpc_client(addr).await;
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(100));
+    let req = tonic::Request::new(common::pb::WorkRequest { millis: 10_000 });
+    let status = client.work(req.with_context(ctx)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    let s = next_seen(&mut seen).await;
+    let left = s.remaining.unwrap();
+    assert!(left >= Duration::from_millis(50) && left <= Duration::from_millis(100));
+    let (err, _) = done_within(&s.ctx, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(err, Error::DeadlineExceeded);
+    assert_eq!(s.spawned.await.unwrap(), Error::DeadlineExceeded);
+    server.abort();
+}
