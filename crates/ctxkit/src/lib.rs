@@ -58,7 +58,7 @@ pub use callback::AfterFunc;
 pub use context::Context;
 pub use done::Done;
 pub use error::{Cause, Error};
-pub use group::{Group, Panicked, ScopedGroup};
+pub use group::{Group, Panicked};
 
 #[cfg(feature = "crossbeam-channel")]
 pub use glue::crossbeam;
