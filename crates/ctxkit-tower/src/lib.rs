@@ -8,8 +8,8 @@
 //!   when the client goes away (the response future is dropped, e.g. on an HTTP/2
 //!   `RST_STREAM`), when the response has been sent, when the deadline passes, or when the
 //!   server shuts down. Handlers read it with [`RequestContextExt::context`] (tonic and http
-//!   requests) or the [`RequestContext`] extractor (axum, feature `axum`).
-//! - **Client**: [`ClientLayer`] (tonic channels, hyper clients) and [`RequestBuilderExt`]
+//!   requests) or the `RequestContext` extractor (axum, feature `axum`).
+//! - **Client**: [`ClientLayer`] (tonic channels, hyper clients) and `RequestBuilderExt`
 //!   (reqwest, feature `reqwest`) send the context's remaining time to the server and abort
 //!   the call when the context is done.
 //! - **Codec**: [`codec`] parses and writes `grpc-timeout` and millisecond headers, strictly.
@@ -96,8 +96,8 @@
 //! # Features
 //! - `tonic` (default): a done context fails a gRPC call with a `tonic::Status`;
 //!   [`RequestContextExt`] for `tonic::Request`.
-//! - `axum`: the [`RequestContext`] extractor.
-//! - `reqwest`: [`RequestBuilderExt`].
+//! - `axum`: the `RequestContext` extractor.
+//! - `reqwest`: `RequestBuilderExt`.
 //! - `opentelemetry`: the W3C trace context (with the global propagator) is extracted into
 //!   the request context on the server and injected from it on the client.
 #![warn(missing_docs, missing_debug_implementations)]

@@ -62,7 +62,7 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 ///
 /// Handlers read the context from the request's extensions (`req.extensions().get::<Context>()`,
 /// or [`RequestContextExt::context`](crate::RequestContextExt::context)); with the `axum`
-/// feature, [`RequestContext`](crate::RequestContext) is an extractor.
+/// feature, `RequestContext` is an extractor.
 ///
 /// # Lifecycle of a request's context
 /// 1. Made in `call` as a child of the layer's root context, with the deadline read from the

@@ -2,7 +2,8 @@
 //! demo server and as a server behind our client layer.
 //!
 //! Needs the venv made by `tests/interop/setup.sh` (at `$CTXKIT_GRPCIO_VENV`, else
-//! `<workspace>/target/grpcio-venv`); without it each test prints why and passes.
+//! `<workspace>/target/grpcio-venv`); without it each test prints why and passes, unless
+//! `CTXKIT_GRPCIO_REQUIRED=1` (as CI sets), which makes a missing venv a failure.
 
 mod common;
 
@@ -32,6 +33,12 @@ fn python() -> Option<PathBuf> {
         // Canonical: python finds its venv from the path it was started by.
         Ok(venv) if venv.join("bin/python").exists() => Some(venv.join("bin/python")),
         _ => {
+            if std::env::var_os("CTXKIT_GRPCIO_REQUIRED").is_some_and(|v| v == "1") {
+                panic!(
+                    "CTXKIT_GRPCIO_REQUIRED=1 but there is no venv at {}",
+                    venv.display()
+                );
+            }
             println!(
                 "SKIPPED: grpcio interop test: no venv at {} (create it with \
              `bash crates/ctxkit-tower/tests/interop/setup.sh`)",

@@ -11,7 +11,12 @@ workspace="$(cd "$here/../../../.." && pwd)"
 venv="${1:-${CTXKIT_GRPCIO_VENV:-$workspace/target/grpcio-venv}}"
 
 if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv"; then
+        # Debian's python3 keeps venv support in a package of its own.
+        rm -rf "$venv"
+        apt-get install -y -q python3-venv >/dev/null
+        python3 -m venv "$venv"
+    fi
 fi
 if ! "$venv/bin/python" -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check grpcio grpcio-tools protobuf
