@@ -44,9 +44,8 @@ fn a_write_to_a_peer_that_never_reads_times_out_as_timed_out() {
     let chunk = vec![0u8; 64 * 1024];
     let err = loop {
         // The socket buffers fill up; then the write blocks until the deadline.
-        match conn.write(&chunk) {
-            Ok(_) => continue,
-            Err(err) => break err,
+        if let Err(err) = conn.write_all(&chunk) {
+            break err;
         }
     };
     assert_eq!(err.kind(), ErrorKind::TimedOut);

@@ -418,11 +418,13 @@ fn a_scoped_panic_is_resumed_by_wait_not_by_the_scope() {
 fn a_non_clone_error_goes_in_an_arc_and_the_cause_downcasts_to_it() {
     let (group, ctx) = Group::<Arc<std::io::Error>>::new(&Context::background());
     group.spawn(|| {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no such file",
-        ))
-        .map_err(Arc::new)
+        let read = || {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file",
+            ))
+        };
+        read().map_err(Arc::new)
     });
     let err = group.wait().unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);

@@ -200,15 +200,12 @@ where
     /// group.wait().await.unwrap();
     /// # }
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub fn spawn_wait<F>(&self, fut: F) -> impl Future<Output = ()> + Send + '_
+    pub async fn spawn_wait<F>(&self, fut: F)
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
-        async move {
-            acquire_slot(&self.shared).await;
-            self.start_task(fut, true);
-        }
+        acquire_slot(&self.shared).await;
+        self.start_task(fut, true);
     }
 
     /// Spawns `fut` if the group is under its [limit](Group::set_limit) and returns true;
@@ -304,22 +301,19 @@ where
     /// assert_eq!(group.wait().await, Err(std::fmt::Error));
     /// # }
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub fn wait(self) -> impl Future<Output = Result<(), E>> + Send {
-        async move {
-            loop {
-                let mut idle = pin!(self.shared.idle.notified());
-                // Registered before the check, so the last task's notification is not missed.
-                idle.as_mut().enable();
-                // Acquire: pairs with the Release decrement of the last task, after which
-                // every outcome is recorded.
-                if self.shared.tasks.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                idle.await;
+    pub async fn wait(self) -> Result<(), E> {
+        loop {
+            let mut idle = pin!(self.shared.idle.notified());
+            // Registered before the check, so the last task's notification is not missed.
+            idle.as_mut().enable();
+            // Acquire: pairs with the Release decrement of the last task, after which every
+            // outcome is recorded.
+            if self.shared.tasks.load(Ordering::Acquire) == 0 {
+                break;
             }
-            self.shared.core.conclude()
+            idle.await;
         }
+        self.shared.core.conclude()
     }
 }
 
