@@ -46,16 +46,25 @@ struct Config {
 /// # Examples
 ///
 /// ```
+/// use std::time::Duration;
+/// use ctxkit::Context;
 /// use ctxkit_tower::{ClientLayer, RequestContextExt};
+/// use tower::ServiceExt;
 /// use tower_layer::Layer;
-/// # let some_client = tower_service_fn();
-/// # fn tower_service_fn() -> impl Clone { () }
-/// let layer = ClientLayer::new().timeout_ms_header("x-timeout-ms");
-/// // let client = layer.layer(hyper_client); // or a tonic Channel
-/// let (ctx, _h) = ctxkit::Context::background().with_timeout(std::time::Duration::from_secs(1));
-/// let mut req = http::Request::new(());
-/// req.set_context(ctx);
-/// # drop((layer, some_client));
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // A stand-in for a hyper client or a tonic Channel: shows the header it was sent.
+/// let inner = tower::service_fn(|req: http::Request<()>| async move {
+///     let sent = req.headers()["x-timeout-ms"].to_str().unwrap().to_owned();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
+/// });
+/// let client = ClientLayer::new().timeout_ms_header("x-timeout-ms").layer(inner);
+///
+/// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(2));
+/// let res = client.oneshot(http::Request::new(()).with_context(ctx)).await.unwrap();
+/// let sent: u64 = res.body().get_ref().parse().unwrap();
+/// assert!(sent > 1900 && sent <= 2000);
+/// # }
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct ClientLayer {
@@ -290,6 +299,18 @@ pin_project! {
 impl<B> fmt::Debug for ClientBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> ClientBody<B> {
+    /// The body the inner service answered with.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The body the inner service answered with, without the context's watch.
+    pub fn into_inner(self) -> B {
+        self.inner
     }
 }
 

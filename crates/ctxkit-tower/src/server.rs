@@ -44,7 +44,7 @@ pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-time
 /// The `grpc-timeout` header.
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Config {
     root: Context,
     max_timeout: Option<Duration>,
@@ -125,7 +125,7 @@ impl ServerLayer {
     }
 
     fn config_mut(&mut self) -> &mut Config {
-        Arc::get_mut(&mut self.config).expect("configured before it is shared")
+        Arc::make_mut(&mut self.config)
     }
 
     /// No request gets a deadline later than `max` from its arrival, even one that sent no
@@ -334,20 +334,28 @@ where
             if let Poll::Ready(result) = inner.poll(cx) {
                 this.inner.set(None);
                 let guard = this.guard.take();
-                return Poll::Ready(result.map(|res| {
-                    let guard = guard.filter(|g| {
-                        if res.body().is_end_stream() {
-                            g.cancel(None);
-                            false
-                        } else {
-                            true
+                return Poll::Ready(match result {
+                    Ok(res) => {
+                        // An empty body is sent with the headers: the request is over.
+                        let guard = guard.filter(|g| {
+                            let over = res.body().is_end_stream();
+                            if over {
+                                g.cancel(None);
+                            }
+                            !over
+                        });
+                        Ok(res.map(|body| ServerBody {
+                            inner: Some(body),
+                            guard,
+                        }))
+                    }
+                    Err(err) => {
+                        if let Some(g) = guard {
+                            g.cancel(None); // the handler failed: its request is over
                         }
-                    });
-                    res.map(|body| ServerBody {
-                        inner: Some(body),
-                        guard,
-                    })
-                }));
+                        Err(err)
+                    }
+                });
             }
         }
         match this.grace {
