@@ -1,0 +1,450 @@
+//! Model checking of the cancellation tree's races with loom.
+//!
+//! Run with:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p ctxkit --release --test loom
+//! ```
+//!
+//! Under `cfg(loom)` the tree's mutexes and atomics (`src/sync.rs`) are loom's, so every model
+//! below explores every interleaving of their operations (each model is exhaustive within
+//! loom's default bounds unless its comment says it sets a preemption bound). Reference counts
+//! (`Arc`/`Weak`) stay std's, and `release`'s thread-local work list is std's; loom runs all
+//! model threads on one OS thread, so a `release` interrupted by a switch can find another
+//! model thread's drop queued behind it, which is a legal (if rarer) schedule.
+//!
+//! The models use no deadlines, `todo()` or blocking waits: those go through std threads and
+//! statics outside the model. `after_func` hands its callback to a std thread pool; the
+//! callback itself touches only std types, and the model checks the registration's side
+//! (stop's answer, the callback dropped or started) inside loom and the run itself outside.
+#![cfg(loom)]
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, Ordering as StdOrdering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context as TaskCx, Poll, Wake, Waker};
+use std::time::Duration;
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+use ctxkit::{Cause, Context, Error, Key};
+
+/// A user error used as a cause; compared by its name.
+#[derive(Debug)]
+struct Named(&'static str);
+
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Named {}
+
+/// The name of a `Named` cause, or the sentinel's text.
+fn name(cause: &Cause) -> String {
+    cause.to_string()
+}
+
+/// Sets its flag when dropped (a std atomic: it may be dropped on the callback pool).
+struct DropFlag(Arc<StdAtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, StdOrdering::SeqCst);
+    }
+}
+
+fn drop_flag() -> (DropFlag, Arc<StdAtomicBool>) {
+    let flag = Arc::new(StdAtomicBool::new(false));
+    (DropFlag(Arc::clone(&flag)), flag)
+}
+
+static PAYLOAD: Key<DropFlag> = Key::new("payload");
+
+/// A waker that counts its wakes in a loom atomic.
+struct Recorder(AtomicUsize);
+
+impl Recorder {
+    fn new() -> Arc<Recorder> {
+        Arc::new(Recorder(AtomicUsize::new(0)))
+    }
+
+    fn wakes(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for Recorder {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn poll(done: &mut ctxkit::Done, waker: &Waker) -> Poll<Error> {
+    let mut cx = TaskCx::from_waker(waker);
+    std::pin::Pin::new(done).poll(&mut cx)
+}
+
+use std::future::Future;
+
+// ---------------------------------------------------------------------------------------
+// S5: cancel racing with deriving a child
+// ---------------------------------------------------------------------------------------
+
+/// A child derived (with_cancel, a value layer then with_cancel, merge) while its parent is
+/// being cancelled is done once both have finished, with the parent's err and cause.
+#[test]
+fn cancel_racing_derive_leaves_the_child_done() {
+    loom::model(|| {
+        let (parent, h) = Context::background().with_cancel();
+        let canceller = thread::spawn(move || h.cancel_with_cause(Named("stop")));
+        let (child, _hc) = parent.with_cancel();
+        let (grandchild, _hg) = child.with_value(&PAYLOAD, drop_flag().0).with_cancel();
+        canceller.join().unwrap();
+        for c in [&parent, &child, &grandchild] {
+            assert_eq!(c.err(), Some(Error::Canceled));
+            assert_eq!(name(&c.cause().unwrap()), "stop");
+        }
+    });
+}
+
+/// A merge derived while its first parent is cancelled (the second stays live).
+#[test]
+fn cancel_racing_merge_derive_leaves_the_merge_done() {
+    loom::model(|| {
+        let (a, ha) = Context::background().with_cancel();
+        let (b, _hb) = Context::background().with_cancel();
+        let canceller = thread::spawn(move || ha.cancel_with_cause(Named("a")));
+        let (m, _hm) = b.merge(&a);
+        canceller.join().unwrap();
+        assert_eq!(m.err(), Some(Error::Canceled));
+        assert_eq!(name(&m.cause().unwrap()), "a");
+        assert!(!b.is_done());
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// S8: two cancels with different causes racing
+// ---------------------------------------------------------------------------------------
+
+/// Two threads cancel the same context with different causes while a third reads the
+/// child: exactly one cause wins, and the parent, the child and the reader agree on it.
+#[test]
+fn two_cancels_racing_agree_on_one_cause() {
+    loom::model(|| {
+        let (parent, h) = Context::background().with_cancel();
+        let (child, _hc) = parent.with_cancel();
+        let h2 = h.clone();
+        let t1 = thread::spawn(move || h.cancel_with_cause(Named("one")));
+        let t2 = thread::spawn(move || h2.cancel_with_cause(Named("two")));
+        // The reader: whatever it sees once done must be final (N1: cause before state).
+        let seen = child.err().map(|e| (e, name(&child.cause().unwrap())));
+        t1.join().unwrap();
+        t2.join().unwrap();
+        let won = name(&parent.cause().unwrap());
+        assert!(won == "one" || won == "two", "{won}");
+        assert_eq!(parent.err(), Some(Error::Canceled));
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert_eq!(name(&child.cause().unwrap()), won);
+        if let Some((err, cause)) = seen {
+            assert_eq!(err, Error::Canceled);
+            assert_eq!(cause, won, "a reader saw a cause that did not win");
+        }
+    });
+}
+
+/// A parent and its child cancelled at once with different causes: the parent keeps its
+/// own; the child keeps whichever reached it first, and its child agrees with it (S8).
+#[test]
+fn parent_and_child_cancels_racing() {
+    loom::model(|| {
+        let (parent, hp) = Context::background().with_cancel();
+        let (child, hc) = parent.with_cancel();
+        let (grandchild, _hg) = child.with_cancel();
+        let t1 = thread::spawn(move || hp.cancel_with_cause(Named("parent")));
+        hc.cancel_with_cause(Named("child"));
+        // S4: when our cancel returns, our subtree is done.
+        assert!(child.is_done() && grandchild.is_done());
+        t1.join().unwrap();
+        assert_eq!(name(&parent.cause().unwrap()), "parent");
+        let c = name(&child.cause().unwrap());
+        assert!(c == "parent" || c == "child", "{c}");
+        assert_eq!(name(&grandchild.cause().unwrap()), c);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// S17: a waiter registering while cancel runs
+// ---------------------------------------------------------------------------------------
+
+/// A `Done` polled (registering a waker) while another thread cancels: either the poll sees
+/// the context done, or the waker is woken. Never a lost wakeup.
+#[test]
+fn waiter_registering_while_cancel_runs_is_never_lost() {
+    loom::model(|| {
+        let (parent, h) = Context::background().with_cancel();
+        let (ctx, _hc) = parent.with_cancel();
+        let canceller = thread::spawn(move || h.cancel());
+        let rec = Recorder::new();
+        let waker = Waker::from(Arc::clone(&rec));
+        let mut done = ctx.done();
+        let first = poll(&mut done, &waker);
+        canceller.join().unwrap();
+        match first {
+            Poll::Ready(err) => assert_eq!(err, Error::Canceled),
+            Poll::Pending => {
+                assert_eq!(rec.wakes(), 1, "lost wakeup");
+                assert_eq!(poll(&mut done, &waker), Poll::Ready(Error::Canceled));
+            }
+        }
+    });
+}
+
+/// The waiter is re-polled with a different waker (re-registration) while cancel runs: the
+/// waker of the last pending poll is woken.
+#[test]
+fn waiter_switching_wakers_while_cancel_runs_is_never_lost() {
+    loom::model(|| {
+        let (ctx, h) = Context::background().with_cancel();
+        let (rec_a, rec_b) = (Recorder::new(), Recorder::new());
+        let (waker_a, waker_b) = (
+            Waker::from(Arc::clone(&rec_a)),
+            Waker::from(Arc::clone(&rec_b)),
+        );
+        let mut done = ctx.done();
+        assert_eq!(poll(&mut done, &waker_a), Poll::Pending);
+        let canceller = thread::spawn(move || h.cancel());
+        let second = poll(&mut done, &waker_b);
+        canceller.join().unwrap();
+        if second.is_pending() {
+            assert_eq!(rec_b.wakes(), 1, "lost wakeup of the new waker");
+        }
+        assert!(rec_a.wakes() + rec_b.wakes() >= 1);
+        assert_eq!(poll(&mut done, &waker_b), Poll::Ready(Error::Canceled));
+    });
+}
+
+/// A waiter in another thread, and a pending `Done` dropped (unregistering) while cancel runs.
+#[test]
+fn waiter_in_another_thread_and_dropped_waiter() {
+    loom::model(|| {
+        let (ctx, h) = Context::background().with_cancel();
+        let rec = Recorder::new();
+        let waiter = {
+            let ctx = ctx.clone();
+            let rec = Arc::clone(&rec);
+            thread::spawn(move || {
+                let waker = Waker::from(rec);
+                let mut done = ctx.done();
+                // Kept alive: dropping a pending `Done` unregisters its waker.
+                (poll(&mut done, &waker), done)
+            })
+        };
+        let mut gone = ctx.done();
+        let noop = Waker::from(Recorder::new());
+        let _ = poll(&mut gone, &noop);
+        let dropper = thread::spawn(move || drop(gone));
+        h.cancel();
+        let (first, _done) = waiter.join().unwrap();
+        dropper.join().unwrap();
+        if first.is_pending() {
+            assert_eq!(rec.wakes(), 1, "lost wakeup");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// S20: on_cancel registration racing cancel
+// ---------------------------------------------------------------------------------------
+
+/// `on_cancel` registered (on the context and on a child) while the context is cancelled:
+/// each callback runs exactly once, and sees its context done when it runs.
+#[test]
+fn on_cancel_registration_racing_cancel_runs_exactly_once() {
+    loom::model(|| {
+        let (ctx, h) = Context::background().with_cancel();
+        let (child, _hc) = ctx.with_cancel();
+        let canceller = thread::spawn(move || h.cancel());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut regs = Vec::new();
+        for c in [&ctx, &child] {
+            let (runs, me) = (Arc::clone(&runs), c.clone());
+            regs.push(c.on_cancel(move || {
+                assert!(me.is_done(), "on_cancel ran before its context was done");
+                runs.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        canceller.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        for r in &regs {
+            assert!(!r.stop(), "stop after the callback ran");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// S21: stop racing cancel
+// ---------------------------------------------------------------------------------------
+
+/// `on_cancel`'s `stop()` racing cancel: exactly one of {f runs, stop returns true}, and f
+/// is dropped in both cases.
+#[test]
+fn on_cancel_stop_racing_cancel_exactly_one_wins() {
+    loom::model(|| {
+        let (ctx, h) = Context::background().with_cancel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (flag, dropped) = drop_flag();
+        let r2 = Arc::clone(&runs);
+        let reg = ctx.on_cancel(move || {
+            let _f = &flag;
+            r2.fetch_add(1, Ordering::SeqCst);
+        });
+        let canceller = thread::spawn(move || h.cancel());
+        let stopped = reg.stop();
+        canceller.join().unwrap();
+        let ran = runs.load(Ordering::SeqCst);
+        assert_eq!(
+            ran + stopped as usize,
+            1,
+            "ran {ran} times, stop returned {stopped}"
+        );
+        assert!(
+            dropped.load(StdOrdering::SeqCst),
+            "f was neither run nor dropped"
+        );
+        assert!(!reg.stop());
+    });
+}
+
+/// `after_func`'s `stop()` racing cancel. The callback goes to the std thread pool, outside
+/// the model: the model checks stop's answer against the registration's state and that a
+/// stopped f is dropped at once; the run itself is awaited on a std channel.
+#[test]
+fn after_func_stop_racing_cancel_exactly_one_wins() {
+    loom::model(|| {
+        let (ctx, h) = Context::background().with_cancel();
+        let (tx, rx) = mpsc::channel::<()>();
+        let (flag, dropped) = drop_flag();
+        let reg = ctx.after_func(move || {
+            let _f = &flag;
+            tx.send(()).unwrap();
+        });
+        let canceller = thread::spawn(move || h.cancel());
+        let stopped = reg.stop();
+        canceller.join().unwrap();
+        if stopped {
+            assert!(dropped.load(StdOrdering::SeqCst), "stopped f not dropped");
+            assert!(rx.try_recv().is_err(), "stopped f ran");
+            assert!(format!("{reg:?}").contains("stopped"));
+        } else {
+            assert!(format!("{reg:?}").contains("started"));
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("stop returned false but f never ran");
+        }
+        assert!(!reg.stop());
+        // f ran at most once: its sender is gone after the single run.
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_err());
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// S22: a child dropped while its parent cancels
+// ---------------------------------------------------------------------------------------
+
+/// The last clone and handle of a child dropped while its parent cancels: the child (and the
+/// value it holds) is freed, exactly once, whichever thread gets there first.
+#[test]
+fn child_dropped_while_parent_cancels_is_freed() {
+    loom::model(|| {
+        let (parent, hp) = Context::background().with_cancel();
+        let (flag, dropped) = drop_flag();
+        let (child, hc) = parent.with_value(&PAYLOAD, flag).with_cancel();
+        let canceller = thread::spawn(move || hp.cancel());
+        drop((child, hc));
+        canceller.join().unwrap();
+        assert!(dropped.load(StdOrdering::SeqCst), "leak: child not freed");
+        assert!(parent.is_done());
+        // The parent still works as a parent.
+        let (late, _hl) = parent.with_cancel();
+        assert!(late.is_done());
+    });
+}
+
+/// A child with a pending `on_cancel` dropped while its parent cancels: the callback is
+/// handed to the parent or fired by the walk, and runs exactly once (S19, S20).
+#[test]
+fn child_with_callback_dropped_while_parent_cancels() {
+    loom::model(|| {
+        let (parent, hp) = Context::background().with_cancel();
+        let (flag, dropped) = drop_flag();
+        let (child, hc) = parent.with_value(&PAYLOAD, flag).with_cancel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r2 = Arc::clone(&runs);
+        drop(child.on_cancel(move || {
+            r2.fetch_add(1, Ordering::SeqCst);
+        }));
+        let canceller = thread::spawn(move || hp.cancel());
+        drop((child, hc));
+        canceller.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(dropped.load(StdOrdering::SeqCst), "leak: child not freed");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// S24: merge with both parents cancelling at once
+// ---------------------------------------------------------------------------------------
+
+/// Both parents of a merge cancel at once with different causes: the merge and its child
+/// are done with one of the two causes, and agree.
+#[test]
+fn merge_with_both_parents_cancelling_at_once() {
+    loom::model(|| {
+        let (a, ha) = Context::background().with_cancel();
+        let (b, hb) = Context::background().with_cancel();
+        let (m, _hm) = a.merge(&b);
+        let (below, _hbelow) = m.with_cancel();
+        let t = thread::spawn(move || ha.cancel_with_cause(Named("a")));
+        hb.cancel_with_cause(Named("b"));
+        assert!(m.is_done() && below.is_done(), "S4: our cancel returned");
+        t.join().unwrap();
+        let won = name(&m.cause().unwrap());
+        assert!(won == "a" || won == "b", "{won}");
+        assert_eq!(name(&below.cause().unwrap()), won);
+        assert_eq!(name(&a.cause().unwrap()), "a");
+        assert_eq!(name(&b.cause().unwrap()), "b");
+    });
+}
+
+/// A merge derived while both parents cancel: done afterwards with one of the causes, and
+/// freed once dropped.
+///
+/// Three threads: exhaustive exploration does not end in minutes, so this model bounds
+/// preemptions to 2 (loom's recommended bound; most concurrency bugs need at most 2).
+#[test]
+fn merge_derived_while_both_parents_cancel() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let (a, ha) = Context::background().with_cancel();
+        let (b, hb) = Context::background().with_cancel();
+        let t = thread::spawn(move || ha.cancel_with_cause(Named("a")));
+        let u = thread::spawn(move || hb.cancel_with_cause(Named("b")));
+        let (flag, dropped) = drop_flag();
+        let (m, hm) = a.with_value(&PAYLOAD, flag).merge(&b);
+        t.join().unwrap();
+        u.join().unwrap();
+        assert_eq!(m.err(), Some(Error::Canceled));
+        let won = name(&m.cause().unwrap());
+        assert!(won == "a" || won == "b", "{won}");
+        drop((m, hm));
+        assert!(dropped.load(StdOrdering::SeqCst), "leak: merge not freed");
+    });
+}
