@@ -25,6 +25,21 @@
 //!   `timer.rs`. Values and [`Key`]: `values.rs`. [`Done`] and blocking waits: `done.rs`.
 //!   [`AfterFunc`] and the callback pool: `callback.rs`. [`Error`] and [`Cause`]: `error.rs`.
 //!   [`CancelHandle`] and [`CancelGuard`]: `handle.rs`.
+//! - Task groups, Go's errgroup: [`Group`] for threads (`group.rs`); `ctxkit::tokio::Group`
+//!   for tokio tasks and `ctxkit::futures::JoinGroup` for futures in one task.
+//! - Integrations, one module each in `glue/`: [`net`] (blocking `std::net` I/O under a
+//!   context, always on) and the optional ones below.
+//!
+//! # Cargo features
+//! None is enabled by default; each adds one module and one optional dependency.
+//! - `tokio`: `ctxkit::tokio`, a `Group` for tokio tasks and `spawn`, a task that stops
+//!   when its context is done.
+//! - `tokio-util`: `ctxkit::tokio_util`, a context and a `CancellationToken` that cancel each
+//!   other, with no thread or task.
+//! - `crossbeam-channel`: `ctxkit::crossbeam`, a receiver that is ready once a context is
+//!   done, for `crossbeam_channel::select!` (Go's `case <-ctx.Done():` for threads).
+//! - `futures`: `ctxkit::futures`, `.with_context(&ctx)` for futures, `.until_done(&ctx)`
+//!   for streams, and `JoinGroup`.
 //!
 //! # Go → ctxkit
 //! | Go | ctxkit |
