@@ -25,14 +25,14 @@ fn is_error(err: &std::io::Error, expected: Error) -> bool {
 #[test]
 fn a_read_times_out_at_the_deadline_as_timed_out() {
     let listener = silent_listener();
-    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(50));
     let start = Instant::now();
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(50));
     let mut conn = ContextStream::connect(&ctx, listener.local_addr().unwrap()).unwrap();
     let err = conn.read(&mut [0; 64]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert!(is_error(&err, Error::DeadlineExceeded), "{err:?}");
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(40), "{took:?}");
+    assert!(took >= Duration::from_millis(50), "{took:?}");
     assert!(took < LONG, "{took:?}");
 }
 

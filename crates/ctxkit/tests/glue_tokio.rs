@@ -66,8 +66,8 @@ async fn spawn_returns_the_output_when_the_future_finishes_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_stops_a_spawned_task_without_a_tokio_timer() {
+    let start = Instant::now(); // before the context: its deadline is 20 ms after creation
     let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(20));
-    let start = Instant::now();
     let task = ctxkit::tokio::spawn(&ctx, std::future::pending::<()>());
     assert_eq!(task.await.unwrap(), Err(Error::DeadlineExceeded));
     assert!(start.elapsed() >= Duration::from_millis(20));

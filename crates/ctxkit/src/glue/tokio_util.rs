@@ -3,7 +3,8 @@
 //!
 //! - Context → token: [`child_token`] and [`cancel_on_done`] register an
 //!   [`on_cancel`](Context::on_cancel) callback that cancels the token, on the thread that
-//!   cancels the context, before its `cancel()` returns.
+//!   cancels the context (ctxkit's timer thread, for a deadline), before its `cancel()`
+//!   returns. (A thread blocked in `ctx.wait()` may wake a moment before that.)
 //! - Token → context: [`with_token`] derives a context that is cancelled when the token is.
 //!   A token offers no callback, only futures, so the context registers a waker of its own
 //!   with the token's `cancelled()` future (polled once, at creation, and never by a
@@ -50,11 +51,10 @@ use crate::{AfterFunc, CancelHandle, Context, Key};
 /// token is no longer needed.
 ///
 /// ```
-/// use std::time::Duration;
-/// let (ctx, _h) = ctxkit::Context::background().with_timeout(Duration::from_millis(5));
+/// let (ctx, handle) = ctxkit::Context::background().with_cancel();
 /// let token = ctxkit::tokio_util::child_token(&ctx);
-/// ctx.wait();
-/// assert!(token.is_cancelled()); // cancelled before `wait` returned
+/// handle.cancel();
+/// assert!(token.is_cancelled()); // cancelled before `cancel` returned
 /// ```
 pub fn child_token(ctx: &Context) -> CancellationToken {
     let token = CancellationToken::new();
