@@ -177,3 +177,9 @@ fn worker_threads_stop_on_one_cancel() {
     let handled: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(handled, 100);
 }
+
+#[test]
+fn the_receiver_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ctxkit::crossbeam::DoneReceiver>();
+}

@@ -252,3 +252,22 @@ fn join_group_extend_adds_every_future() {
     assert_eq!(block_on(group.wait()), Ok(()));
     assert_eq!(ran.load(Ordering::SeqCst), 5);
 }
+
+#[test]
+fn until_done_is_terminated_once_the_context_ends_it() {
+    use futures::stream::FusedStream;
+    let (ctx, handle) = Context::background().with_cancel();
+    let mut s = futures::stream::iter(0..).fuse().until_done(&ctx);
+    assert!(!s.is_terminated());
+    handle.cancel();
+    assert_eq!(block_on(s.next()), None);
+    assert!(s.is_terminated());
+}
+
+#[test]
+fn the_adapters_and_the_group_are_send_and_sync_when_their_parts_are() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ctxkit::futures::WithContext<std::future::Ready<u8>>>();
+    send_sync::<ctxkit::futures::UntilDone<futures::stream::Iter<std::ops::Range<u8>>>>();
+    send_sync::<JoinGroup<std::future::Ready<Result<(), Failed>>>>();
+}

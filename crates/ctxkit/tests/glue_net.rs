@@ -169,3 +169,9 @@ fn into_inner_unbinds_the_stream_from_the_context() {
         ErrorKind::WouldBlock
     );
 }
+
+#[test]
+fn the_stream_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ContextStream>();
+}

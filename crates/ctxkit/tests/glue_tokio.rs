@@ -337,3 +337,52 @@ fn wait_completes_when_the_runtime_drops_unfinished_tasks() {
     let result = rt.block_on(async { tokio::time::timeout(LONG, group.wait()).await });
     assert_eq!(result, Ok(Ok(())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_and_its_context_are_freed_after_wait() {
+    struct Detector(Arc<AtomicBool>);
+    impl Drop for Detector {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let freed = Arc::new(AtomicBool::new(false));
+    let parent = Context::background().with(Detector(freed.clone()));
+    let (group, ctx) = Group::new(&parent);
+    drop(parent);
+    group.set_limit(2);
+    for i in 0..6 {
+        let ctx = ctx.clone();
+        group.spawn(async move {
+            tokio::select! {
+                _ = ctx.done() => {}
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+            if i == 3 {
+                Err(Failed(i))
+            } else {
+                Ok(())
+            }
+        });
+    }
+    drop(ctx);
+    assert_eq!(group.wait().await, Err(Failed(3)));
+    // The last task may still be letting go of its share of the group: give it a moment.
+    tokio::time::timeout(LONG, async {
+        while !freed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the group's context leaked");
+}
+
+#[test]
+fn the_group_and_its_futures_are_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Group<Failed>>();
+    let (group, _ctx) = Group::<Failed>::new(&Context::background());
+    send(&group.spawn_wait(async { Ok(()) }));
+    send(&group.wait());
+}

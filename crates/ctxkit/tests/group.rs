@@ -450,3 +450,44 @@ fn group_values_and_deadlines_come_from_the_parent() {
     assert_eq!(group.wait(), Ok(()));
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
 }
+
+#[test]
+fn a_group_and_its_contexts_are_freed_after_wait() {
+    struct Detector(Arc<AtomicBool>);
+    impl Drop for Detector {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let freed = Arc::new(AtomicBool::new(false));
+    let parent = Context::background().with(Detector(freed.clone()));
+    let (group, ctx) = Group::new(&parent);
+    drop(parent);
+    for i in 0..4 {
+        let ctx = ctx.clone();
+        group.spawn(move || {
+            ctx.wait_timeout(Duration::from_millis(1));
+            if i == 2 {
+                Err(Failed(i))
+            } else {
+                Ok(())
+            }
+        });
+    }
+    drop(ctx);
+    assert_eq!(group.wait(), Err(Failed(2)));
+    // The task threads may still be exiting: their captures are gone, but give the last
+    // reference (the thread's share of the group) a moment.
+    let deadline = Instant::now() + LONG;
+    while !freed.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the group's context leaked");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn group_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Group<Failed>>();
+    send_sync::<Panicked>();
+}

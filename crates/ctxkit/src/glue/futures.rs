@@ -33,6 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use ::futures_core::stream::FusedStream;
 use ::futures_core::Stream;
 use ::futures_util::stream::{FuturesUnordered, StreamExt as _};
 use ::pin_project_lite::pin_project;
@@ -188,6 +189,13 @@ impl<S: Stream> Stream for UntilDone<S> {
             Some(_) => (0, Some(0)),
             None => (0, self.stream.size_hint().1),
         }
+    }
+}
+
+/// Terminated once the context ended it, or once the inner stream is.
+impl<S: FusedStream> FusedStream for UntilDone<S> {
+    fn is_terminated(&self) -> bool {
+        self.stopped.is_some() || self.stream.is_terminated()
     }
 }
 
