@@ -167,37 +167,49 @@ fn requests_per_second(c: &mut Criterion) {
     drop(s.server_rt);
 }
 
-/// Alternates plain and layered rounds, so both see the same machine load; prints the
-/// overhead of the layers in percent of requests per second.
+/// Alternates plain and layered rounds, so both see the same machine load, and prints the
+/// median over rounds of each layered round's cost relative to the plain round next to it:
+/// the overhead in percent of requests per second. Medians shrug off the load spikes of a
+/// shared machine.
 fn ab_overhead() {
     let s = setup();
-    let rounds = std::env::var("CTXKIT_AB_ROUNDS")
+    let rounds: usize = std::env::var("CTXKIT_AB_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(30);
-    let mut time = [Duration::ZERO; 3];
+        .unwrap_or(200);
     let cases = [(s.plain, false), (s.layered, false), (s.layered, true)];
-    for _ in 0..3 {
+    for _ in 0..5 {
         s.client_rt.block_on(batch(&s.client, s.plain, false)); // warm up
     }
-    for _ in 0..rounds {
-        for (i, (addr, client_layer)) in cases.iter().enumerate() {
+    let mut overheads = [Vec::new(), Vec::new()];
+    let mut total = [Duration::ZERO; 3];
+    for round in 0..rounds {
+        let mut time = [Duration::ZERO; 3];
+        // Rotate the order, so no case always runs first.
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let (addr, client_layer) = cases[i];
             let start = Instant::now();
-            s.client_rt.block_on(batch(&s.client, *addr, *client_layer));
-            time[i] += start.elapsed();
+            s.client_rt.block_on(batch(&s.client, addr, client_layer));
+            time[i] = start.elapsed();
+            total[i] += time[i];
+        }
+        for (o, t) in overheads.iter_mut().zip(&time[1..]) {
+            // Requests per second lost: 1 - plain_time / layered_time.
+            o.push((1.0 - time[0].as_secs_f64() / t.as_secs_f64()) * 100.0);
         }
     }
     let rps = |t: Duration| (rounds * BATCH) as f64 / t.as_secs_f64();
-    let plain = rps(time[0]);
-    println!("\nA/B, {rounds} rounds of {BATCH} requests, {CONCURRENCY} in flight:");
-    println!("  plain                     {plain:>10.0} req/s");
-    for (name, t) in [
-        ("server layer", time[1]),
-        ("server + client layers", time[2]),
-    ] {
-        let r = rps(t);
-        let overhead = (plain - r) / plain * 100.0;
-        println!("  {name:<25} {r:>10.0} req/s   overhead {overhead:+.2}%");
+    println!("\nA/B, {rounds} rounds of {BATCH} requests each, {CONCURRENCY} in flight:");
+    println!("  plain                     {:>10.0} req/s", rps(total[0]));
+    let names = ["server layer", "server + client layers"];
+    for ((name, mut o), t) in names.into_iter().zip(overheads).zip(&total[1..]) {
+        o.sort_by(f64::total_cmp);
+        let median = o[o.len() / 2];
+        println!(
+            "  {name:<25} {:>10.0} req/s   overhead: median {median:+.2}%",
+            rps(*t)
+        );
     }
 }
 
@@ -220,6 +232,20 @@ fn layer_alone(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let res = handler.oneshot(req()).await.unwrap();
+                res.into_body().collect().await.unwrap()
+            })
+        })
+    });
+    let client = ClientLayer::new().layer(handler);
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(10));
+    group.bench_function("client_layer", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let res = client
+                    .clone()
+                    .oneshot(req().with_context(ctx.clone()))
+                    .await
+                    .unwrap();
                 res.into_body().collect().await.unwrap()
             })
         })
