@@ -796,6 +796,16 @@ fn deadline_fires_by_itself_and_never_early() {
 
 // API S11
 #[test]
+fn an_earlier_deadline_wakes_a_timer_waiting_for_a_later_one() {
+    let (_late, _hl) = Context::background().with_timeout(HOUR);
+    thread::sleep(Duration::from_millis(5)); // the timer now sleeps towards the late one
+    let (early, _he) = Context::background().with_timeout(Duration::from_millis(10));
+    assert_eq!(early.wait_timeout(LONG), Some(Error::DeadlineExceeded));
+    assert!(Instant::now() >= early.deadline().unwrap());
+}
+
+// API S11
+#[test]
 fn deadline_is_observed_done_no_earlier_than_the_deadline() {
     let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(30));
     let dl = ctx.deadline().unwrap();
@@ -1497,6 +1507,78 @@ fn after_func_on_dropped_merge_runs_when_either_parent_cancels() {
             "ran twice"
         );
         drop((a, b));
+    }
+}
+
+// API S19
+#[test]
+fn after_func_handed_to_a_deadline_parent_runs_when_that_deadline_passes() {
+    let clock = ManualClock::new();
+    let (parent, hp) = Context::background()
+        .with_clock(&clock)
+        .with_timeout(Duration::from_secs(1));
+    let (child, hc) = parent.with_cancel();
+    let (tx, rx) = mpsc::channel();
+    drop(child.after_func(move || tx.send(()).unwrap()));
+    drop((child, hc, parent, hp));
+    clock.advance(Duration::from_secs(1));
+    rx.recv_timeout(LONG)
+        .expect("the parent's deadline can still cancel: f must run");
+}
+
+// API S19, S25
+#[test]
+fn after_func_is_dropped_unrun_when_its_manual_clock_and_handles_are_gone() {
+    let (flag, dropped) = drop_flag();
+    let clock = ManualClock::new();
+    let (ctx, h) = Context::background()
+        .with_clock(&clock)
+        .with_timeout(Duration::from_secs(1));
+    let reg = ctx.after_func(move || drop(flag));
+    drop((reg, ctx, h));
+    // Nobody can advance the clock any more and there is no handle: nothing can make the
+    // context done, so f must be dropped rather than leaked.
+    drop(clock);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "f (and the context) leaked: its deadline can never fire"
+    );
+}
+
+// API S19
+#[test]
+fn after_func_handed_down_while_the_parent_cancels_runs_exactly_once() {
+    for i in 0..300 {
+        let (parent, hp) = Context::background().with_cancel();
+        let (child, hc) = parent.with_cancel();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c2 = Arc::clone(&count);
+        let inline = i % 2 == 0;
+        let f = move || {
+            c2.fetch_add(1, Ordering::SeqCst);
+        };
+        drop(if inline {
+            child.on_cancel(f)
+        } else {
+            child.after_func(f)
+        });
+        let barrier = Barrier::new(2);
+        let slot = Mutex::new(Some((child, hc)));
+        thread::scope(|s| {
+            s.spawn(|| {
+                barrier.wait();
+                drop(slot.lock().unwrap().take());
+            });
+            barrier.wait();
+            hp.cancel();
+        });
+        assert!(
+            eventually(|| count.load(Ordering::SeqCst) == 1),
+            "#{i}: f did not run although the parent cancelled"
+        );
+        if inline {
+            assert_eq!(count.load(Ordering::SeqCst), 1);
+        }
     }
 }
 
