@@ -280,7 +280,7 @@ impl RequestGuard {
             return;
         }
         // Past the deadline, the timer is about to say DeadlineExceeded: that is the truth.
-        // A client leaving just before it left because of it (see the module docs).
+        // A client leaving just before it left because of it (see ServerLayer's docs).
         let slack = match cause {
             Some(ServerCause::ClientGone) => self.slack,
             _ => Duration::ZERO,
