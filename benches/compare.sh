@@ -46,28 +46,28 @@ if [[ $table_only == 0 ]]; then
     rustc --version
   } > "$out/machine.txt"
 
-  echo "load before Go: go test -bench . -benchmem context: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+  echo "$(date -u +%T) load before Go: go test -bench . -benchmem context: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
   echo "== Go: go test -bench . -benchmem context (count ${GO_COUNT:-3})" >&2
   "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}" context | tee "$out/go-micro.txt" >&2
   # The floor of CommonParentCancel (its spin alone), from benches/go/spin_test.go.
   (cd benches/go && "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}") | tee -a "$out/go-micro.txt" >&2
 
-  echo "load before Go: scale program: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+  echo "$(date -u +%T) load before Go: scale program: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
   echo "== Go: scale program (benches/go)" >&2
   (cd benches/go && "$GO" build -o "$out/goscale" .)
   "$out/goscale" -size "$size" | tee "$out/go-scale.txt" >&2
 
-  echo "load before ctxkit: cargo bench -p ctxkit --bench go_parity: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+  echo "$(date -u +%T) load before ctxkit: cargo bench -p ctxkit --bench go_parity: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
   echo "== ctxkit: cargo bench -p ctxkit --bench go_parity" >&2
   rm -rf target/criterion
   # shellcheck disable=SC2086
   cargo bench -p ctxkit --bench go_parity -- ${CRITERION_ARGS:-} 2>&1 | tee "$out/criterion.txt" >&2
 
-  echo "load before ctxkit: scale example: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+  echo "$(date -u +%T) load before ctxkit: scale example: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
   echo "== ctxkit: scale example" >&2
   cargo build --release -p ctxkit --example scale 2>&1 | tail -1 >&2
   target/release/examples/scale --size "$size" | tee "$out/scale.txt" >&2
-  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+  echo "$(date -u +%T) load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 fi
 
 python3 benches/compare.py --out "$out" --criterion target/criterion --size "$size" | tee "$out/table.md"
