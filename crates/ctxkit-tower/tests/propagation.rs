@@ -363,10 +363,14 @@ async fn a_chain_times_out_everywhere_with_deadline_exceeded() {
     }
 }
 
-/// The client is another process; killing it cancels the server's context.
-#[tokio::test]
-async fn killing_the_client_process_cancels_the_server_context() {
-    let (server, mut seen) = http_server(layer()).await;
+/// The client is another process (HTTP/1.1, or gRPC over HTTP/2); killing it cancels the
+/// server's context.
+async fn kill_the_client_process(grpc: bool) {
+    let (server, mut seen) = if grpc {
+        grpc_server(layer(), Duration::ZERO, None).await
+    } else {
+        http_server(layer()).await
+    };
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "child_client_process",
@@ -374,7 +378,8 @@ async fn killing_the_client_process_cancels_the_server_context() {
             "--ignored",
             "--nocapture",
         ])
-        .env("CTXKIT_CHILD_URL", server.url("/wait"))
+        .env("CTXKIT_CHILD_ADDR", server.addr.to_string())
+        .env("CTXKIT_CHILD_GRPC", if grpc { "1" } else { "0" })
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -387,21 +392,39 @@ async fn killing_the_client_process_cancels_the_server_context() {
         .await
         .expect("the server context is done within 50 ms of the client's death");
     assert_eq!(err, Error::Canceled, "{took:?}");
+    assert_eq!(s.spawned.await.unwrap(), Error::Canceled);
     child.wait().unwrap();
 }
 
-/// The client process of `killing_the_client_process_cancels_the_server_context`.
 #[tokio::test]
-#[ignore = "run by killing_the_client_process_cancels_the_server_context"]
+async fn killing_the_client_process_cancels_the_server_context_http1() {
+    kill_the_client_process(false).await;
+}
+
+#[tokio::test]
+async fn killing_the_client_process_cancels_the_server_context_grpc() {
+    kill_the_client_process(true).await;
+}
+
+/// The client process of `kill_the_client_process`: calls with a 10 s deadline and waits.
+#[tokio::test]
+#[ignore = "run by the killing_the_client_process_* tests"]
 async fn child_client_process() {
-    let Ok(url) = std::env::var("CTXKIT_CHILD_URL") else {
+    let Ok(addr) = std::env::var("CTXKIT_CHILD_ADDR") else {
         return;
     };
-    let client = ClientLayer::new()
-        .timeout_ms_header("x-timeout-ms")
-        .layer(http_client(false));
     let (ctx, _h) = Context::background().with_timeout(Duration::from_secs(10));
-    let _ = client.oneshot(get(&url, Some(&ctx))).await;
+    if std::env::var("CTXKIT_CHILD_GRPC").as_deref() == Ok("1") {
+        let mut client = grpc_client(addr.parse().unwrap()).await;
+        let req = tonic::Request::new(common::pb::WorkRequest { millis: 60_000 });
+        let _ = client.work(req.with_context(ctx)).await;
+    } else {
+        let client = ClientLayer::new()
+            .timeout_ms_header("x-timeout-ms")
+            .layer(http_client(false));
+        let url = format!("http://{addr}/wait");
+        let _ = client.oneshot(get(&url, Some(&ctx))).await;
+    }
 }
 
 /// tonic's own server takes the layer; its timeout (which answers CANCELLED) does not turn
