@@ -224,3 +224,50 @@ async fn reqwest_sends_the_deadline_and_cancelling_aborts_the_request() {
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "ok");
 }
+
+/// An inner failure once the deadline has passed (tonic's own `TimeoutExpired`, a reset) is
+/// reported as the deadline.
+#[tokio::test]
+async fn failures_after_the_deadline_become_deadline_exceeded() {
+    #[derive(Debug)]
+    struct TimeoutExpired;
+    impl std::fmt::Display for TimeoutExpired {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("timeout expired")
+        }
+    }
+    impl std::error::Error for TimeoutExpired {}
+
+    for grpc in [true, false] {
+        let inner = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+            std::thread::sleep(Duration::from_millis(80)); // past the deadline, in one poll
+            Err::<http::Response<Full<Bytes>>, _>(TimeoutExpired)
+        });
+        let svc = ClientLayer::new().layer(inner);
+        let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(50));
+        let mut req = http::Request::new(Full::default());
+        if grpc {
+            req.headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+        }
+        let err = svc.oneshot(req.with_context(ctx)).await.unwrap_err();
+        if grpc {
+            let status = err.downcast_ref::<tonic::Status>().unwrap();
+            assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        } else {
+            assert_eq!(err.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+        }
+    }
+
+    // Before the deadline, the inner error is passed on as it is.
+    let inner = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+        Err::<http::Response<Full<Bytes>>, _>(TimeoutExpired)
+    });
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_secs(5));
+    let err = ClientLayer::new()
+        .layer(inner)
+        .oneshot(http::Request::new(Full::default()).with_context(ctx))
+        .await
+        .unwrap_err();
+    assert!(err.is::<TimeoutExpired>());
+}
