@@ -3,9 +3,12 @@
 //!
 //! # Invariants
 //! - **C1 (exactly once)**: a registration's `state` leaves `PENDING` once, by a
-//!   compare-exchange: to `STARTED` when it fires, to `STOPPED` when [`AfterFunc::stop`] wins,
-//!   to `DISCARDED` when its context can no longer be done. Only the winner touches `f`, so `f`
-//!   runs at most once, and `stop` returns true exactly when `f` will never run (API S21).
+//!   compare-exchange: to `STARTED` when it fires, to `STOPPED` when [`AfterFunc::stop`] wins.
+//!   Only the winner touches `f`, so `f` runs at most once, and `stop` returns true exactly
+//!   when `f` will never run (API S21).
+//! - **C3 (no leak)**: a registration is shared by the [`AfterFunc`] and by the nodes that can
+//!   still fire it. When its context can no longer be done, those nodes are gone, and `f` is
+//!   dropped with the last reference (API S19).
 //! - **C2 (no thread waits on a callback)**: `after_func` callbacks run on the pool, which
 //!   starts a thread whenever every worker is busy, so a callback that blocks (even on another
 //!   callback) never holds up the others or the canceller (API S19).
@@ -14,15 +17,15 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, OnceLock};
+use std::sync::{Arc, Condvar, OnceLock, Weak};
 use std::time::Duration;
 
+use crate::node::Node;
 use crate::sync::{lock, lock_std, AtomicU8, Mutex, Ordering};
 
 const PENDING: u8 = 0;
 const STARTED: u8 = 1;
 const STOPPED: u8 = 2;
-const DISCARDED: u8 = 3;
 
 type Callback = Box<dyn FnOnce() + Send + 'static>;
 type Panic = Box<dyn Any + Send + 'static>;
@@ -33,6 +36,8 @@ pub(crate) struct Reg {
     /// `on_cancel`: runs on the cancelling thread. Otherwise on the pool.
     inline: bool,
     f: Mutex<Option<Callback>>,
+    /// The node it was registered on, told when the registration is stopped.
+    home: OnceLock<Weak<Node>>,
 }
 
 impl Reg {
@@ -41,7 +46,12 @@ impl Reg {
             state: AtomicU8::new(PENDING),
             inline,
             f: Mutex::new(Some(f)),
+            home: OnceLock::new(),
         })
+    }
+
+    pub(crate) fn set_home(&self, node: &Arc<Node>) {
+        let _ = self.home.set(Arc::downgrade(node));
     }
 
     pub(crate) fn is_pending(&self) -> bool {
@@ -54,11 +64,6 @@ impl Reg {
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .ok()
             .map(|_| lock(&self.f).take())
-    }
-
-    /// Drops `f` unrun: its context can no longer be done (API S19).
-    pub(crate) fn discard(&self) {
-        drop(self.take(PENDING, DISCARDED));
     }
 
     /// Starts `f` (inline or on the pool). Returns the payload if an inline `f` panicked.
@@ -128,14 +133,21 @@ impl AfterFunc {
     /// assert!(!f.stop());
     /// ```
     pub fn stop(&self) -> bool {
-        self.reg.take(PENDING, STOPPED).is_some() || self.reg.take(DISCARDED, STOPPED).is_some()
+        let Some(f) = self.reg.take(PENDING, STOPPED) else {
+            return false;
+        };
+        drop(f);
+        if let Some(home) = self.reg.home.get().and_then(Weak::upgrade) {
+            home.stopped_one();
+        }
+        true
     }
 }
 
 impl fmt::Debug for AfterFunc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.reg.state.load(Ordering::Acquire) {
-            PENDING | DISCARDED => "pending",
+            PENDING => "pending",
             STARTED => "started",
             _ => "stopped",
         };

@@ -277,7 +277,7 @@ impl Context {
         let node = Node::child(Kind::Merge, deadline, self, Some(other), None);
         let ctx = Context {
             node: Some(Arc::clone(&node)),
-            layer: values::merge(self, other),
+            layer: values::merge(self, other, KeyId::of_key(&CLOCK)),
         };
         (ctx, CancelHandle::new(node))
     }

@@ -121,6 +121,11 @@ impl Cause {
         }
     }
 
+    /// True when this cause is just the sentinel `err` (stored as no cause at all).
+    pub(crate) fn is_sentinel(&self, err: Error) -> bool {
+        matches!(self.0, CauseRepr::Sentinel(e) if e == err)
+    }
+
     fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
         match &self.0 {
             CauseRepr::Sentinel(e) => e,

@@ -59,6 +59,8 @@
 
 mod callback;
 mod context;
+#[cfg(feature = "diagnostics")]
+pub mod diagnostics;
 mod done;
 mod error;
 mod glue;

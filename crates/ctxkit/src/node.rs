@@ -8,9 +8,15 @@
 //!
 //! # Invariants
 //! - **N1 (one load)**: `state` is `LIVE` until the node is done, then the [`Error`] it ended
-//!   with, and never changes again. It is written with `Release` under the node's lock, after
+//!   with, which never changes again. It is written with `Release` under the node's lock, after
 //!   `cause` is written; readers load it with `Acquire`, so a reader that sees it done also sees
 //!   the final cause.
+//! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
+//!   carries the `WALKING` bit until that cancellation has made its whole subtree done. A
+//!   cancel that finds a node done with `WALKING` set waits for the bit to clear, so that every
+//!   `cancel()` returns only once the subtree is done (API S4), even when another thread's
+//!   cancellation got there first. A walk clears its own bits before waiting on another's, so
+//!   two walks never wait on each other.
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a parent
 //!   holds only `Weak` references to its children, in the slab `children`. So dropping every
 //!   handle and clone of a child frees it, cancelled or not (API S22).
@@ -45,8 +51,11 @@ use crate::sync::{lock, AtomicU32, AtomicU8, Mutex, Ordering};
 use crate::timer::{Nanos, TimerQueue, NO_DEADLINE};
 use crate::Error;
 
-/// `state` of a node that is not done (N1). Done states are `Error as u8 + 1`.
+/// `state` of a node that is not done (N1). Done states are `encode(err)`, possibly with
+/// `WALKING` (N1b).
 const LIVE: u8 = 0;
+const ERR_BITS: u8 = 0b11;
+const WALKING: u8 = 0b100;
 
 /// `slot` of a node that is in no parent's slab (N3).
 const UNLINKED: u32 = u32::MAX;
@@ -59,7 +68,7 @@ fn encode(err: Error) -> u8 {
 }
 
 fn decode(state: u8) -> Option<Error> {
-    match state {
+    match state & ERR_BITS {
         LIVE => None,
         1 => Some(Error::Canceled),
         _ => Some(Error::DeadlineExceeded),
@@ -81,35 +90,43 @@ pub(crate) enum Kind {
     Todo,
 }
 
-/// Everything a node keeps under its lock.
+/// Everything of a node that changes, under its lock. Boxed and made on first use: most
+/// contexts are leaves that nobody waits on, and for them the node stays small (API S22's
+/// memory targets: one allocation per `with_cancel` child).
 #[derive(Default)]
-struct Inner {
+struct Branch {
     /// Children that can be cancelled through this node (N2, N3).
     children: Slab<Weak<Node>>,
     /// While live: the cause a `with_*_cause` deadline will use. Once done: the cause
     /// (`None` means the sentinel of `state`, API S7).
     cause: Option<Cause>,
-    /// Waiters and callbacks; boxed because most contexts are never waited on.
-    listeners: Option<Box<Listeners>>,
-}
-
-#[derive(Default)]
-struct Listeners {
     /// Wakers of pending `Done` futures and blocked threads, keyed so a dropped future can
     /// remove its own.
     wakers: Slab<Waker>,
     /// `after_func` and `on_cancel` registrations. Stopped ones are swept when the vector
     /// would grow, so it stays within twice the live registrations.
     regs: Vec<Arc<Reg>>,
+    /// How many of `regs` may still be pending: added on registration, taken off by `stop`.
+    pending: usize,
     /// While callbacks are pending on a node with its own timer: the node itself, so that
     /// the timer (which holds only a `Weak`, T1) can still find it (API S19).
     pin: Option<Arc<Node>>,
+    /// The second parent of a merged context (set at creation, never changed).
+    merge: Option<Arc<MergeParent>>,
 }
 
-/// The second parent of a merged context.
+/// The second parent of a merged context, shared so that it can be used without the
+/// merged node's lock (N5).
 struct MergeParent {
     ctx: Context,
     slot: AtomicU32,
+}
+
+/// A node's lock and what it guards.
+type Inner = Option<Box<Branch>>;
+
+fn branch(inner: &mut Inner) -> &mut Branch {
+    inner.get_or_insert_with(Default::default)
 }
 
 /// A context that can be done. See the module's invariants.
@@ -122,7 +139,6 @@ pub(crate) struct Node {
     inner: Mutex<Inner>,
     /// The context this one was derived from (its first parent, for a merge).
     parent: Context,
-    other: Option<Box<MergeParent>>,
 }
 
 /// What one cancellation collected to do after releasing its locks (N6).
@@ -130,8 +146,14 @@ pub(crate) struct Node {
 struct Aftermath {
     wakers: Vec<Waker>,
     regs: Vec<Arc<Reg>>,
-    /// Nodes reached by the walk, kept alive until every lock is released.
-    nodes: Vec<Arc<Node>>,
+    /// Children found by the last `finish`, not yet walked.
+    found: Vec<Arc<Node>>,
+    /// Nodes this walk made done, kept alive until every lock is released.
+    walked: Vec<Arc<Node>>,
+    /// Nodes the walk found done already.
+    others: Vec<Arc<Node>>,
+    /// Pins of nodes made done (see `Branch::pin`).
+    unpinned: Vec<Arc<Node>>,
 }
 
 impl Node {
@@ -139,25 +161,25 @@ impl Node {
         kind: Kind,
         deadline: Nanos,
         parent: Context,
-        other: Option<Context>,
+        merge: Option<Arc<MergeParent>>,
         cause: Option<Cause>,
     ) -> Node {
+        #[cfg(feature = "diagnostics")]
+        crate::diagnostics::node_created();
+        let inner = (merge.is_some() || cause.is_some()).then(|| {
+            Box::new(Branch {
+                cause,
+                merge,
+                ..Branch::default()
+            })
+        });
         Node {
             state: AtomicU8::new(LIVE),
             kind,
             slot: AtomicU32::new(UNLINKED),
             deadline,
-            inner: Mutex::new(Inner {
-                cause,
-                ..Inner::default()
-            }),
+            inner: Mutex::new(inner),
             parent,
-            other: other.map(|ctx| {
-                Box::new(MergeParent {
-                    ctx,
-                    slot: AtomicU32::new(UNLINKED),
-                })
-            }),
         }
     }
 
@@ -176,11 +198,17 @@ impl Node {
         other: Option<&Context>,
         deadline_cause: Option<Cause>,
     ) -> Arc<Node> {
+        let merge = other.map(|ctx| {
+            Arc::new(MergeParent {
+                ctx: ctx.clone(),
+                slot: AtomicU32::new(UNLINKED),
+            })
+        });
         let node = Arc::new(Node::bare(
             kind,
             deadline,
             parent.clone(),
-            other.cloned(),
+            merge.clone(),
             deadline_cause,
         ));
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
@@ -191,14 +219,16 @@ impl Node {
                 return node;
             }
         }
-        if let (Some(other), Some(merge)) = (other.and_then(Context::cancel_node), &node.other) {
-            if let Err((err, cause)) = other.link(&node, &merge.slot) {
-                // `node` may be reachable from `parent` by now: cancel it properly.
-                node.cancel(err, Some(cause.unwrap_or_else(|| Cause::sentinel(err))));
-            } else if node.is_done() {
-                // `parent` cancelled it before it was linked into `other` (N3 makes this
-                // second unlink harmless if the walk already did it).
-                other.unlink(&merge.slot);
+        if let Some(merge) = merge {
+            if let Some(other) = merge.ctx.cancel_node() {
+                if let Err((err, cause)) = other.link(&node, &merge.slot) {
+                    // `node` may be reachable from `parent` by now: cancel it properly.
+                    node.cancel(err, Some(cause.unwrap_or_else(|| Cause::sentinel(err))));
+                } else if node.is_done() {
+                    // `parent` cancelled it before it was linked into `other` (N3 makes
+                    // this second unlink harmless if the walk already did it).
+                    other.unlink(&merge.slot);
+                }
             }
         }
         node
@@ -208,9 +238,9 @@ impl Node {
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
         let mut inner = lock(&self.inner);
         if let Some(err) = self.err() {
-            return Err((err, inner.cause.clone()));
+            return Err((err, inner.as_ref().and_then(|b| b.cause.clone())));
         }
-        let key = inner.children.insert(Arc::downgrade(child));
+        let key = branch(&mut inner).children.insert(Arc::downgrade(child));
         // A slab larger than u32::MAX - 1 entries would need hundreds of GiB of nodes.
         slot.store(key as u32, Ordering::Relaxed);
         Ok(())
@@ -218,17 +248,22 @@ impl Node {
 
     /// Removes the entry `slot` names from this node's slab, once (N3).
     fn unlink(&self, slot: &AtomicU32) {
+        if self.is_done() {
+            return; // its slab was emptied when it became done (N3)
+        }
         let mut inner = lock(&self.inner);
         let key = slot.swap(UNLINKED, Ordering::Relaxed);
         if key != UNLINKED && self.state.load(Ordering::Relaxed) == LIVE {
-            inner.children.remove(key as usize);
+            branch(&mut inner).children.remove(key as usize);
         }
     }
 
     /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
     fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
         let mut inner = lock(&self.inner);
-        inner.cause = cause;
+        if cause.is_some() || inner.is_some() {
+            branch(&mut inner).cause = cause;
+        }
         self.state.store(encode(err), Ordering::Release);
     }
 
@@ -255,8 +290,16 @@ impl Node {
         &self.parent
     }
 
-    pub(crate) fn merged_with(&self) -> Option<&Context> {
-        self.other.as_deref().map(|m| &m.ctx)
+    fn merge_parent(&self) -> Option<Arc<MergeParent>> {
+        if self.kind != Kind::Merge {
+            return None;
+        }
+        lock(&self.inner).as_ref().and_then(|b| b.merge.clone())
+    }
+
+    /// The second parent of a merged context.
+    pub(crate) fn merged_with(&self) -> Option<Context> {
+        self.merge_parent().map(|m| m.ctx.clone())
     }
 
     /// Whether this node can ever be done (a parent to link children into).
@@ -268,7 +311,8 @@ impl Node {
     pub(crate) fn cause(&self) -> Option<Cause> {
         let err = self.err()?;
         let inner = lock(&self.inner);
-        Some(inner.cause.clone().unwrap_or_else(|| Cause::sentinel(err)))
+        let cause = inner.as_ref().and_then(|b| b.cause.clone());
+        Some(cause.unwrap_or_else(|| Cause::sentinel(err)))
     }
 
     /// The queue this node's own timer is in, if it has one.
@@ -298,54 +342,94 @@ impl Node {
 
     fn cancel_inner(self: &Arc<Self>, err: Error, cause: Option<Cause>, forget_own_timer: bool) {
         let mut after = Aftermath::default();
-        let cause = {
+        let (cause, merge) = {
             let mut inner = lock(&self.inner);
             if self.is_done() {
+                drop(inner);
+                self.await_walk(); // N1b
                 return;
             }
-            // A handle's cancel replaces the pending deadline cause; expiry keeps it.
-            let cause = cause.or_else(|| inner.cause.take());
-            self.finish(&mut inner, err, cause.clone(), &mut after);
-            cause
+            // A handle's cancel replaces the pending deadline cause; expiry keeps it. The
+            // sentinel of `err` itself is stored as `None`: nothing to allocate.
+            let pending = inner.as_mut().and_then(|b| b.cause.take());
+            let cause = cause.or(pending).filter(|c| !c.is_sentinel(err));
+            let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
+            (cause, merge)
         };
-        self.after_done(forget_own_timer);
-        let mut work = std::mem::take(&mut after.nodes);
+        self.after_done(merge, forget_own_timer);
+        let mut work = std::mem::take(&mut after.found);
         while let Some(node) = work.pop() {
-            {
+            let merge = {
                 let mut inner = lock(&node.inner);
                 if node.is_done() {
-                    continue; // already done: it keeps its own err and cause (S8)
+                    // Done already: it keeps its own err and cause (S8), but its subtree may
+                    // still be under another walk, to be waited for (N1b).
+                    drop(inner);
+                    after.others.push(node);
+                    continue;
                 }
-                node.finish(&mut inner, err, cause.clone(), &mut after);
-            }
-            node.after_done(true);
-            work.append(&mut after.nodes);
-            after.nodes.push(node);
+                node.finish(&mut inner, err, cause.clone(), &mut after)
+            };
+            node.after_done(merge, true);
+            work.append(&mut after.found);
+            after.walked.push(node);
         }
+        // N1b: first clear this walk's bits, then wait for other walks.
+        self.end_walk();
+        after.walked.iter().for_each(|n| n.end_walk());
+        crate::sync::walks_ended();
+        after.others.iter().for_each(|n| n.await_walk());
         after.run();
     }
 
-    /// Marks this node done and takes out everything that must hear of it (N1, N4).
-    fn finish(&self, inner: &mut Inner, err: Error, cause: Option<Cause>, after: &mut Aftermath) {
-        inner.cause = cause;
-        self.state.store(encode(err), Ordering::Release);
-        for (_, child) in std::mem::take(&mut inner.children) {
-            if let Some(child) = child.upgrade() {
-                after.nodes.push(child);
+    fn end_walk(&self) {
+        self.state.fetch_and(!WALKING, Ordering::SeqCst);
+    }
+
+    /// Waits until no cancellation is walking this node's subtree (N1b).
+    fn await_walk(&self) {
+        crate::sync::wait_while(|| self.state.load(Ordering::SeqCst) & WALKING != 0);
+    }
+
+    /// Marks this node done and takes out everything that must hear of it (N1, N4). Returns
+    /// the second parent of a merge, which the node must leave.
+    fn finish(
+        &self,
+        inner: &mut Inner,
+        err: Error,
+        cause: Option<Cause>,
+        after: &mut Aftermath,
+    ) -> Option<Arc<MergeParent>> {
+        let merge = match inner.as_deref_mut() {
+            None => {
+                if cause.is_some() {
+                    branch(inner).cause = cause;
+                }
+                None
             }
-        }
-        if let Some(listeners) = inner.listeners.take() {
-            let Listeners { wakers, regs, pin } = *listeners;
-            after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
-            after.regs.extend(regs);
-            after.nodes.extend(pin); // kept alive until after the walk, then dropped (N6)
-        }
+            Some(b) => {
+                b.cause = cause;
+                let children = std::mem::take(&mut b.children);
+                after
+                    .found
+                    .extend(children.into_iter().filter_map(|(_, c)| c.upgrade()));
+                after
+                    .wakers
+                    .extend(std::mem::take(&mut b.wakers).into_iter().map(|(_, w)| w));
+                after.regs.append(&mut b.regs);
+                // Dropped after the walk, with no lock held (N6).
+                after.unpinned.extend(b.pin.take());
+                b.merge.clone()
+            }
+        };
+        self.state.store(encode(err) | WALKING, Ordering::Release);
+        merge
     }
 
     /// Bookkeeping after a node became done, with no lock held: leave the parents' slabs
     /// and the timer queue.
-    fn after_done(&self, forget_own_timer: bool) {
-        self.leave_parents();
+    fn after_done(&self, merge: Option<Arc<MergeParent>>, forget_own_timer: bool) {
+        self.leave_parents(merge);
         if forget_own_timer {
             if let Some(queue) = self.timer_queue() {
                 queue.forget();
@@ -353,11 +437,11 @@ impl Node {
         }
     }
 
-    fn leave_parents(&self) {
+    fn leave_parents(&self, merge: Option<Arc<MergeParent>>) {
         if let Some(p) = self.parent.cancel_node() {
             p.unlink(&self.slot);
         }
-        if let Some(merge) = &self.other {
+        if let Some(merge) = merge {
             if let Some(p) = merge.ctx.cancel_node() {
                 p.unlink(&merge.slot);
             }
@@ -371,7 +455,7 @@ impl Node {
         if self.is_done() {
             return false;
         }
-        let wakers = &mut inner.listeners.get_or_insert_with(Default::default).wakers;
+        let wakers = &mut branch(&mut inner).wakers;
         match key.and_then(|k| wakers.get_mut(k)) {
             Some(slot) => slot.clone_from(waker),
             None => *key = Some(wakers.insert(waker.clone())),
@@ -386,14 +470,15 @@ impl Node {
         if self.is_done() {
             return;
         }
-        if let Some(listeners) = &mut inner.listeners {
-            listeners.wakers.try_remove(key);
+        if let Some(b) = inner.as_mut() {
+            b.wakers.try_remove(key);
         }
     }
 
     /// Registers a callback to fire when this node is done. If it is done already, the
     /// callback is handed back to be fired by the caller.
     pub(crate) fn register(self: &Arc<Self>, reg: Arc<Reg>) -> Result<(), Arc<Reg>> {
+        reg.set_home(self);
         if self.add_regs(std::slice::from_ref(&reg)) {
             Ok(())
         } else {
@@ -409,15 +494,32 @@ impl Node {
         if self.is_done() {
             return false;
         }
-        let listeners = inner.listeners.get_or_insert_with(Default::default);
-        if listeners.regs.len() + regs.len() > listeners.regs.capacity() {
-            listeners.regs.retain(|r| r.is_pending());
+        let b = branch(&mut inner);
+        if b.regs.len() + regs.len() > b.regs.capacity() {
+            b.regs.retain(|r| r.is_pending());
         }
-        listeners.regs.extend_from_slice(regs);
-        if self.kind == Kind::Deadline && listeners.pin.is_none() {
-            listeners.pin = Some(Arc::clone(self));
+        b.regs.extend_from_slice(regs);
+        b.pending += regs.len();
+        if self.kind == Kind::Deadline && b.pin.is_none() {
+            b.pin = Some(Arc::clone(self));
         }
         true
+    }
+
+    /// A registration of this node was stopped: once none is pending, the node no longer
+    /// needs to outlive its handles and clones, so its pin is let go (API S22).
+    pub(crate) fn stopped_one(&self) {
+        let pin = {
+            let mut inner = lock(&self.inner);
+            let Some(b) = inner.as_mut() else { return };
+            b.pending = b.pending.saturating_sub(1);
+            if b.pending > 0 {
+                return;
+            }
+            b.regs.clear();
+            b.pin.take()
+        };
+        drop(pin); // may be the last reference: dropped with no lock held (N6)
     }
 }
 
@@ -429,7 +531,7 @@ impl Aftermath {
             waker.wake();
         }
         let panic = crate::callback::fire_all(self.regs);
-        drop(self.nodes);
+        drop((self.walked, self.others, self.unpinned));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
@@ -438,25 +540,25 @@ impl Aftermath {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        #[cfg(feature = "diagnostics")]
+        crate::diagnostics::node_dropped();
+        let branch = lock(&self.inner).take();
+        let merge = branch.as_ref().and_then(|b| b.merge.clone());
         if !self.is_done() {
-            self.leave_parents();
+            self.leave_parents(merge.clone());
             if let Some(queue) = self.timer_queue() {
                 queue.forget();
             }
-            let listeners = lock(&self.inner).listeners.take();
-            if let Some(listeners) = listeners {
-                let pending: Vec<Arc<Reg>> = listeners
-                    .regs
-                    .into_iter()
-                    .filter(|r| r.is_pending())
-                    .collect();
+            if let Some(b) = branch {
+                let pending: Vec<Arc<Reg>> =
+                    b.regs.into_iter().filter(|r| r.is_pending()).collect();
                 if !pending.is_empty() {
-                    self.hand_down(pending);
+                    self.hand_down(pending, merge.as_deref());
                 }
             }
         }
         release(std::mem::take(&mut self.parent));
-        if let Some(merge) = self.other.take() {
+        if let Some(merge) = merge.and_then(Arc::into_inner) {
             release(merge.ctx);
         }
     }
@@ -465,10 +567,9 @@ impl Drop for Node {
 impl Node {
     /// The callbacks of a node dropped before it was done go to the parents that can still
     /// cancel it: they run when one of them is done (API S19), or are dropped with the last
-    /// of them. A parent already done fires them now.
-    fn hand_down(&self, pending: Vec<Arc<Reg>>) {
-        let parents = [Some(&self.parent), self.other.as_deref().map(|m| &m.ctx)];
-        let mut adopted = false;
+    /// of them (C3). A parent already done fires them now.
+    fn hand_down(&self, pending: Vec<Arc<Reg>>, merge: Option<&MergeParent>) {
+        let parents = [Some(&self.parent), merge.map(|m| &m.ctx)];
         for p in parents
             .into_iter()
             .flatten()
@@ -477,13 +578,6 @@ impl Node {
             if !p.add_regs(&pending) {
                 crate::callback::fire_all_resuming(pending);
                 return;
-            }
-            adopted = true;
-        }
-        if !adopted {
-            // Nothing can make this context done any more: the callbacks are dropped unrun.
-            for reg in pending {
-                reg.discard();
             }
         }
     }
@@ -520,4 +614,3 @@ pub(crate) fn release(ctx: Context) {
         drop(next);
     }
 }
-

@@ -27,3 +27,50 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Blocks while `busy()` holds, until a [`walks_ended`] call makes it false (`node.rs`, N1b).
+///
+/// The protocol: a waiter counts itself in `WAITERS` before its first look at `busy`, and a
+/// walk clears its bits before reading `WAITERS`. All four steps are `SeqCst`, so either the
+/// walk sees the waiter and notifies it under the mutex, or the waiter sees the bits cleared.
+#[cfg(not(loom))]
+pub(crate) fn wait_while(busy: impl Fn() -> bool) {
+    if !busy() {
+        return;
+    }
+    WAITERS.fetch_add(1, Ordering::SeqCst);
+    let (mutex, condvar) = &COMPLETION;
+    let mut guard = lock_std(mutex);
+    while busy() {
+        guard = condvar.wait(guard).unwrap_or_else(|e| e.into_inner());
+    }
+    drop(guard);
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Wakes the threads in [`wait_while`], if any; cheap when there are none.
+#[cfg(not(loom))]
+pub(crate) fn walks_ended() {
+    if WAITERS.load(Ordering::SeqCst) > 0 {
+        let (mutex, condvar) = &COMPLETION;
+        let _guard = lock_std(mutex);
+        condvar.notify_all();
+    }
+}
+
+#[cfg(not(loom))]
+static WAITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+#[cfg(not(loom))]
+static COMPLETION: (std::sync::Mutex<()>, std::sync::Condvar) =
+    (std::sync::Mutex::new(()), std::sync::Condvar::new());
+
+/// Under loom, waiting is a yielding loop: loom runs every model thread on one OS thread.
+#[cfg(loom)]
+pub(crate) fn wait_while(busy: impl Fn() -> bool) {
+    while busy() {
+        loom::thread::yield_now();
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn walks_ended() {}

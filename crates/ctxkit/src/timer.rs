@@ -18,9 +18,11 @@
 //!   fired after releasing it, so a cancellation (and its `on_cancel` callbacks) may create or
 //!   drop timers freely.
 
+use std::any::Any;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -197,12 +199,18 @@ impl TimerQueue {
         heap.dead = heap.dead.min(heap.entries.len());
     }
 
-    fn fire(due: &mut Vec<Weak<Node>>) {
+    /// Expires every due node. A panic of an `on_cancel` callback does not stop the others
+    /// (API S21): the first one is returned once all have fired.
+    fn fire(due: &mut Vec<Weak<Node>>) -> Option<Box<dyn Any + Send>> {
+        let mut first = None;
         for node in due.drain(..) {
             if let Some(node) = node.upgrade() {
-                node.expire();
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| node.expire())) {
+                    first.get_or_insert(panic);
+                }
             }
         }
+        first
     }
 
     /// The loop of the `ctxkit-timer` thread.
@@ -214,7 +222,8 @@ impl TimerQueue {
             Self::take_due(&mut heap, now, &mut due);
             if !due.is_empty() {
                 drop(heap);
-                Self::fire(&mut due); // T4
+                // T4. A callback's panic was reported by the panic hook; the thread goes on.
+                drop(Self::fire(&mut due));
                 heap = lock(&self.heap);
                 continue;
             }
@@ -294,7 +303,8 @@ impl ManualClock {
 
     /// Moves the clock forward by `by` (saturating at the end of the representable range,
     /// about 292 years past the process start) and cancels, before returning, every context
-    /// whose deadline on this clock is now due.
+    /// whose deadline on this clock is now due. If an `on_cancel` callback panics, the other
+    /// deadlines still fire and the first panic is resumed here afterwards.
     ///
     /// ```
     /// use std::time::Duration;
@@ -313,7 +323,9 @@ impl ManualClock {
             now.store(next, Ordering::Release);
             TimerQueue::take_due(&mut heap, next, &mut due);
         }
-        TimerQueue::fire(&mut due);
+        if let Some(panic) = TimerQueue::fire(&mut due) {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     pub(crate) fn queue(&self) -> &Arc<TimerQueue> {

@@ -248,9 +248,10 @@ impl Drop for MergeLayer {
     }
 }
 
-/// The value layer of `a.merge(b)`, or `None` if neither has values.
-pub(crate) fn merge(a: &Context, b: &Context) -> Option<Arc<dyn Layer>> {
-    let (a, b) = match (a.layer(), b.layer()) {
+/// The value layer of `a.merge(b)`, or `None` if neither has values. `a_only` is a key
+/// taken from `a` alone (the clock: a merge measures time on `a`'s clock, API S24).
+pub(crate) fn merge(a: &Context, b: &Context, a_only: KeyId) -> Option<Arc<dyn Layer>> {
+    let (a, mut b) = match (a.layer(), b.layer()) {
         (None, None) => return None,
         (Some(a), None) => return Some(Arc::clone(a)),
         (a, b) => (
@@ -258,6 +259,7 @@ pub(crate) fn merge(a: &Context, b: &Context) -> Option<Arc<dyn Layer>> {
             b.map(visible).unwrap_or_default(),
         ),
     };
+    b.retain(|e| e.key != a_only);
     let mut table = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
