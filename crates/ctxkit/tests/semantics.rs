@@ -1582,6 +1582,88 @@ fn after_func_handed_down_while_the_parent_cancels_runs_exactly_once() {
     }
 }
 
+// API S19, S20
+#[test]
+fn callbacks_run_exactly_once_under_concurrent_cancels() {
+    for _ in 0..100 {
+        let (ctx, h) = Context::background().with_cancel();
+        let (child, _hc) = ctx.with_cancel();
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut regs = Vec::new();
+        for c in [&ctx, &child] {
+            let (a, b) = (Arc::clone(&count), Arc::clone(&count));
+            regs.push(c.on_cancel(move || {
+                a.fetch_add(1, Ordering::SeqCst);
+            }));
+            regs.push(c.after_func(move || {
+                b.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        let barrier = Barrier::new(4);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    barrier.wait();
+                    h.cancel();
+                });
+            }
+        });
+        assert!(eventually(|| count.load(Ordering::SeqCst) >= 4));
+        thread::sleep(Duration::from_millis(2));
+        assert_eq!(count.load(Ordering::SeqCst), 4);
+    }
+}
+
+// API S19, S20
+#[test]
+fn registering_while_another_thread_cancels_runs_f_exactly_once() {
+    for i in 0..300 {
+        let (ctx, h) = Context::background().with_cancel();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c2 = Arc::clone(&count);
+        let f = move || {
+            c2.fetch_add(1, Ordering::SeqCst);
+        };
+        let barrier = Barrier::new(2);
+        let inline = i % 2 == 0;
+        let reg = thread::scope(|s| {
+            s.spawn(|| {
+                barrier.wait();
+                h.cancel();
+            });
+            barrier.wait();
+            if inline {
+                ctx.on_cancel(f)
+            } else {
+                ctx.after_func(f)
+            }
+        });
+        if inline {
+            // Both the canceller and the registering call have returned: f has run.
+            assert_eq!(count.load(Ordering::SeqCst), 1, "#{i}");
+        } else {
+            assert!(eventually(|| count.load(Ordering::SeqCst) == 1), "#{i}");
+        }
+        assert!(!reg.stop());
+    }
+}
+
+// API S19
+#[test]
+fn after_func_below_without_cancel_is_dropped_when_its_own_handle_goes() {
+    let (p, hp) = Context::background().with_cancel();
+    let detached = p.without_cancel();
+    let (ctx, h) = detached.with_cancel();
+    let (flag, dropped) = drop_flag();
+    drop(ctx.after_func(move || drop(flag)));
+    drop((ctx, h));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "p cannot cancel through without_cancel: f must be dropped"
+    );
+    hp.cancel();
+}
+
 // ---------------------------------------------------------------------------------------
 // S20: on_cancel
 // ---------------------------------------------------------------------------------------
@@ -2022,35 +2104,57 @@ fn cancel_guard_cancels_when_dropped_and_disarm_gives_the_handle_back() {
 
 const MILLION: usize = 1_000_000;
 
-/// Runs `f` on a thread with the default stack size (no `stack_size` set).
-fn on_default_stack(f: impl FnOnce() + Send + 'static) {
-    thread::spawn(f).join().expect("thread failed");
+const DEEP_ENV: &str = "CTXKIT_SEMANTICS_DEEP_CHILD";
+
+/// Runs `f` on a thread with the default stack size (no `stack_size` set). The test runs
+/// in a child process (this test binary, filtered to `test_name`), so that a stack overflow,
+/// which aborts the process, fails this test alone instead of the whole binary.
+fn on_default_stack(test_name: &str, f: fn()) {
+    if std::env::var_os(DEEP_ENV).is_some() {
+        thread::spawn(f).join().expect("thread failed");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--test-threads=1", "--nocapture"])
+        .env(DEEP_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{test_name} failed in its child process ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // API S23
 #[test]
 fn million_level_cancel_chain_is_built_cancelled_and_dropped() {
-    on_default_stack(|| {
-        let (root, h) = Context::background().with_cancel();
-        let mut ctx = root.clone();
-        let mut handles = Vec::with_capacity(MILLION);
-        for _ in 0..MILLION {
-            let (c, hc) = ctx.with_cancel();
-            ctx = c;
-            handles.push(hc);
-        }
-        h.cancel();
-        assert_eq!(ctx.err(), Some(Error::Canceled));
-        drop(handles);
-        drop(root);
-        drop(ctx); // the last reference to the whole chain
-    });
+    on_default_stack(
+        "million_level_cancel_chain_is_built_cancelled_and_dropped",
+        || {
+            let (root, h) = Context::background().with_cancel();
+            let mut ctx = root.clone();
+            let mut handles = Vec::with_capacity(MILLION);
+            for _ in 0..MILLION {
+                let (c, hc) = ctx.with_cancel();
+                ctx = c;
+                handles.push(hc);
+            }
+            h.cancel();
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+            drop(handles);
+            drop(root);
+            drop(ctx); // the last reference to the whole chain
+        },
+    );
 }
 
 // API S23, S22
 #[test]
 fn million_level_chain_is_dropped_without_cancel() {
-    on_default_stack(|| {
+    on_default_stack("million_level_chain_is_dropped_without_cancel", || {
         let mut ctx = Context::background();
         for _ in 0..MILLION {
             let (c, _h) = ctx.with_cancel(); // handles dropped at once
@@ -2063,64 +2167,70 @@ fn million_level_chain_is_dropped_without_cancel() {
 // API S23
 #[test]
 fn million_level_mixed_chain_is_built_cancelled_and_dropped() {
-    on_default_stack(|| {
-        let clock = ManualClock::new();
-        let (root, h) = Context::background().with_clock(&clock).with_cancel();
-        let mut ctx = root.clone();
-        let mut handles = Vec::new();
-        for i in 0..MILLION {
-            ctx = match i % 6 {
-                0 => ctx.with_value(&REQUEST, i as u64),
-                1 => ctx.with(i as u32),
-                2 => {
-                    let (c, hc) = ctx.with_timeout(Duration::from_secs(3600 + i as u64));
-                    handles.push(hc);
-                    c
-                }
-                3 => ctx.merge(&Context::background()).0,
-                4 => ctx.with_cancel().0,
-                _ => {
-                    let (c, hc) = ctx.with_cancel();
-                    handles.push(hc);
-                    c
-                }
-            };
-        }
-        let last = (0..MILLION).rev().find(|i| i % 6 == 0).unwrap() as u64;
-        assert_eq!(ctx.value(&REQUEST), Some(&last));
-        let detached = ctx.without_cancel();
-        h.cancel();
-        assert_eq!(ctx.err(), Some(Error::Canceled));
-        assert!(!detached.is_done());
-        drop(handles);
-        drop(root);
-        drop(ctx);
-        drop(detached);
-    });
+    on_default_stack(
+        "million_level_mixed_chain_is_built_cancelled_and_dropped",
+        || {
+            let clock = ManualClock::new();
+            let (root, h) = Context::background().with_clock(&clock).with_cancel();
+            let mut ctx = root.clone();
+            let mut handles = Vec::new();
+            for i in 0..MILLION {
+                ctx = match i % 6 {
+                    0 => ctx.with_value(&REQUEST, i as u64),
+                    1 => ctx.with(i as u32),
+                    2 => {
+                        let (c, hc) = ctx.with_timeout(Duration::from_secs(3600 + i as u64));
+                        handles.push(hc);
+                        c
+                    }
+                    3 => ctx.merge(&Context::background()).0,
+                    4 => ctx.with_cancel().0,
+                    _ => {
+                        let (c, hc) = ctx.with_cancel();
+                        handles.push(hc);
+                        c
+                    }
+                };
+            }
+            let last = (0..MILLION).rev().find(|i| i % 6 == 0).unwrap() as u64;
+            assert_eq!(ctx.value(&REQUEST), Some(&last));
+            let detached = ctx.without_cancel();
+            h.cancel();
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+            assert!(!detached.is_done());
+            drop(handles);
+            drop(root);
+            drop(ctx);
+            drop(detached);
+        },
+    );
 }
 
 // API S23
 #[test]
 fn million_level_value_and_without_cancel_chains_are_dropped() {
-    on_default_stack(|| {
-        let mut ctx = Context::background();
-        for i in 0..MILLION {
-            ctx = ctx.with_value(&REQUEST, i as u64);
-        }
-        assert_eq!(ctx.value(&REQUEST), Some(&(MILLION as u64 - 1)));
-        drop(ctx);
-        let mut ctx = Context::background();
-        for _ in 0..MILLION {
-            ctx = ctx.without_cancel();
-        }
-        drop(ctx);
-    });
+    on_default_stack(
+        "million_level_value_and_without_cancel_chains_are_dropped",
+        || {
+            let mut ctx = Context::background();
+            for i in 0..MILLION {
+                ctx = ctx.with_value(&REQUEST, i as u64);
+            }
+            assert_eq!(ctx.value(&REQUEST), Some(&(MILLION as u64 - 1)));
+            drop(ctx);
+            let mut ctx = Context::background();
+            for _ in 0..MILLION {
+                ctx = ctx.without_cancel();
+            }
+            drop(ctx);
+        },
+    );
 }
 
 // API S23
 #[test]
 fn million_child_fan_is_built_cancelled_and_dropped() {
-    on_default_stack(|| {
+    on_default_stack("million_child_fan_is_built_cancelled_and_dropped", || {
         let (root, h) = Context::background().with_cancel();
         let kids: Vec<_> = (0..MILLION).map(|_| root.with_cancel()).collect();
         h.cancel();
@@ -2133,14 +2243,41 @@ fn million_child_fan_is_built_cancelled_and_dropped() {
 // API S23, S22
 #[test]
 fn million_child_fan_is_dropped_without_cancel_in_any_order() {
-    on_default_stack(|| {
-        let (root, h) = Context::background().with_cancel();
-        let mut kids: Vec<_> = (0..MILLION).map(|_| root.with_cancel()).collect();
-        // Drop half, the parent, then the rest.
-        kids.truncate(MILLION / 2);
-        drop((root, h));
-        drop(kids);
-    });
+    on_default_stack(
+        "million_child_fan_is_dropped_without_cancel_in_any_order",
+        || {
+            let (root, h) = Context::background().with_cancel();
+            let mut kids: Vec<_> = (0..MILLION).map(|_| root.with_cancel()).collect();
+            // Drop half, the parent, then the rest.
+            kids.truncate(MILLION / 2);
+            drop((root, h));
+            drop(kids);
+        },
+    );
+}
+
+// API S23, S24
+#[test]
+fn million_level_chain_through_second_parents_of_merges() {
+    on_default_stack(
+        "million_level_chain_through_second_parents_of_merges",
+        || {
+            let (root, h) = Context::background().with_cancel();
+            let mut ctx = root.clone();
+            for _ in 0..MILLION {
+                ctx = Context::background().merge(&ctx).0;
+            }
+            h.cancel();
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+            drop(root);
+            drop(ctx);
+            let mut ctx = Context::background();
+            for _ in 0..MILLION {
+                ctx = Context::todo().merge(&ctx).0;
+            }
+            drop(ctx); // never cancelled
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
