@@ -413,7 +413,16 @@ fn merge_with_both_parents_cancelling_at_once() {
         let (below, _hbelow) = m.with_cancel();
         let t = thread::spawn(move || ha.cancel_with_cause(Named("a")));
         hb.cancel_with_cause(Named("b"));
-        assert!(m.is_done() && below.is_done(), "S4: our cancel returned");
+        // S4: when b's cancel returns, every descendant of b is done, even if a's walk
+        // reached the merge first.
+        assert!(
+            m.is_done(),
+            "S4: b's cancel returned, the merge is not done"
+        );
+        assert!(
+            below.is_done(),
+            "S4: b's cancel returned, the merge's child is not done"
+        );
         t.join().unwrap();
         let won = name(&m.cause().unwrap());
         assert!(won == "a" || won == "b", "{won}");

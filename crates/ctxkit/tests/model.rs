@@ -427,12 +427,12 @@ fn run(ops: &[Op]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2048),
         ..ProptestConfig::default()
     })]
 
     #[test]
-    fn ctxkit_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..48)) {
+    fn ctxkit_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..64)) {
         run(&ops);
     }
 }
