@@ -1775,6 +1775,71 @@ fn re_entrant_on_cancel_may_cancel_derive_drop_and_wait() {
     });
 }
 
+// API S4, S20
+#[test]
+fn on_cancel_that_cancels_an_ancestor_does_not_deadlock() {
+    within("on_cancel cancelling an ancestor", || {
+        let (p, hp) = Context::background().with_cancel();
+        let (sibling, _hs) = p.with_timeout(HOUR);
+        let (c, hc) = p.with_cancel();
+        let (g, _hg) = c.with_cancel();
+        let _r = g.on_cancel(move || hp.cancel_with_cause(Oops("from grandchild")));
+        hc.cancel();
+        assert_eq!(p.err(), Some(Error::Canceled));
+        assert_eq!(oops(&sibling.cause().unwrap()), Some("from grandchild"));
+        assert_eq!(sentinel(&g.cause().unwrap()), Some(Error::Canceled));
+    });
+}
+
+// API S4, S20
+#[test]
+fn on_cancels_that_cancel_each_other_from_two_threads_do_not_deadlock() {
+    within("cross-cancelling on_cancel callbacks", || {
+        for _ in 0..200 {
+            let (x, hx) = Context::background().with_cancel();
+            let (y, hy) = Context::background().with_cancel();
+            let xs: Vec<_> = (0..50).map(|_| x.with_cancel()).collect();
+            let ys: Vec<_> = (0..50).map(|_| y.with_cancel()).collect();
+            let (hx2, hy2) = (hx.clone(), hy.clone());
+            let _rx = xs[7].0.on_cancel(move || hy2.cancel());
+            let _ry = ys[7].0.on_cancel(move || hx2.cancel());
+            let barrier = Barrier::new(2);
+            thread::scope(|s| {
+                s.spawn(|| {
+                    barrier.wait();
+                    hx.cancel();
+                });
+                barrier.wait();
+                hy.cancel();
+            });
+            assert!(xs.iter().chain(&ys).all(|(c, _)| c.is_done()));
+        }
+    });
+}
+
+// API S4, S17, S20
+#[test]
+fn on_cancel_blocking_on_the_parent_while_another_thread_cancels_it() {
+    within("on_cancel waiting for the parent", || {
+        for _ in 0..50 {
+            let (p, hp) = Context::background().with_cancel();
+            let (c, hc) = p.with_cancel();
+            let (_g, _hg) = c.with_cancel();
+            let (entered_tx, entered_rx) = mpsc::channel();
+            let p2 = p.clone();
+            let _r = c.on_cancel(move || {
+                entered_tx.send(()).unwrap();
+                p2.wait(); // blocks until the other thread cancels p
+            });
+            let a = thread::spawn(move || hc.cancel());
+            entered_rx.recv().unwrap();
+            hp.cancel(); // reaches c, whose own cancel is still running its callback
+            a.join().unwrap();
+            assert!(p.is_done() && c.is_done());
+        }
+    });
+}
+
 // API S19, S20
 #[test]
 fn re_entrant_after_func_may_cancel_derive_and_wait() {
