@@ -36,8 +36,9 @@ pub(crate) struct Reg {
     /// `on_cancel`: runs on the cancelling thread. Otherwise on the pool.
     inline: bool,
     f: Mutex<Option<Callback>>,
-    /// The node it was registered on, told when the registration is stopped.
-    home: OnceLock<Weak<Node>>,
+    /// The nodes it is registered on (more than one once handed down from a dropped merge),
+    /// told when the registration is stopped.
+    homes: Mutex<Vec<Weak<Node>>>,
 }
 
 impl Reg {
@@ -46,12 +47,14 @@ impl Reg {
             state: AtomicU8::new(PENDING),
             inline,
             f: Mutex::new(Some(f)),
-            home: OnceLock::new(),
+            homes: Mutex::new(Vec::new()),
         })
     }
 
-    pub(crate) fn set_home(&self, node: &Arc<Node>) {
-        let _ = self.home.set(Arc::downgrade(node));
+    pub(crate) fn add_home(&self, node: &Arc<Node>) {
+        let mut homes = lock(&self.homes);
+        homes.retain(|h| h.strong_count() > 0);
+        homes.push(Arc::downgrade(node));
     }
 
     pub(crate) fn is_pending(&self) -> bool {
@@ -87,6 +90,14 @@ pub(crate) fn fire_all(regs: Vec<Arc<Reg>>) -> Option<Panic> {
         }
     }
     first
+}
+
+/// Fires every registration from a pool thread (see `node::Callbacks::Pool`).
+pub(crate) fn fire_all_on_pool(regs: Vec<Arc<Reg>>) {
+    if regs.is_empty() {
+        return;
+    }
+    pool().execute(Box::new(move || fire_all_resuming(regs)));
 }
 
 /// [`fire_all`], then resumes the first panic of an inline callback on this thread.
@@ -137,9 +148,8 @@ impl AfterFunc {
             return false;
         };
         drop(f);
-        if let Some(home) = self.reg.home.get().and_then(Weak::upgrade) {
-            home.stopped_one();
-        }
+        let homes: Vec<Arc<Node>> = lock(&self.reg.homes).iter().filter_map(Weak::upgrade).collect();
+        homes.iter().for_each(|home| home.stopped_one());
         true
     }
 }

@@ -11,13 +11,14 @@ use crate::callback::{fire_all_resuming, AfterFunc, Reg};
 use crate::done::Done;
 use crate::error::{BoxError, Cause};
 use crate::handle::CancelHandle;
-use crate::node::{Kind, Node};
+use crate::node::{Callbacks, Kind, Node};
 use crate::timer::{self, ManualClock, Nanos, TimerQueue, NO_DEADLINE};
 use crate::values::{self, Key, KeyId, Label, Layer};
 use crate::Error;
 
-/// The key under which [`Context::with_clock`] stores its clock, as an ordinary value.
-static CLOCK: Key<ManualClock> = Key::new("clock");
+/// The key under which [`Context::with_clock`] stores its clock's timer queue, as an
+/// ordinary value.
+static CLOCK: Key<Arc<TimerQueue>> = Key::new("clock");
 
 /// Carries cancellation, a deadline and request-scoped values across API boundaries and
 /// between threads and tasks — Go's `context.Context`.
@@ -196,7 +197,7 @@ impl Context {
         if !node.is_done() {
             let queue = self.timer_queue();
             if at <= queue.now() {
-                node.expire(); // API S13
+                node.expire(Callbacks::Inline); // API S13
             } else {
                 queue.insert(at, Arc::downgrade(&node));
             }
@@ -294,7 +295,8 @@ impl Context {
     /// ```
     pub fn with_clock(&self, clock: &ManualClock) -> Context {
         let key = KeyId::of_key(&CLOCK);
-        self.with_layer(values::with_value(self, key, Label::Clock, clock.clone()))
+        let queue = Arc::clone(clock.queue());
+        self.with_layer(values::with_value(self, key, Label::Clock, queue))
     }
 }
 
@@ -380,7 +382,7 @@ impl Context {
     /// ```
     pub fn now(&self) -> Instant {
         match self.clock() {
-            Some(clock) => clock.now(),
+            Some(queue) => timer::from_nanos(queue.now()),
             None => Instant::now(),
         }
     }
@@ -513,6 +515,11 @@ impl Context {
     /// context. If `f` panics, the other callbacks still run and the panic resumes in the
     /// thread that cancelled once they have.
     ///
+    /// When a deadline passes on the real clock, nobody calls `cancel()`: `f` then runs on a
+    /// thread of the callback pool, so that the timer thread stays free to fire other
+    /// deadlines (even one that `f` waits for). Under a [`ManualClock`], `f` runs inside
+    /// [`advance`](ManualClock::advance), before it returns.
+    ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
@@ -562,13 +569,14 @@ impl Context {
         self.node.as_ref().filter(|n| n.can_be_done())
     }
 
-    pub(crate) fn clock(&self) -> Option<&ManualClock> {
+    /// The queue of this context's manual clock, if it has one.
+    pub(crate) fn clock(&self) -> Option<&Arc<TimerQueue>> {
         self.find(KeyId::of_key(&CLOCK))
     }
 
     fn timer_queue(&self) -> &Arc<TimerQueue> {
         match self.clock() {
-            Some(clock) => clock.queue(),
+            Some(queue) => queue,
             None => TimerQueue::real(),
         }
     }

@@ -39,6 +39,7 @@
 //!   instead of recursively (API S23).
 
 use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
@@ -141,6 +142,16 @@ pub(crate) struct Node {
     parent: Context,
 }
 
+/// Where the `on_cancel` callbacks of a cancellation run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Callbacks {
+    /// On the cancelling thread, before the cancel returns (API S20).
+    Inline,
+    /// On the callback pool: for the real-time timer thread, which must stay free to fire
+    /// other deadlines, even those an `on_cancel` callback waits for.
+    Pool,
+}
+
 /// What one cancellation collected to do after releasing its locks (N6).
 #[derive(Default)]
 struct Aftermath {
@@ -148,8 +159,9 @@ struct Aftermath {
     regs: Vec<Arc<Reg>>,
     /// Children found by the last `finish`, not yet walked.
     found: Vec<Arc<Node>>,
-    /// Nodes this walk made done, kept alive until every lock is released.
-    walked: Vec<Arc<Node>>,
+    /// Nodes this walk made done (with a merge's second parent, to leave), kept alive until
+    /// every lock is released.
+    walked: Vec<(Arc<Node>, Option<Arc<MergeParent>>)>,
     /// Nodes the walk found done already.
     others: Vec<Arc<Node>>,
     /// Pins of nodes made done (see `Branch::pin`).
@@ -320,16 +332,13 @@ impl Node {
         if self.kind != Kind::Deadline {
             return None;
         }
-        Some(match self.parent.clock() {
-            Some(clock) => clock.queue(),
-            None => TimerQueue::real(),
-        })
+        Some(self.parent.clock().unwrap_or_else(|| TimerQueue::real()))
     }
 
     /// Called by the timer when the deadline passed: cancels with `DeadlineExceeded` and the
     /// cause given at creation (API S7, S11).
-    pub(crate) fn expire(self: &Arc<Self>) {
-        self.cancel_inner(Error::DeadlineExceeded, None, false);
+    pub(crate) fn expire(self: &Arc<Self>, callbacks: Callbacks) {
+        self.cancel_inner(Error::DeadlineExceeded, None, false, callbacks);
     }
 
     /// Cancels this node and every descendant not yet done, with `err` and `cause` (`None`:
@@ -337,10 +346,16 @@ impl Node {
     /// (API S8). When this returns, the whole subtree is done (API S4) and every `on_cancel`
     /// callback has run (API S20).
     pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: Option<Cause>) {
-        self.cancel_inner(err, cause, true);
+        self.cancel_inner(err, cause, true, Callbacks::Inline);
     }
 
-    fn cancel_inner(self: &Arc<Self>, err: Error, cause: Option<Cause>, forget_own_timer: bool) {
+    fn cancel_inner(
+        self: &Arc<Self>,
+        err: Error,
+        cause: Option<Cause>,
+        forget_own_timer: bool,
+        callbacks: Callbacks,
+    ) {
         let mut after = Aftermath::default();
         let (cause, merge) = {
             let mut inner = lock(&self.inner);
@@ -356,7 +371,6 @@ impl Node {
             let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
             (cause, merge)
         };
-        self.after_done(merge, forget_own_timer);
         let mut work = std::mem::take(&mut after.found);
         while let Some(node) = work.pop() {
             let merge = {
@@ -370,16 +384,21 @@ impl Node {
                 }
                 node.finish(&mut inner, err, cause.clone(), &mut after)
             };
-            node.after_done(merge, true);
             work.append(&mut after.found);
-            after.walked.push(node);
+            after.walked.push((node, merge));
         }
-        // N1b: first clear this walk's bits, then wait for other walks.
+        // N1b: first clear this walk's bits, then wait for other walks. Nodes leave their
+        // parents only now: until the walk is over, a cancel of another parent must still
+        // find them there, and wait.
         self.end_walk();
-        after.walked.iter().for_each(|n| n.end_walk());
+        after.walked.iter().for_each(|(n, _)| n.end_walk());
         crate::sync::walks_ended();
+        self.after_done(merge, forget_own_timer);
+        for (node, merge) in &mut after.walked {
+            node.after_done(merge.take(), true);
+        }
         after.others.iter().for_each(|n| n.await_walk());
-        after.run();
+        after.run(callbacks);
     }
 
     fn end_walk(&self) {
@@ -478,7 +497,7 @@ impl Node {
     /// Registers a callback to fire when this node is done. If it is done already, the
     /// callback is handed back to be fired by the caller.
     pub(crate) fn register(self: &Arc<Self>, reg: Arc<Reg>) -> Result<(), Arc<Reg>> {
-        reg.set_home(self);
+        reg.add_home(self);
         if self.add_regs(std::slice::from_ref(&reg)) {
             Ok(())
         } else {
@@ -500,10 +519,17 @@ impl Node {
         }
         b.regs.extend_from_slice(regs);
         b.pending += regs.len();
-        if self.kind == Kind::Deadline && b.pin.is_none() {
+        let fires = self.timer_queue().is_some_and(|q| q.can_fire());
+        if fires && b.pin.is_none() {
             b.pin = Some(Arc::clone(self));
         }
         true
+    }
+
+    /// Lets go of the pin: this node's deadline can no longer fire (`timer.rs`, T5).
+    pub(crate) fn unpin(&self) {
+        let pin = lock(&self.inner).as_mut().and_then(|b| b.pin.take());
+        drop(pin); // may be the last reference: dropped with no lock held (N6)
     }
 
     /// A registration of this node was stopped: once none is pending, the node no longer
@@ -526,11 +552,22 @@ impl Node {
 impl Aftermath {
     /// Wakes and runs everything a cancellation collected, with no lock held (N6). Panics of
     /// `on_cancel` callbacks are resumed after all of them have run (API S21).
-    fn run(self) {
+    fn run(self, callbacks: Callbacks) {
+        let mut panic = None;
         for waker in self.wakers {
-            waker.wake();
+            // A broken waker must not keep the other waiters and the callbacks from hearing.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+                panic.get_or_insert(payload);
+            }
         }
-        let panic = crate::callback::fire_all(self.regs);
+        match callbacks {
+            Callbacks::Inline => {
+                if let Some(payload) = crate::callback::fire_all(self.regs) {
+                    panic.get_or_insert(payload);
+                }
+            }
+            Callbacks::Pool => crate::callback::fire_all_on_pool(self.regs),
+        }
         drop((self.walked, self.others, self.unpinned));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
@@ -542,8 +579,8 @@ impl Drop for Node {
     fn drop(&mut self) {
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_dropped();
-        let branch = lock(&self.inner).take();
-        let merge = branch.as_ref().and_then(|b| b.merge.clone());
+        let mut branch = lock(&self.inner).take();
+        let merge = branch.as_mut().and_then(|b| b.merge.take());
         if !self.is_done() {
             self.leave_parents(merge.clone());
             if let Some(queue) = self.timer_queue() {
@@ -579,6 +616,7 @@ impl Node {
                 crate::callback::fire_all_resuming(pending);
                 return;
             }
+            pending.iter().for_each(|reg| reg.add_home(p));
         }
     }
 }

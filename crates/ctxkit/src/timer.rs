@@ -17,17 +17,21 @@
 //! - **T4 (no lock held while firing)**: due entries are taken out under the queue's lock and
 //!   fired after releasing it, so a cancellation (and its `on_cancel` callbacks) may create or
 //!   drop timers freely.
+//! - **T5 (abandoned clocks)**: contexts keep their manual clock's queue alive, but only
+//!   [`ManualClock`] handles can move its time. When the last handle is dropped the queue is
+//!   abandoned: its entries are dropped and nodes pinned for their deadlines are let go, so a
+//!   callback waiting on a deadline that can never fire is not leaked (API S19).
 
 use std::any::Any;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::node::Node;
+use crate::node::{Callbacks, Node};
 use crate::sync::lock_std as lock;
 
 /// A point in time as nanoseconds since the process epoch (the first time ctxkit read the
@@ -117,6 +121,9 @@ pub(crate) struct TimerQueue {
     wakeup: Condvar,
     /// `Some` for a manual clock: its current reading. `None`: real time.
     manual_now: Option<AtomicI64>,
+    /// Set when the last [`ManualClock`] handle of this queue is dropped: nothing can move
+    /// its time any more, so its deadlines will never fire (T5).
+    abandoned: AtomicBool,
 }
 
 impl TimerQueue {
@@ -125,6 +132,27 @@ impl TimerQueue {
             heap: Mutex::new(Heap::default()),
             wakeup: Condvar::new(),
             manual_now: manual_now.map(AtomicI64::new),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this queue's deadlines can still fire (T5).
+    pub(crate) fn can_fire(&self) -> bool {
+        !self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// The last handle of a manual clock is gone: its deadlines will never fire, so the
+    /// nodes pinned for them are let go (T5).
+    fn abandon(&self) {
+        let entries = {
+            let mut heap = lock(&self.heap);
+            self.abandoned.store(true, Ordering::SeqCst);
+            std::mem::take(&mut heap.entries)
+        };
+        for entry in entries.into_vec() {
+            if let Some(node) = entry.node.upgrade() {
+                node.unpin();
+            }
         }
     }
 
@@ -201,11 +229,11 @@ impl TimerQueue {
 
     /// Expires every due node. A panic of an `on_cancel` callback does not stop the others
     /// (API S21): the first one is returned once all have fired.
-    fn fire(due: &mut Vec<Weak<Node>>) -> Option<Box<dyn Any + Send>> {
+    fn fire(due: &mut Vec<Weak<Node>>, callbacks: Callbacks) -> Option<Box<dyn Any + Send>> {
         let mut first = None;
         for node in due.drain(..) {
             if let Some(node) = node.upgrade() {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| node.expire())) {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| node.expire(callbacks))) {
                     first.get_or_insert(panic);
                 }
             }
@@ -223,7 +251,7 @@ impl TimerQueue {
             if !due.is_empty() {
                 drop(heap);
                 // T4. A callback's panic was reported by the panic hook; the thread goes on.
-                drop(Self::fire(&mut due));
+                drop(Self::fire(&mut due, Callbacks::Pool));
                 heap = lock(&self.heap);
                 continue;
             }
@@ -270,7 +298,19 @@ impl TimerQueue {
 /// ```
 #[derive(Clone)]
 pub struct ManualClock {
+    owner: Arc<ClockOwner>,
+}
+
+/// Shared by the clones of one [`ManualClock`]; dropping the last one abandons the queue
+/// (T5). Contexts hold the queue, not this.
+struct ClockOwner {
     queue: Arc<TimerQueue>,
+}
+
+impl Drop for ClockOwner {
+    fn drop(&mut self) {
+        self.queue.abandon();
+    }
 }
 
 impl ManualClock {
@@ -283,8 +323,9 @@ impl ManualClock {
     /// assert_eq!(clock.now(), t);
     /// ```
     pub fn new() -> ManualClock {
+        let queue = Arc::new(TimerQueue::new(Some(to_nanos(Instant::now()))));
         ManualClock {
-            queue: Arc::new(TimerQueue::new(Some(to_nanos(Instant::now())))),
+            owner: Arc::new(ClockOwner { queue }),
         }
     }
 
@@ -298,7 +339,7 @@ impl ManualClock {
     /// assert_eq!(clock.now() - t, Duration::from_secs(5));
     /// ```
     pub fn now(&self) -> Instant {
-        from_nanos(self.queue.now())
+        from_nanos(self.queue().now())
     }
 
     /// Moves the clock forward by `by` (saturating at the end of the representable range,
@@ -317,19 +358,19 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let mut due = Vec::new();
         {
-            let mut heap = lock(&self.queue.heap);
-            let now = self.queue.manual_now.as_ref().expect("a manual clock");
+            let mut heap = lock(&self.queue().heap);
+            let now = self.queue().manual_now.as_ref().expect("a manual clock");
             let next = add_duration(now.load(Ordering::Acquire), by).min(NO_DEADLINE - 1);
             now.store(next, Ordering::Release);
             TimerQueue::take_due(&mut heap, next, &mut due);
         }
-        if let Some(panic) = TimerQueue::fire(&mut due) {
+        if let Some(panic) = TimerQueue::fire(&mut due, Callbacks::Inline) {
             std::panic::resume_unwind(panic);
         }
     }
 
     pub(crate) fn queue(&self) -> &Arc<TimerQueue> {
-        &self.queue
+        &self.owner.queue
     }
 }
 
@@ -342,7 +383,7 @@ impl Default for ManualClock {
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManualClock")
-            .field("pending_timers", &self.queue.len())
+            .field("pending_timers", &self.queue().len())
             .finish_non_exhaustive()
     }
 }
