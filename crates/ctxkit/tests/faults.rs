@@ -454,7 +454,7 @@ fn latest_instant() -> Instant {
     let now = Instant::now();
     let (mut lo, mut hi) = (0u128, Duration::MAX.as_nanos());
     while lo < hi {
-        let mid = lo + (hi - lo + 1) / 2;
+        let mid = lo + (hi - lo).div_ceil(2);
         let d = Duration::new((mid / 1_000_000_000) as u64, (mid % 1_000_000_000) as u32);
         if now.checked_add(d).is_some() {
             lo = mid;
@@ -470,7 +470,7 @@ fn earliest_instant() -> Instant {
     let now = Instant::now();
     let (mut lo, mut hi) = (0u128, Duration::MAX.as_nanos());
     while lo < hi {
-        let mid = lo + (hi - lo + 1) / 2;
+        let mid = lo + (hi - lo).div_ceil(2);
         let d = Duration::new((mid / 1_000_000_000) as u64, (mid % 1_000_000_000) as u32);
         if now.checked_sub(d).is_some() {
             lo = mid;
