@@ -402,7 +402,10 @@ impl Node {
     }
 
     fn end_walk(&self) {
-        self.state.fetch_and(!WALKING, Ordering::SeqCst);
+        // Only this walk sets and clears its own bits: a relaxed look is exact.
+        if self.state.load(Ordering::Relaxed) & WALKING != 0 {
+            self.state.fetch_and(!WALKING, Ordering::SeqCst);
+        }
     }
 
     /// Waits until no cancellation is walking this node's subtree (N1b).
@@ -441,7 +444,9 @@ impl Node {
                 b.merge.clone()
             }
         };
-        self.state.store(encode(err) | WALKING, Ordering::Release);
+        // A node with no children to walk has its whole subtree done already (N1b).
+        let walking = if after.found.is_empty() { 0 } else { WALKING };
+        self.state.store(encode(err) | walking, Ordering::Release);
         merge
     }
 
@@ -579,7 +584,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_dropped();
-        let mut branch = lock(&self.inner).take();
+        let mut branch = crate::sync::get_mut(&mut self.inner).take();
         let merge = branch.as_mut().and_then(|b| b.merge.take());
         if !self.is_done() {
             self.leave_parents(merge.clone());
