@@ -92,12 +92,19 @@ pub(crate) enum Kind {
 }
 
 /// Everything of a node that changes, under its lock. Boxed and made on first use: most
-/// contexts are leaves that nobody waits on, and for them the node stays small (API S22's
-/// memory targets: one allocation per `with_cancel` child).
+/// contexts are leaves that nobody waits on, and for them the node stays small (one
+/// allocation per `with_cancel` child). The rarely used part is boxed again, so that a node
+/// with children (every level of a deep chain) carries only the slab.
 #[derive(Default)]
 struct Branch {
     /// Children that can be cancelled through this node (N2, N3).
     children: Slab<Weak<Node>>,
+    extra: Option<Box<Extra>>,
+}
+
+/// Causes, waiters, callbacks and merges: what most nodes never have.
+#[derive(Default)]
+struct Extra {
     /// While live: the cause a `with_*_cause` deadline will use. Once done: the cause
     /// (`None` means the sentinel of `state`, API S7).
     cause: Option<Cause>,
@@ -128,6 +135,19 @@ type Inner = Option<Box<Branch>>;
 
 fn branch(inner: &mut Inner) -> &mut Branch {
     inner.get_or_insert_with(Default::default)
+}
+
+fn extra(inner: &mut Inner) -> &mut Extra {
+    branch(inner).extra.get_or_insert_with(Default::default)
+}
+
+/// The rare part of a node's state, if it was ever made.
+fn extra_ref(inner: &Inner) -> Option<&Extra> {
+    inner.as_ref()?.extra.as_deref()
+}
+
+fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
+    inner.as_mut()?.extra.as_deref_mut()
 }
 
 /// A context that can be done. See the module's invariants.
@@ -180,8 +200,11 @@ impl Node {
         crate::diagnostics::node_created();
         let inner = (merge.is_some() || cause.is_some()).then(|| {
             Box::new(Branch {
-                cause,
-                merge,
+                extra: Some(Box::new(Extra {
+                    cause,
+                    merge,
+                    ..Extra::default()
+                })),
                 ..Branch::default()
             })
         });
@@ -250,7 +273,7 @@ impl Node {
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
         let mut inner = lock(&self.inner);
         if let Some(err) = self.err() {
-            return Err((err, inner.as_ref().and_then(|b| b.cause.clone())));
+            return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
         let key = branch(&mut inner).children.insert(Arc::downgrade(child));
         // A slab larger than u32::MAX - 1 entries would need hundreds of GiB of nodes.
@@ -273,8 +296,8 @@ impl Node {
     /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
     fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
         let mut inner = lock(&self.inner);
-        if cause.is_some() || inner.is_some() {
-            branch(&mut inner).cause = cause;
+        if cause.is_some() {
+            extra(&mut inner).cause = cause;
         }
         self.state.store(encode(err), Ordering::Release);
     }
@@ -306,7 +329,7 @@ impl Node {
         if self.kind != Kind::Merge {
             return None;
         }
-        lock(&self.inner).as_ref().and_then(|b| b.merge.clone())
+        extra_ref(&lock(&self.inner)).and_then(|e| e.merge.clone())
     }
 
     /// The second parent of a merged context.
@@ -323,7 +346,7 @@ impl Node {
     pub(crate) fn cause(&self) -> Option<Cause> {
         let err = self.err()?;
         let inner = lock(&self.inner);
-        let cause = inner.as_ref().and_then(|b| b.cause.clone());
+        let cause = extra_ref(&inner).and_then(|e| e.cause.clone());
         Some(cause.unwrap_or_else(|| Cause::sentinel(err)))
     }
 
@@ -366,7 +389,7 @@ impl Node {
             }
             // A handle's cancel replaces the pending deadline cause; expiry keeps it. The
             // sentinel of `err` itself is stored as `None`: nothing to allocate.
-            let pending = inner.as_mut().and_then(|b| b.cause.take());
+            let pending = extra_mut(&mut inner).and_then(|e| e.cause.take());
             let cause = cause.or(pending).filter(|c| !c.is_sentinel(err));
             let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
             (cause, merge)
@@ -422,26 +445,27 @@ impl Node {
         cause: Option<Cause>,
         after: &mut Aftermath,
     ) -> Option<Arc<MergeParent>> {
-        let merge = match inner.as_deref_mut() {
+        if let Some(b) = inner.as_deref_mut() {
+            let children = std::mem::take(&mut b.children);
+            after
+                .found
+                .extend(children.into_iter().filter_map(|(_, c)| c.upgrade()));
+        }
+        let merge = match extra_mut(inner) {
             None => {
                 if cause.is_some() {
-                    branch(inner).cause = cause;
+                    extra(inner).cause = cause;
                 }
                 None
             }
-            Some(b) => {
-                b.cause = cause;
-                let children = std::mem::take(&mut b.children);
-                after
-                    .found
-                    .extend(children.into_iter().filter_map(|(_, c)| c.upgrade()));
-                after
-                    .wakers
-                    .extend(std::mem::take(&mut b.wakers).into_iter().map(|(_, w)| w));
-                after.regs.append(&mut b.regs);
+            Some(e) => {
+                e.cause = cause;
+                let wakers = std::mem::take(&mut e.wakers);
+                after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
+                after.regs.append(&mut e.regs);
                 // Dropped after the walk, with no lock held (N6).
-                after.unpinned.extend(b.pin.take());
-                b.merge.clone()
+                after.unpinned.extend(e.pin.take());
+                e.merge.clone()
             }
         };
         // A node with no children to walk has its whole subtree done already (N1b).
@@ -479,7 +503,7 @@ impl Node {
         if self.is_done() {
             return false;
         }
-        let wakers = &mut branch(&mut inner).wakers;
+        let wakers = &mut extra(&mut inner).wakers;
         match key.and_then(|k| wakers.get_mut(k)) {
             Some(slot) => slot.clone_from(waker),
             None => *key = Some(wakers.insert(waker.clone())),
@@ -494,8 +518,8 @@ impl Node {
         if self.is_done() {
             return;
         }
-        if let Some(b) = inner.as_mut() {
-            b.wakers.try_remove(key);
+        if let Some(e) = extra_mut(&mut inner) {
+            e.wakers.try_remove(key);
         }
     }
 
@@ -518,7 +542,7 @@ impl Node {
         if self.is_done() {
             return false;
         }
-        let b = branch(&mut inner);
+        let b = extra(&mut inner);
         if b.regs.len() + regs.len() > b.regs.capacity() {
             b.regs.retain(|r| r.is_pending());
         }
@@ -533,7 +557,7 @@ impl Node {
 
     /// Lets go of the pin: this node's deadline can no longer fire (`timer.rs`, T5).
     pub(crate) fn unpin(&self) {
-        let pin = lock(&self.inner).as_mut().and_then(|b| b.pin.take());
+        let pin = extra_mut(&mut lock(&self.inner)).and_then(|e| e.pin.take());
         drop(pin); // may be the last reference: dropped with no lock held (N6)
     }
 
@@ -542,7 +566,9 @@ impl Node {
     pub(crate) fn stopped_one(&self) {
         let pin = {
             let mut inner = lock(&self.inner);
-            let Some(b) = inner.as_mut() else { return };
+            let Some(b) = extra_mut(&mut inner) else {
+                return;
+            };
             b.pending = b.pending.saturating_sub(1);
             if b.pending > 0 {
                 return;
@@ -584,16 +610,17 @@ impl Drop for Node {
     fn drop(&mut self) {
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_dropped();
-        let mut branch = crate::sync::get_mut(&mut self.inner).take();
-        let merge = branch.as_mut().and_then(|b| b.merge.take());
+        let branch = crate::sync::get_mut(&mut self.inner).take();
+        let mut extra = branch.and_then(|b| b.extra);
+        let merge = extra.as_mut().and_then(|e| e.merge.take());
         if !self.is_done() {
             self.leave_parents(merge.clone());
             if let Some(queue) = self.timer_queue() {
                 queue.forget();
             }
-            if let Some(b) = branch {
+            if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
-                    b.regs.into_iter().filter(|r| r.is_pending()).collect();
+                    e.regs.into_iter().filter(|r| r.is_pending()).collect();
                 if !pending.is_empty() {
                     self.hand_down(pending, merge.as_deref());
                 }
