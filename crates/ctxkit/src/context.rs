@@ -133,7 +133,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(timer::to_nanos(deadline), None)
+        self.deadline_child(timer::to_nanos(deadline), None, None)
     }
 
     /// A child cancelled after `timeout`, measured on this context's clock (Go's
@@ -147,7 +147,8 @@ impl Context {
     /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
-        self.deadline_child(timer::add_duration(self.now_nanos(), timeout), None)
+        let now = self.now_nanos();
+        self.deadline_child(timer::add_duration(now, timeout), None, Some(now))
     }
 
     /// [`with_deadline`](Context::with_deadline), with `cause` as the
@@ -166,7 +167,7 @@ impl Context {
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
         let cause = Cause::custom(cause.into());
-        self.deadline_child(timer::to_nanos(deadline), Some(cause))
+        self.deadline_child(timer::to_nanos(deadline), Some(cause), None)
     }
 
     /// [`with_timeout`](Context::with_timeout), with `cause` as the cause when the deadline
@@ -184,11 +185,19 @@ impl Context {
         timeout: Duration,
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
-        let at = timer::add_duration(self.now_nanos(), timeout);
-        self.deadline_child(at, Some(Cause::custom(cause.into())))
+        let now = self.now_nanos();
+        let at = timer::add_duration(now, timeout);
+        self.deadline_child(at, Some(Cause::custom(cause.into())), Some(now))
     }
 
-    fn deadline_child(&self, at: Nanos, cause: Option<Cause>) -> (Context, CancelHandle) {
+    /// A child with its own deadline `at`. `now` is the clock reading `at` was computed from,
+    /// if any: reading the clock again would cost as much as the rest of the call.
+    fn deadline_child(
+        &self,
+        at: Nanos,
+        cause: Option<Cause>,
+        now: Option<Nanos>,
+    ) -> (Context, CancelHandle) {
         let inherited = self.deadline_nanos();
         if at == NO_DEADLINE || inherited < at {
             return self.with_cancel(); // API S12, S13
@@ -196,7 +205,7 @@ impl Context {
         let node = Node::child(Kind::Deadline, at, self, None, cause);
         if !node.is_done() {
             let queue = self.timer_queue();
-            if at <= queue.now() {
+            if at <= now.unwrap_or_else(|| queue.now()) {
                 node.expire(Callbacks::Inline); // API S13
             } else {
                 queue.insert(at, Arc::downgrade(&node));

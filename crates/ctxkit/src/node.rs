@@ -296,8 +296,11 @@ impl Node {
     /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
     fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
         let mut inner = lock(&self.inner);
-        if cause.is_some() {
-            extra(&mut inner).cause = cause;
+        // The parent's cause replaces a pending deadline cause, even when it is the sentinel.
+        match (cause, extra_mut(&mut inner)) {
+            (None, None) => {}
+            (None, Some(e)) => e.cause = None,
+            (cause, _) => extra(&mut inner).cause = cause,
         }
         self.state.store(encode(err), Ordering::Release);
     }

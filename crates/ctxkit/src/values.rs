@@ -73,20 +73,38 @@ impl<T> fmt::Debug for Key<T> {
     }
 }
 
-/// The identity of a value's key (V2).
+/// The identity of a value's key, as one word so that a lookup compares integers (V2).
+///
+/// A [`Key`] is the address of its `static` (always even: a `Key` is pointer-aligned); a type
+/// is a 64-bit digest of its `TypeId`, made odd, so the two namespaces never meet. Two types
+/// whose digests collide (about one chance in 2^64 per pair) would shadow each other, but a
+/// value is only ever handed out after `downcast_ref` checked its full type: a collision could
+/// hide a value, never hand out one of the wrong type.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(crate) enum KeyId {
-    Static(usize),
-    Type(TypeId),
-}
+pub(crate) struct KeyId(u64);
 
 impl KeyId {
     pub(crate) fn of_key<T>(key: &'static Key<T>) -> KeyId {
-        KeyId::Static(key as *const Key<T> as usize)
+        KeyId(key as *const Key<T> as usize as u64)
     }
 
     pub(crate) fn of_type<T: 'static>() -> KeyId {
-        KeyId::Type(TypeId::of::<T>())
+        /// Folds whatever `TypeId` feeds it into one word (FxHash's step).
+        struct Digest(u64);
+        impl std::hash::Hasher for Digest {
+            fn write(&mut self, bytes: &[u8]) {
+                bytes.iter().for_each(|&b| self.write_u64(b as u64));
+            }
+            fn write_u64(&mut self, word: u64) {
+                self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+            }
+            fn finish(&self) -> u64 {
+                self.0
+            }
+        }
+        let mut digest = Digest(0);
+        std::hash::Hash::hash(&TypeId::of::<T>(), &mut digest);
+        KeyId(digest.0 | 1)
     }
 }
 
