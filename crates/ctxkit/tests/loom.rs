@@ -405,7 +405,6 @@ fn child_with_callback_dropped_while_parent_cancels() {
 /// Both parents of a merge cancel at once with different causes: the merge and its child
 /// are done with one of the two causes, and agree.
 #[test]
-#[ignore = "bug: b's cancel returns while a's walk still has the merge's subtree to do (S4; reduced in faults.rs: second_parent_cancel_waits_for_the_merge_subtree)"]
 fn merge_with_both_parents_cancelling_at_once() {
     loom::model(|| {
         let (a, ha) = Context::background().with_cancel();
