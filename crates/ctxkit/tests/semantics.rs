@@ -514,6 +514,18 @@ fn past_deadline_under_cancelled_parent_keeps_parent_error() {
     }
 }
 
+// API S5, S7. Found by tests/model.rs: the sentinel cause of a plainly cancelled parent
+// must replace the child's own deadline cause, not only a custom one.
+#[test]
+fn deadline_cause_under_a_plainly_cancelled_parent_is_the_parents_sentinel() {
+    let (parent, h) = Context::background().with_cancel();
+    h.cancel();
+    let (child, _c) = parent.with_timeout_cause(Duration::ZERO, Oops("deadline"));
+    assert_eq!(child.err(), Some(Error::Canceled));
+    let cause = child.cause().unwrap();
+    assert_eq!(cause.downcast_ref::<Error>(), Some(&Error::Canceled), "{cause}");
+}
+
 // ---------------------------------------------------------------------------------------
 // S6: Error
 // ---------------------------------------------------------------------------------------
