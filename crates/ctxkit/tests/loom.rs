@@ -457,3 +457,66 @@ fn merge_derived_while_both_parents_cancel() {
         assert!(dropped.load(StdOrdering::SeqCst), "leak: merge not freed");
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Hand-downs (S19, S21, S22): a registration moving to the parents of a dropped context
+// while it is stopped or fired
+// ---------------------------------------------------------------------------------------
+
+/// A child with an `on_cancel` dropped (its registration handed to the parent), the parent
+/// cancelled and `stop()` called, all at once: exactly one of {f runs, stop returns true},
+/// and the child is freed. Three threads: preemptions bounded to 2, as above.
+#[test]
+fn stop_racing_hand_down_and_parent_cancel() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let (parent, hp) = Context::background().with_cancel();
+        let (flag, freed) = drop_flag();
+        let (child, hc) = parent.with_value(&PAYLOAD, flag).with_cancel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r2 = Arc::clone(&runs);
+        let reg = child.on_cancel(move || {
+            r2.fetch_add(1, Ordering::SeqCst);
+        });
+        let dropper = thread::spawn(move || drop((child, hc)));
+        let canceller = thread::spawn(move || hp.cancel());
+        let stopped = reg.stop();
+        dropper.join().unwrap();
+        canceller.join().unwrap();
+        let ran = runs.load(Ordering::SeqCst);
+        assert_eq!(
+            ran + stopped as usize,
+            1,
+            "ran {ran} times, stop returned {stopped}"
+        );
+        assert!(freed.load(StdOrdering::SeqCst), "leak: child not freed");
+        assert!(parent.is_done());
+    });
+}
+
+/// A merge with an `on_cancel` dropped while both of its parents cancel: the callback runs
+/// exactly once (through whichever parent got it first) and the merge is freed.
+#[test]
+fn merge_dropped_while_both_parents_cancel() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let (a, ha) = Context::background().with_cancel();
+        let (b, hb) = Context::background().with_cancel();
+        let (flag, freed) = drop_flag();
+        let (m, hm) = a.with_value(&PAYLOAD, flag).merge(&b);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r2 = Arc::clone(&runs);
+        drop(m.on_cancel(move || {
+            r2.fetch_add(1, Ordering::SeqCst);
+        }));
+        let t = thread::spawn(move || ha.cancel());
+        let u = thread::spawn(move || hb.cancel());
+        drop((m, hm));
+        t.join().unwrap();
+        u.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(freed.load(StdOrdering::SeqCst), "leak: merge not freed");
+    });
+}

@@ -12,8 +12,9 @@
 //! milliseconds): which of two equal deadlines fires first is not specified, so a model
 //! would have to guess.
 //!
-//! Shrunk failures are kept in `proptest-regressions/model.txt` (replayed first on every run)
-//! and as explicit tests at the end of this file.
+//! Shrunk failures are kept as explicit tests at the end of this file (the reliable record:
+//! `Op`s written out) and in `model.proptest-regressions` next to this file (proptest's seeds,
+//! replayed first on every run; a seed stands for its case only while `op()` is unchanged).
 
 use std::collections::BTreeMap;
 use std::fmt;
