@@ -51,6 +51,18 @@ impl Reg {
         })
     }
 
+    /// Tells the nodes that still hold this registration that it is no longer pending
+    /// (stopped, or fired through another of its homes), so that a node pinned for it alone
+    /// can be freed (API S22).
+    fn settle_homes(&self) {
+        let homes: Vec<Arc<Node>> = lock(&self.homes)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|home| !home.is_done())
+            .collect();
+        homes.iter().for_each(|home| home.stopped_one());
+    }
+
     pub(crate) fn add_home(&self, node: &Arc<Node>) {
         let mut homes = lock(&self.homes);
         homes.retain(|h| h.strong_count() > 0);
@@ -72,6 +84,7 @@ impl Reg {
     /// Starts `f` (inline or on the pool). Returns the payload if an inline `f` panicked.
     fn fire(&self) -> Option<Panic> {
         let f = self.take(PENDING, STARTED)??;
+        self.settle_homes();
         if self.inline {
             catch_unwind(AssertUnwindSafe(f)).err()
         } else {
@@ -148,8 +161,7 @@ impl AfterFunc {
             return false;
         };
         drop(f);
-        let homes: Vec<Arc<Node>> = lock(&self.reg.homes).iter().filter_map(Weak::upgrade).collect();
-        homes.iter().for_each(|home| home.stopped_one());
+        self.reg.settle_homes();
         true
     }
 }

@@ -564,8 +564,9 @@ impl Node {
         drop(pin); // may be the last reference: dropped with no lock held (N6)
     }
 
-    /// A registration of this node was stopped: once none is pending, the node no longer
-    /// needs to outlive its handles and clones, so its pin is let go (API S22).
+    /// A registration of this node was stopped, or fired through another node: once none is
+    /// pending, the node no longer needs to outlive its handles and clones, so its pin is let
+    /// go (API S22).
     pub(crate) fn stopped_one(&self) {
         let pin = {
             let mut inner = lock(&self.inner);

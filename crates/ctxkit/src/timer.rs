@@ -71,7 +71,10 @@ pub(crate) fn from_nanos(n: Nanos) -> Instant {
 
 /// `now + d` in [`Nanos`], or [`NO_DEADLINE`] when it does not fit (API S13).
 pub(crate) fn add_duration(now: Nanos, d: Duration) -> Nanos {
-    let d: i64 = d.as_nanos().try_into().unwrap_or(NO_DEADLINE);
+    // A span [`Nanos`] cannot hold is past the life of the process, wherever `now` is.
+    let Ok(d) = i64::try_from(d.as_nanos()) else {
+        return NO_DEADLINE;
+    };
     now.checked_add(d).unwrap_or(NO_DEADLINE)
 }
 

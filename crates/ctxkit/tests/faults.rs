@@ -546,7 +546,6 @@ fn deadlines_around_the_largest_representable_span() {
 /// `now + Duration::MAX` saturated to a finite deadline about 292 years away instead of none.
 /// Found by tests/model.rs under valgrind. Needs a fresh process: runs itself as a child.
 #[test]
-#[ignore = "bug: add_duration saturates now + d only on i64 overflow, so on a clock reading before the origin with_timeout(Duration::MAX) gets a finite deadline"]
 fn duration_max_timeout_on_the_first_manual_clock_of_a_process() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -772,7 +771,6 @@ fn stopped_handed_down_callback_does_not_keep_a_timeout_parent_alive() {
 /// any more, so dropping its last clone and handle must free it. Found by tests/stress.rs
 /// (`tree_stress_with_hour_long_deadlines`), reduced.
 #[test]
-#[ignore = "bug: a registration fired through one parent still counts as pending on the other, whose self-pin keeps it alive until its deadline"]
 fn fired_handed_down_callback_does_not_keep_the_other_parent_alive() {
     for inline in [false, true] {
         let (flag, freed) = drop_flag();

@@ -523,7 +523,11 @@ fn deadline_cause_under_a_plainly_cancelled_parent_is_the_parents_sentinel() {
     let (child, _c) = parent.with_timeout_cause(Duration::ZERO, Oops("deadline"));
     assert_eq!(child.err(), Some(Error::Canceled));
     let cause = child.cause().unwrap();
-    assert_eq!(cause.downcast_ref::<Error>(), Some(&Error::Canceled), "{cause}");
+    assert_eq!(
+        cause.downcast_ref::<Error>(),
+        Some(&Error::Canceled),
+        "{cause}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -363,7 +363,6 @@ fn tree_stress() {
 /// context must be freed because nothing holds it any more (API S22), not because its
 /// deadline passed.
 #[test]
-#[ignore = "bug: a merge's callback handed down to both parents and fired through one keeps the other (a deadline) pinned until its deadline (reduced in faults.rs: fired_handed_down_callback_does_not_keep_the_other_parent_alive)"]
 fn tree_stress_with_hour_long_deadlines() {
     let secs = env_or("CTXKIT_STRESS_SECS", 10);
     run_tree_stress(secs, Duration::from_secs(3600), Duration::from_secs(10));
