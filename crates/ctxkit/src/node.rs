@@ -12,7 +12,8 @@
 //!   `cause` is written; readers load it with `Acquire`, so a reader that sees it done also sees
 //!   the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
-//!   carries the `WALKING` bit until that cancellation has made its whole subtree done. A
+//!   carries the `WALKING` bit (if it has children) until that cancellation has made its
+//!   whole subtree done, and leaves its parents' slabs only after that. A
 //!   cancel that finds a node done with `WALKING` set waits for the bit to clear, so that every
 //!   `cancel()` returns only once the subtree is done (API S4), even when another thread's
 //!   cancellation got there first. A walk clears its own bits before waiting on another's, so
@@ -20,7 +21,7 @@
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a parent
 //!   holds only `Weak` references to its children, in the slab `children`. So dropping every
 //!   handle and clone of a child frees it, cancelled or not (API S22).
-//! - **N3 (slots)**: `slot` (and a merge's `other_slot`) is the child's key in the parent's
+//! - **N3 (slots)**: `slot` (and a merge's `MergeParent::slot`) is the child's key in the parent's
 //!   slab, or `UNLINKED`. It is read and written only under the parent's lock, and is
 //!   swapped to `UNLINKED` by whoever removes the entry, so removal happens at most once.
 //!   While a parent is live, a child whose slot is not `UNLINKED` is in the parent's slab;
@@ -37,6 +38,12 @@
 //! - **N7 (stack safety)**: cancellation walks the subtree with an explicit work list, and
 //!   dropping a chain of contexts goes through [`release`], which drops parents from a loop
 //!   instead of recursively (API S23).
+//! - **N8 (pins)**: a node with its own timer pins itself (holds an `Arc` to itself) while
+//!   callbacks are pending on it, so that its deadline can still fire them after its handles
+//!   and clones are gone (API S19). The pin goes when the node is done, when no callback is
+//!   pending any more (stopped, or fired through another parent), or when its manual clock is
+//!   abandoned (`timer.rs`, T5). A node without its own timer hands its pending callbacks to
+//!   its parents when dropped.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
