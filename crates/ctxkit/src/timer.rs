@@ -27,7 +27,7 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -109,10 +109,6 @@ impl Ord for Entry {
 #[derive(Default)]
 struct Heap {
     entries: BinaryHeap<Entry>,
-    /// Entries whose context was cancelled or dropped since the last rebuild (T2). An
-    /// estimate: an entry popped after being counted is not subtracted, which only makes the
-    /// next rebuild come a little early.
-    dead: usize,
     /// Whether the thread that serves the real-time queue is running.
     serving: bool,
 }
@@ -127,6 +123,13 @@ pub(crate) struct TimerQueue {
     /// Set when the last [`ManualClock`] handle of this queue is dropped: nothing can move
     /// its time any more, so its deadlines will never fire (T5).
     abandoned: AtomicBool,
+    /// Entries whose context was cancelled or dropped since the last rebuild (T2). Counted
+    /// without the lock, so that cancelling a deadline context takes no lock here. An
+    /// estimate: an entry popped after being counted is not subtracted, which only makes the
+    /// next rebuild come a little early.
+    dead: AtomicUsize,
+    /// The heap's length as of its last change (read without the lock by `forget`).
+    len: AtomicUsize,
 }
 
 impl TimerQueue {
@@ -136,6 +139,8 @@ impl TimerQueue {
             wakeup: Condvar::new(),
             manual_now: manual_now.map(AtomicI64::new),
             abandoned: AtomicBool::new(false),
+            dead: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
         }
     }
 
@@ -150,6 +155,7 @@ impl TimerQueue {
         let entries = {
             let mut heap = lock(&self.heap);
             self.abandoned.store(true, Ordering::SeqCst);
+            self.len.store(0, Ordering::Relaxed);
             std::mem::take(&mut heap.entries)
         };
         for entry in entries.into_vec() {
@@ -178,6 +184,7 @@ impl TimerQueue {
         let mut heap = lock(&self.heap);
         let earliest = heap.entries.peek().map_or(true, |first| at < first.at);
         heap.entries.push(Entry { at, node });
+        self.len.store(heap.entries.len(), Ordering::Relaxed);
         if self.manual_now.is_some() {
             return;
         }
@@ -195,11 +202,12 @@ impl TimerQueue {
 
     /// Counts one entry as dead (T2) and rebuilds the heap when most entries are dead.
     pub(crate) fn forget(&self) {
-        let mut heap = lock(&self.heap);
-        heap.dead += 1;
-        if heap.dead < 64 || heap.dead * 2 < heap.entries.len() {
+        // Relaxed: the counts only decide when to rebuild; the rebuild itself is exact.
+        let dead = self.dead.fetch_add(1, Ordering::Relaxed) + 1;
+        if dead < 64 || dead * 2 < self.len.load(Ordering::Relaxed) {
             return;
         }
+        let mut heap = lock(&self.heap);
         // Nodes upgraded here are dropped after the lock is released: dropping the last
         // reference to a node calls `forget` again.
         let mut alive = Vec::new();
@@ -216,18 +224,19 @@ impl TimerQueue {
             })
             .collect();
         heap.entries = BinaryHeap::from(kept);
-        heap.dead = 0;
+        self.len.store(heap.entries.len(), Ordering::Relaxed);
+        self.dead.store(0, Ordering::Relaxed);
         drop(heap);
         drop(alive);
     }
 
     /// Takes every entry due at `now` out of the heap.
-    fn take_due(heap: &mut Heap, now: Nanos, due: &mut Vec<Weak<Node>>) {
+    fn take_due(&self, heap: &mut Heap, now: Nanos, due: &mut Vec<Weak<Node>>) {
         while heap.entries.peek().is_some_and(|e| e.at <= now) {
             let entry = heap.entries.pop().expect("peeked");
             due.push(entry.node);
         }
-        heap.dead = heap.dead.min(heap.entries.len());
+        self.len.store(heap.entries.len(), Ordering::Relaxed);
     }
 
     /// Expires every due node. A panic of an `on_cancel` callback does not stop the others
@@ -250,7 +259,7 @@ impl TimerQueue {
         let mut heap = lock(&self.heap);
         loop {
             let now = self.now();
-            Self::take_due(&mut heap, now, &mut due);
+            self.take_due(&mut heap, now, &mut due);
             if !due.is_empty() {
                 drop(heap);
                 // T4. A callback's panic was reported by the panic hook; the thread goes on.
@@ -365,7 +374,7 @@ impl ManualClock {
             let now = self.queue().manual_now.as_ref().expect("a manual clock");
             let next = add_duration(now.load(Ordering::Acquire), by).min(NO_DEADLINE - 1);
             now.store(next, Ordering::Release);
-            TimerQueue::take_due(&mut heap, next, &mut due);
+            self.queue().take_due(&mut heap, next, &mut due);
         }
         if let Some(panic) = TimerQueue::fire(&mut due, Callbacks::Inline) {
             std::panic::resume_unwind(panic);
