@@ -454,13 +454,16 @@ fn main() {
             },
             "--only" => only = args.next(),
             "-h" | "--help" => {
-                println!("scale [--size small|full] [--only fanout|wide|deep|timers|lateness]");
+                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness)");
                 return;
             }
             other => panic!("unknown argument {other}"),
         }
     }
-    let run = |part: &str| only.as_deref().map_or(true, |o| o == part);
+    let run = |part: &str| {
+        only.as_deref()
+            .map_or(true, |o| o.split(',').any(|p| p == part))
+    };
     if run("fanout") {
         fanout_tasks(100_000 / div);
         fanout_tasks(1_000_000 / div);
