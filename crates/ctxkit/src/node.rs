@@ -22,7 +22,8 @@
 //!   holds only `Weak` references to its children, in the slab `children`. So dropping every
 //!   handle and clone of a child frees it, cancelled or not (API S22).
 //! - **N3 (slots)**: `slot` (and a merge's `MergeParent::slot`) is the child's key in the parent's
-//!   slab, or `UNLINKED`. It is read and written only under the parent's lock, and is
+//!   slab, `FIRST` (the parent's `first` field), or `UNLINKED`. It is read and written only
+//!   under the parent's lock, and is
 //!   swapped to `UNLINKED` by whoever removes the entry, so removal happens at most once.
 //!   While a parent is live, a child whose slot is not `UNLINKED` is in the parent's slab;
 //!   once the parent is done its slab has been emptied and slots are not looked at again.
@@ -67,6 +68,8 @@ const WALKING: u8 = 0b100;
 
 /// `slot` of a node that is in no parent's slab (N3).
 const UNLINKED: u32 = u32::MAX;
+/// `slot` of the child kept in its parent's `Branch::first`, outside the slab.
+const FIRST: u32 = u32::MAX - 1;
 
 fn encode(err: Error) -> u8 {
     match err {
@@ -104,7 +107,11 @@ pub(crate) enum Kind {
 /// with children (every level of a deep chain) carries only the slab.
 #[derive(Default)]
 struct Branch {
-    /// Children that can be cancelled through this node (N2, N3).
+    /// A child that can be cancelled through this node (N2, N3), kept outside the slab: a
+    /// node with one child at a time (each level of a chain, a parent whose children come
+    /// and go one by one) never allocates the slab.
+    first: Option<Weak<Node>>,
+    /// The other children that can be cancelled through this node (N2, N3).
     children: Slab<Weak<Node>>,
     extra: Option<Box<Extra>>,
 }
@@ -282,9 +289,15 @@ impl Node {
         if let Some(err) = self.err() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
-        let key = branch(&mut inner).children.insert(Arc::downgrade(child));
-        // A slab larger than u32::MAX - 1 entries would need hundreds of GiB of nodes.
-        slot.store(key as u32, Ordering::Relaxed);
+        let b = branch(&mut inner);
+        let key = if b.first.is_none() {
+            b.first = Some(Arc::downgrade(child));
+            FIRST
+        } else {
+            // A slab of u32::MAX - 1 entries would need hundreds of GiB of nodes.
+            b.children.insert(Arc::downgrade(child)) as u32
+        };
+        slot.store(key, Ordering::Relaxed);
         Ok(())
     }
 
@@ -296,7 +309,11 @@ impl Node {
         let mut inner = lock(&self.inner);
         let key = slot.swap(UNLINKED, Ordering::Relaxed);
         if key != UNLINKED && self.state.load(Ordering::Relaxed) == LIVE {
-            branch(&mut inner).children.remove(key as usize);
+            let b = branch(&mut inner);
+            match key {
+                FIRST => b.first = None,
+                key => drop(b.children.remove(key as usize)),
+            }
         }
     }
 
@@ -457,9 +474,12 @@ impl Node {
     ) -> Option<Arc<MergeParent>> {
         if let Some(b) = inner.as_deref_mut() {
             let children = std::mem::take(&mut b.children);
-            after
-                .found
-                .extend(children.into_iter().filter_map(|(_, c)| c.upgrade()));
+            let children = b
+                .first
+                .take()
+                .into_iter()
+                .chain(children.into_iter().map(|(_, c)| c));
+            after.found.extend(children.filter_map(|c| c.upgrade()));
         }
         let merge = match extra_mut(inner) {
             None => {
