@@ -634,32 +634,48 @@ impl Context {
     }
 }
 
+/// Display's work list: what is left to print, so that neither a long chain nor merges nested
+/// in merges recurse (API S23).
+enum Piece {
+    /// The whole chain that built this context.
+    Chain(Context),
+    /// Only the last link of this context.
+    Link(Context),
+    Text(&'static str),
+}
+
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Collected first: a chain may be a million links long (API S23).
-        let mut links = Vec::new();
-        let mut at = Some(self);
-        while let Some(ctx) = at {
-            let (link, parent) = ctx.last_link();
-            links.push((link, ctx));
-            at = parent;
-        }
-        for (link, ctx) in links.into_iter().rev() {
-            match link {
-                Link::Background => f.write_str("context.Background")?,
-                Link::Layer(layer) => layer.fmt_link(f)?,
-                Link::Node(node) => match node.kind() {
-                    Kind::Todo => f.write_str("context.TODO")?,
-                    Kind::Cancel => f.write_str(".WithCancel")?,
-                    Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
-                    Kind::Deadline => {
-                        let left = timer::remaining(node.deadline(), ctx.now_nanos());
-                        write!(f, ".WithDeadline([{left:?}])")?
+        let mut work = vec![Piece::Chain(self.clone())];
+        while let Some(piece) = work.pop() {
+            match piece {
+                Piece::Text(text) => f.write_str(text)?,
+                Piece::Chain(ctx) => {
+                    // Pushed tip first, so the root is printed first.
+                    let mut at = Some(ctx);
+                    while let Some(ctx) = at {
+                        at = ctx.last_link().1.cloned();
+                        work.push(Piece::Link(ctx));
                     }
-                    Kind::Merge => {
-                        let other = node.merged_with().expect("a merge has two parents");
-                        write!(f, ".Merge({other})")?
-                    }
+                }
+                Piece::Link(ctx) => match ctx.last_link().0 {
+                    Link::Background => f.write_str("context.Background")?,
+                    Link::Layer(layer) => layer.fmt_link(f)?,
+                    Link::Node(node) => match node.kind() {
+                        Kind::Todo => f.write_str("context.TODO")?,
+                        Kind::Cancel => f.write_str(".WithCancel")?,
+                        Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
+                        Kind::Deadline => {
+                            let left = timer::remaining(node.deadline(), ctx.now_nanos());
+                            write!(f, ".WithDeadline([{left:?}])")?
+                        }
+                        Kind::Merge => {
+                            let other = node.merged_with().expect("a merge has two parents");
+                            f.write_str(".Merge(")?;
+                            work.push(Piece::Text(")"));
+                            work.push(Piece::Chain(other));
+                        }
+                    },
                 },
             }
         }

@@ -2338,6 +2338,26 @@ fn million_child_fan_is_dropped_without_cancel_in_any_order() {
 }
 
 // API S23, S24
+// API S2, S23
+#[test]
+fn display_of_merges_nested_through_second_parents_does_not_recurse() {
+    on_default_stack(
+        "display_of_merges_nested_through_second_parents_does_not_recurse",
+        || {
+            const N: usize = 200_000;
+            let mut ctx = Context::background();
+            for _ in 0..N {
+                ctx = Context::todo().merge(&ctx).0;
+            }
+            let text = ctx.to_string();
+            assert!(text.starts_with("context.TODO.Merge(context.TODO.Merge("));
+            assert!(text.ends_with(&format!("context.Background{}", ")".repeat(N))));
+            assert_eq!(text.matches(".Merge(").count(), N);
+            assert_eq!(text.matches(')').count(), N);
+        },
+    );
+}
+
 #[test]
 fn million_level_chain_through_second_parents_of_merges() {
     on_default_stack(
