@@ -390,10 +390,7 @@ impl Context {
     /// assert_eq!(ctxkit::Context::background().with_clock(&clock).now(), clock.now());
     /// ```
     pub fn now(&self) -> Instant {
-        match self.clock() {
-            Some(queue) => timer::from_nanos(queue.now()),
-            None => Instant::now(),
-        }
+        timer::from_nanos(self.now_nanos())
     }
 
     /// The value set for `key` by the nearest [`with_value`](Context::with_value) above this
@@ -578,13 +575,9 @@ impl Context {
         self.node.as_ref().filter(|n| n.can_be_done())
     }
 
-    /// The queue of this context's manual clock, if it has one.
-    pub(crate) fn clock(&self) -> Option<&Arc<TimerQueue>> {
-        self.find(KeyId::of_key(&CLOCK))
-    }
-
-    fn timer_queue(&self) -> &Arc<TimerQueue> {
-        match self.clock() {
+    /// The timer queue of this context's clock: its manual clock's, else the real-time one.
+    pub(crate) fn timer_queue(&self) -> &Arc<TimerQueue> {
+        match self.find(KeyId::of_key(&CLOCK)) {
             Some(queue) => queue,
             None => TimerQueue::real(),
         }

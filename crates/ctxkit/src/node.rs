@@ -382,7 +382,7 @@ impl Node {
         if self.kind != Kind::Deadline {
             return None;
         }
-        Some(self.parent.clock().unwrap_or_else(|| TimerQueue::real()))
+        Some(self.parent.timer_queue())
     }
 
     /// Called by the timer when the deadline passed: cancels with `DeadlineExceeded` and the
