@@ -1,17 +1,30 @@
 //! Request-scoped values: [`Key`], and the value layers a context carries.
 //!
 //! Go finds a value by walking the chain of contexts, one layer at a time. Here a context
-//! points straight at its nearest value layer (cancellation nodes are never walked), and each
-//! layer carries a flat table of every value visible above it, sorted by key. A lookup is
+//! points straight at its nearest value [`Layer`] (cancellation nodes are never walked), and
+//! each layer carries a flat table of every value visible above it, sorted by key. A lookup is
 //! one comparison with the layer's own key and a binary search of the table: its cost
 //! depends on how many distinct keys are set, never on the depth of the chain.
+//!
+//! A layer is one concrete type, not a trait object, so that a pointer to it is one word: a
+//! [`Context`] is two words (16 B on 64-bit targets), and so is a row of a table. Programs
+//! that hold many children of one parent pay for every word of a `Context` once per child.
+//! The price is that a layer's value, whatever its type, lives in an allocation of its own
+//! next to the layer's: `with_value` allocates the layer, the value (unless it is zero-sized)
+//! and the table (unless it is empty).
 //!
 //! # Invariants
 //! - **V1 (flat tables)**: `inherited` holds, for every key set above this layer and not
 //!   shadowed by this layer's own key, the nearest layer that set it; sorted by [`KeyId`],
-//!   one entry per key.
+//!   one entry per key. It never holds the layer's own key.
 //! - **V2 (key identity)**: a [`Key`] is identified by the address of its `static`, a type by
 //!   its `TypeId`; the two namespaces never compare equal (API S15).
+//! - **V3 (rows point at values)**: the layer of every [`Entry`] sets a value itself, under
+//!   the entry's key. A merge's layer sets none, so it is never a row of a table: it only
+//!   gathers the rows of the two merged contexts.
+//! - **V4 (stack safety)**: dropping a layer hands its parent context and its rows' layers to
+//!   [`release`], which drops them from a loop (N7): a chain of 1,000,000 values, or as many
+//!   nested merges, drops without recursion (API S23).
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -108,60 +121,51 @@ impl KeyId {
     }
 }
 
+/// A value as a layer holds it: of any type, behind one pointer.
 pub(crate) type AnyValue = dyn Any + Send + Sync;
 
-/// One row of a flat table: the nearest layer that set `key` (V1).
-#[derive(Clone)]
-pub(crate) struct Entry {
+/// One row of a flat table: the nearest layer that set `key` (V1, V3). Two words.
+struct Entry {
+    /// The key that was set.
     key: KeyId,
-    layer: Arc<dyn Layer>,
+    /// The nearest layer above that set it.
+    layer: Arc<Layer>,
 }
 
-/// A link in a context's chain of values.
-pub(crate) trait Layer: Send + Sync + 'static {
-    /// The value this layer sets itself, if any.
-    fn own(&self) -> Option<(KeyId, &AnyValue)>;
-    /// Every other value visible at this layer (V1).
-    fn inherited(&self) -> &[Entry];
-    /// The context this layer was derived from; `None` for a layer that belongs to the
-    /// context's node (a merge), which then displays it.
-    fn display_parent(&self) -> Option<&Context>;
-    /// This layer's part of the context's Display chain.
-    fn fmt_link(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+// Two words on 64-bit targets, as documented: a key and a thin pointer.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+
+/// A link in a context's chain of values: the value it sets, if any, and a table of every
+/// other value visible at it (V1). One concrete type, so that `Arc<Layer>` is one word.
+pub(crate) struct Layer {
+    /// Every value visible at this layer but its own, one row per key, sorted (V1).
+    inherited: Box<[Entry]>,
+    /// What made this layer, and the value it sets.
+    body: Body,
 }
 
-impl dyn Layer {
-    /// The value of `key` visible at this layer.
-    pub(crate) fn find(&self, key: KeyId) -> Option<&AnyValue> {
-        match self.own() {
-            Some((own, value)) if own == key => Some(value),
-            _ => {
-                let table = self.inherited();
-                let i = table.binary_search_by(|e| e.key.cmp(&key)).ok()?;
-                table[i].layer.own().map(|(_, value)| value)
-            }
-        }
-    }
+/// What made a [`Layer`].
+enum Body {
+    /// `with_value`, `with` and `with_clock`: one value on top of the parent's.
+    Value(Own),
+    /// `merge`: no value of its own. The merged contexts' values are all in the table, and
+    /// the merge's node displays the link (API S24).
+    Merge,
 }
 
-/// Every value visible at `layer`, as a flat sorted table (its own value included).
-fn visible(layer: &Arc<dyn Layer>) -> Vec<Entry> {
-    let inherited = layer.inherited();
-    let mut table = Vec::with_capacity(inherited.len() + 1);
-    match layer.own() {
-        None => table.extend_from_slice(inherited),
-        Some((key, _)) => {
-            let at = inherited.partition_point(|e| e.key < key);
-            let shadowed = inherited.get(at).is_some_and(|e| e.key == key);
-            table.extend_from_slice(&inherited[..at]);
-            table.push(Entry {
-                key,
-                layer: Arc::clone(layer),
-            });
-            table.extend_from_slice(&inherited[at + shadowed as usize..]);
-        }
-    }
-    table
+/// The value a [`Layer`] sets itself.
+struct Own {
+    /// The key it is set under (V2).
+    key: KeyId,
+    /// How the layer displays.
+    label: Label,
+    /// `std::any::type_name` of the value's type, for `.WithValue(<name>, <type>)`.
+    type_name: &'static str,
+    /// The value, in an allocation of its own (none if it is zero-sized).
+    value: Box<AnyValue>,
+    /// The context this layer was derived from: Display continues the chain there.
+    parent: Context,
 }
 
 /// How a value layer displays.
@@ -173,46 +177,92 @@ pub(crate) enum Label {
     Clock,
 }
 
-/// `with_value`, `with` and `with_clock`: one value on top of the parent's.
-struct ValueLayer<T> {
-    key: KeyId,
-    label: Label,
-    value: T,
-    inherited: Box<[Entry]>,
-    parent: Context,
-}
-
-impl<T: Send + Sync + 'static> Layer for ValueLayer<T> {
+impl Layer {
+    /// The key and the value this layer sets itself, if any.
     fn own(&self) -> Option<(KeyId, &AnyValue)> {
-        Some((self.key, &self.value))
+        match &self.body {
+            Body::Value(own) => Some((own.key, &*own.value)),
+            Body::Merge => None,
+        }
     }
 
-    fn inherited(&self) -> &[Entry] {
-        &self.inherited
-    }
-
-    fn display_parent(&self) -> Option<&Context> {
-        Some(&self.parent)
-    }
-
-    fn fmt_link(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.label {
-            Label::Value(name) => {
-                write!(f, ".WithValue({name}, {})", std::any::type_name::<T>())
+    /// The value of `key` visible at this layer.
+    pub(crate) fn find(&self, key: KeyId) -> Option<&AnyValue> {
+        match self.own() {
+            Some((own, value)) if own == key => Some(value),
+            _ => {
+                let table = &self.inherited;
+                let i = table.binary_search_by(|e| e.key.cmp(&key)).ok()?;
+                table[i].layer.own().map(|(_, value)| value) // always `Some` (V3)
             }
-            Label::Clock => f.write_str(".WithClock"),
+        }
+    }
+
+    /// The context this layer was derived from; `None` for a merge's layer, which belongs to
+    /// the merge's node: the node displays it.
+    pub(crate) fn display_parent(&self) -> Option<&Context> {
+        match &self.body {
+            Body::Value(own) => Some(&own.parent),
+            Body::Merge => None,
+        }
+    }
+
+    /// This layer's part of the context's Display chain (API S2); nothing for a merge's.
+    pub(crate) fn fmt_link(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.body {
+            Body::Value(own) => match own.label {
+                Label::Value(name) => write!(f, ".WithValue({name}, {})", own.type_name),
+                Label::Clock => f.write_str(".WithClock"),
+            },
+            Body::Merge => Ok(()),
         }
     }
 }
 
-impl<T> Drop for ValueLayer<T> {
+impl Drop for Layer {
     fn drop(&mut self) {
-        // Stack safety (N7): ancestors are released from a loop, not dropped recursively.
-        release(std::mem::take(&mut self.parent));
+        // Stack safety (V4, N7): ancestors are released from a loop, not dropped recursively.
+        if let Body::Value(own) = &mut self.body {
+            release(std::mem::take(&mut own.parent));
+        }
         for entry in std::mem::take(&mut self.inherited).into_vec() {
             release(Context::from_layer(entry.layer));
         }
     }
+}
+
+/// A row being read, not yet owned: a key and the layer that set it.
+type Row<'a> = (KeyId, &'a Arc<Layer>);
+
+/// Every value visible at `layer`, its own included, as rows in key order: what a layer made
+/// on top of it inherits.
+fn visible(layer: &Arc<Layer>) -> impl Iterator<Item = Row<'_>> + Clone {
+    fn row(entry: &Entry) -> Row<'_> {
+        (entry.key, &entry.layer)
+    }
+    let table = &*layer.inherited;
+    let own = layer.own().map(|(key, _)| (key, layer));
+    // The table lacks the own key (V1): the own row goes between the smaller and larger keys.
+    let at = own.map_or(table.len(), |(key, _)| {
+        table.partition_point(|e| e.key < key)
+    });
+    let (below, above) = table.split_at(at);
+    below
+        .iter()
+        .map(row)
+        .chain(own)
+        .chain(above.iter().map(row))
+}
+
+/// `rows` as a table, allocated at its exact length: nothing for an empty table, and no
+/// regrowing or shrinking on the way.
+fn exact<'a>(rows: impl Iterator<Item = Row<'a>> + Clone) -> Box<[Entry]> {
+    let mut table = Vec::with_capacity(rows.clone().count());
+    table.extend(rows.map(|(key, layer)| Entry {
+        key,
+        layer: Arc::clone(layer),
+    }));
+    table.into_boxed_slice()
 }
 
 /// A new layer setting `key` to `value` on top of `parent`'s values.
@@ -221,79 +271,47 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
     key: KeyId,
     label: Label,
     value: T,
-) -> Arc<dyn Layer> {
-    let mut inherited = parent.layer().map(visible).unwrap_or_default();
-    if let Ok(i) = inherited.binary_search_by(|e| e.key.cmp(&key)) {
-        inherited.remove(i); // shadowed by the new layer (V1)
-    }
-    Arc::new(ValueLayer {
-        key,
-        label,
-        value,
-        inherited: inherited.into_boxed_slice(),
-        parent: parent.clone(),
+) -> Arc<Layer> {
+    let rows = parent.layer().into_iter().flat_map(visible);
+    let inherited = exact(rows.filter(move |&(k, _)| k != key)); // shadowed by the new layer (V1)
+    Arc::new(Layer {
+        inherited,
+        body: Body::Value(Own {
+            key,
+            label,
+            type_name: std::any::type_name::<T>(),
+            value: Box::new(value),
+            parent: parent.clone(),
+        }),
     })
 }
 
-/// The values of a merged context: `a`'s, then `b`'s for keys `a` lacks (API S24).
-struct MergeLayer {
-    inherited: Box<[Entry]>,
-}
-
-impl Layer for MergeLayer {
-    fn own(&self) -> Option<(KeyId, &AnyValue)> {
-        None
-    }
-
-    fn inherited(&self) -> &[Entry] {
-        &self.inherited
-    }
-
-    fn display_parent(&self) -> Option<&Context> {
-        None
-    }
-
-    fn fmt_link(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Ok(())
-    }
-}
-
-impl Drop for MergeLayer {
-    fn drop(&mut self) {
-        for entry in std::mem::take(&mut self.inherited).into_vec() {
-            release(Context::from_layer(entry.layer));
-        }
-    }
-}
-
-/// The value layer of `a.merge(b)`, or `None` if neither has values. `a_only` is a key
-/// taken from `a` alone (the clock: a merge measures time on `a`'s clock, API S24).
-pub(crate) fn merge(a: &Context, b: &Context, a_only: KeyId) -> Option<Arc<dyn Layer>> {
-    let (a, mut b) = match (a.layer(), b.layer()) {
-        (None, None) => return None,
-        (Some(a), None) => return Some(Arc::clone(a)),
-        (a, b) => (
-            a.map(visible).unwrap_or_default(),
-            b.map(visible).unwrap_or_default(),
-        ),
+/// The value layer of `a.merge(b)`: `a`'s values, then `b`'s for keys `a` lacks (API S24);
+/// `None` if that makes no value at all. `a_only` is a key taken from `a` alone (the clock: a
+/// merge measures time on `a`'s clock, API S24).
+pub(crate) fn merge(a: &Context, b: &Context, a_only: KeyId) -> Option<Arc<Layer>> {
+    let (a, b) = match (a.layer(), b.layer()) {
+        (a, None) => return a.cloned(),
+        (a, Some(b)) => (a, b),
     };
-    b.retain(|e| e.key != a_only);
-    let mut table = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if y.key < x.key => b.next(),
-            (Some(x), Some(y)) if y.key == x.key => {
-                b.next();
-                a.next()
-            }
-            (Some(_), _) => a.next(),
-            (None, Some(_)) => b.next(),
-            (None, None) => break,
-        };
-        table.extend(next);
+    let mut a = a.into_iter().flat_map(visible).peekable();
+    let mut b = visible(b).filter(move |&(k, _)| k != a_only).peekable();
+    // Both in key order; where both have a key, `a`'s row.
+    let rows = std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+        (Some(x), Some(y)) if y.0 == x.0 => {
+            b.next();
+            a.next()
+        }
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    });
+    let inherited = exact(rows);
+    if inherited.is_empty() {
+        return None; // `b` had nothing but a clock: a layer would hold no value
     }
-    Some(Arc::new(MergeLayer {
-        inherited: table.into_boxed_slice(),
+    Some(Arc::new(Layer {
+        inherited,
+        body: Body::Merge,
     }))
 }
