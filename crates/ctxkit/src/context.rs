@@ -210,10 +210,8 @@ impl Context {
         let node = Node::child(Kind::Deadline, at, self, None, cause);
         if !node.is_done() {
             let queue = self.timer_queue();
-            if at <= now.unwrap_or_else(|| queue.now()) {
+            if at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node) {
                 node.expire(Callbacks::Inline); // API S13
-            } else {
-                queue.insert(at, Arc::downgrade(&node));
             }
         }
         self.with_node(node)

@@ -7,8 +7,8 @@
 //! so cancellation never walks value layers and value lookups never walk nodes.
 //!
 //! # Invariants
-//! - **N1 (one load)**: `state` is `LIVE` until the node is done, then the [`Error`] it ended
-//!   with, which never changes again. It is written with `Release` under the node's lock, after
+//! - **N1 (one load)**: the err bits of `state` are `LIVE` until the node is done, then the
+//!   [`Error`] it ended with, which never changes again. It is written with `Release` under the node's lock, after
 //!   `cause` is written; readers load it with `Acquire`, so a reader that sees it done also sees
 //!   the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
@@ -45,6 +45,14 @@
 //!   pending any more (stopped, or fired through another parent), or when its manual clock is
 //!   abandoned (`timer.rs`, T5). A node without its own timer hands its pending callbacks to
 //!   its parents when dropped.
+//! - **N9 (bare nodes cancel without a lock)**: the `BRANCH` bit of `state` is set, under the
+//!   node's lock, before anything is put behind that lock (a child, a waiter, a callback, a
+//!   cause) and before a locked path makes the node done ([`Node::claim`]). A node whose
+//!   `state` is exactly `LIVE` therefore has nothing behind its lock, and a cancellation
+//!   without a cause makes it done with one compare-and-swap from `LIVE`, taking no lock. The
+//!   swap and `claim` are read-modify-writes of one atomic, so exactly one of them comes
+//!   first: a swap that wins leaves `claim` seeing the node done; a `claim` that wins makes
+//!   the swap fail, and the cancellation takes the locked path.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -65,6 +73,8 @@ use crate::Error;
 const LIVE: u8 = 0;
 const ERR_BITS: u8 = 0b11;
 const WALKING: u8 = 0b100;
+/// Set once the node's lock guards anything, or a locked path is making it done (N9).
+const BRANCH: u8 = 0b1000;
 
 /// `slot` of a node that is in no parent's slab (N3).
 const UNLINKED: u32 = u32::MAX;
@@ -168,6 +178,8 @@ fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
 pub(crate) struct Node {
     state: AtomicU8,
     kind: Kind,
+    /// For a [`Kind::Deadline`] node: the timer shard its entry went to (`timer.rs`, T2).
+    shard: u8,
     slot: AtomicU32,
     /// The earliest deadline of this node and its ancestors ([`NO_DEADLINE`] if none).
     deadline: Nanos,
@@ -198,6 +210,8 @@ struct Aftermath {
     walked: Vec<(Arc<Node>, Option<Arc<MergeParent>>)>,
     /// Nodes the walk found done already.
     others: Vec<Arc<Node>>,
+    /// Nodes this walk made done without their lock (N9).
+    bare: Vec<Arc<Node>>,
     /// Pins of nodes made done (see `Branch::pin`).
     unpinned: Vec<Arc<Node>>,
 }
@@ -222,9 +236,15 @@ impl Node {
                 ..Branch::default()
             })
         });
+        let state = if inner.is_some() { BRANCH } else { LIVE };
         Node {
-            state: AtomicU8::new(LIVE),
+            state: AtomicU8::new(state),
             kind,
+            shard: if kind == Kind::Deadline {
+                crate::timer::thread_shard()
+            } else {
+                0
+            },
             slot: AtomicU32::new(UNLINKED),
             deadline,
             inner: Mutex::new(inner),
@@ -286,7 +306,7 @@ impl Node {
     /// Links `child` into this node's slab unless this node is done (N3, N4).
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
         let mut inner = lock(&self.inner);
-        if let Some(err) = self.err() {
+        if let Some(err) = self.claim() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
         let b = branch(&mut inner);
@@ -308,7 +328,7 @@ impl Node {
         }
         let mut inner = lock(&self.inner);
         let key = slot.swap(UNLINKED, Ordering::Relaxed);
-        if key != UNLINKED && self.state.load(Ordering::Relaxed) == LIVE {
+        if key != UNLINKED && !self.is_done() {
             let b = branch(&mut inner);
             match key {
                 FIRST => b.first = None,
@@ -337,7 +357,29 @@ impl Node {
 
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) != LIVE
+        self.state.load(Ordering::Acquire) & ERR_BITS != LIVE
+    }
+
+    /// Called under the node's lock before putting anything behind it or making the node
+    /// done on the locked path: sets `BRANCH`, so that no lock-free cancel can make the node
+    /// done any more (N9). Returns the err if the node is done already.
+    fn claim(&self) -> Option<Error> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & BRANCH != 0 {
+            // Set already: only locked paths, which wait for our lock, can change the err.
+            return decode(state);
+        }
+        decode(self.state.fetch_or(BRANCH, Ordering::AcqRel))
+    }
+
+    /// N9: makes a node with nothing behind its lock done with one compare-and-swap.
+    /// Returns `false`, changing nothing, if the node has anything behind its lock or is done.
+    fn cancel_bare(&self, err: Error) -> bool {
+        let done = Ordering::AcqRel;
+        (self
+            .state
+            .compare_exchange(LIVE, encode(err), done, Ordering::Relaxed))
+        .is_ok()
     }
 
     pub(crate) fn kind(&self) -> Kind {
@@ -385,6 +427,18 @@ impl Node {
         Some(self.parent.timer_queue())
     }
 
+    /// The timer shard of a [`Kind::Deadline`] node's entry.
+    pub(crate) fn timer_shard(&self) -> u8 {
+        self.shard
+    }
+
+    /// Counts this node's own timer entry, if any, as dead (`timer.rs`, T2).
+    fn forget_timer(&self) {
+        if let Some(queue) = self.timer_queue() {
+            queue.forget(self.shard);
+        }
+    }
+
     /// Called by the timer when the deadline passed: cancels with `DeadlineExceeded` and the
     /// cause given at creation (API S7, S11).
     pub(crate) fn expire(self: &Arc<Self>, callbacks: Callbacks) {
@@ -406,10 +460,15 @@ impl Node {
         forget_own_timer: bool,
         callbacks: Callbacks,
     ) {
+        let sentinel = cause.as_ref().map_or(true, |c| c.is_sentinel(err));
+        if sentinel && self.cancel_bare(err) {
+            self.after_done(None, forget_own_timer); // N9: no children, waiters or callbacks
+            return;
+        }
         let mut after = Aftermath::default();
         let (cause, merge) = {
             let mut inner = lock(&self.inner);
-            if self.is_done() {
+            if self.claim().is_some() {
                 drop(inner);
                 self.await_walk(); // N1b
                 return;
@@ -423,9 +482,13 @@ impl Node {
         };
         let mut work = std::mem::take(&mut after.found);
         while let Some(node) = work.pop() {
+            if cause.is_none() && node.cancel_bare(err) {
+                after.bare.push(node); // N9
+                continue;
+            }
             let merge = {
                 let mut inner = lock(&node.inner);
-                if node.is_done() {
+                if node.claim().is_some() {
                     // Done already: it keeps its own err and cause (S8), but its subtree may
                     // still be under another walk, to be waited for (N1b).
                     drop(inner);
@@ -447,6 +510,7 @@ impl Node {
         for (node, merge) in &mut after.walked {
             node.after_done(merge.take(), true);
         }
+        after.bare.iter().for_each(|n| n.after_done(None, true));
         after.others.iter().for_each(|n| n.await_walk());
         after.run(callbacks);
     }
@@ -509,9 +573,7 @@ impl Node {
     fn after_done(&self, merge: Option<Arc<MergeParent>>, forget_own_timer: bool) {
         self.leave_parents(merge);
         if forget_own_timer {
-            if let Some(queue) = self.timer_queue() {
-                queue.forget();
-            }
+            self.forget_timer();
         }
     }
 
@@ -530,7 +592,7 @@ impl Node {
     /// update, if any. Returns `false` (registering nothing) if the node is already done.
     pub(crate) fn register_waker(&self, key: &mut Option<usize>, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        if self.is_done() {
+        if self.claim().is_some() {
             return false;
         }
         let wakers = &mut extra(&mut inner).wakers;
@@ -569,7 +631,7 @@ impl Node {
     /// (API S19). A node with its own timer is pinned while callbacks are pending on it.
     fn add_regs(self: &Arc<Self>, regs: &[Arc<Reg>]) -> bool {
         let mut inner = lock(&self.inner);
-        if self.is_done() {
+        if self.claim().is_some() {
             return false;
         }
         let b = extra(&mut inner);
@@ -630,7 +692,7 @@ impl Aftermath {
             }
             Callbacks::Pool => crate::callback::fire_all_on_pool(self.regs),
         }
-        drop((self.walked, self.others, self.unpinned));
+        drop((self.walked, self.others, self.bare, self.unpinned));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
@@ -646,9 +708,7 @@ impl Drop for Node {
         let merge = extra.as_mut().and_then(|e| e.merge.take());
         if !self.is_done() {
             self.leave_parents(merge.clone());
-            if let Some(queue) = self.timer_queue() {
-                queue.forget();
-            }
+            self.forget_timer();
             if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
                     e.regs.into_iter().filter(|r| r.is_pending()).collect();

@@ -2,27 +2,40 @@
 //!
 //! Every deadline lives in exactly one [`TimerQueue`]: the process-wide real-time queue, served
 //! by one lazily started thread (`ctxkit-timer`), or the queue of a [`ManualClock`], served by
-//! [`ManualClock::advance`]. A queue is a binary heap ordered by deadline, so insert and pop are
-//! O(log n).
+//! [`ManualClock::advance`]. A queue is a set of shards, each a binary heap ordered by
+//! deadline under its own lock, so insert and pop are O(log n). The real-time queue has one
+//! shard per CPU, and a thread always inserts into the same shard, so threads that make
+//! deadlines at once do not contend (Go keeps one timer heap per P for the same reason).
 //!
 //! # Invariants
 //! - **T1 (weak entries)**: the queue holds only a `Weak` reference to a context's node, so a
 //!   timer never keeps a dropped context alive.
 //! - **T2 (lazy removal)**: a cancelled or dropped context does not search the heap; it counts
-//!   itself dead ([`TimerQueue::forget`]). When dead entries outnumber live ones the heap is
-//!   rebuilt without them, so removal is amortised O(1) and the heap never holds more than
-//!   about twice the live timers.
+//!   itself dead in its shard ([`TimerQueue::forget`]; the node remembers its shard). When
+//!   dead entries outnumber live ones the shard is rebuilt without them, so removal is
+//!   amortised O(1) and a shard never holds more than about twice its live timers.
 //! - **T3 (never early)**: an entry fires only once the queue's clock reads at or past its
 //!   deadline.
-//! - **T4 (no lock held while firing)**: due entries are taken out under the queue's lock and
-//!   fired after releasing it, so a cancellation (and its `on_cancel` callbacks) may create or
-//!   drop timers freely.
+//! - **T4 (no lock held while firing)**: due entries are taken out under the shards' locks
+//!   and fired after releasing them, so a cancellation (and its `on_cancel` callbacks) may
+//!   create or drop timers freely.
 //! - **T5 (abandoned clocks)**: contexts keep their manual clock's queue alive, but only
 //!   [`ManualClock`] handles can move its time. When the last handle is dropped the queue is
 //!   abandoned: its entries are dropped and nodes pinned for their deadlines are let go, so a
 //!   callback waiting on a deadline that can never fire is not leaked (API S19).
+//! - **T6 (no lost wake-up)**: the timer thread sleeps until `next_wake`. An insert pushes its
+//!   entry under its shard's lock and then reads `next_wake`, waking the thread if its entry
+//!   is earlier. The thread stores `next_wake` and then looks at every shard again under its
+//!   lock. So either the insert reads the thread's new `next_wake` (the thread's store
+//!   happened before the insert took the shard's lock) or the thread's second look finds the
+//!   entry: an entry is never left behind a sleep that ends after it is due.
+//! - **T7 (manual time)**: a manual clock's queue has one shard. `advance` moves the clock
+//!   and takes the due entries under that shard's lock, and an insert compares its deadline
+//!   with the clock under the same lock, so a deadline made during an `advance` is either
+//!   taken by it or reported due to its maker.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -83,6 +96,31 @@ pub(crate) fn remaining(deadline: Nanos, now: Nanos) -> Duration {
     Duration::from_nanos(deadline.saturating_sub(now).max(0) as u64)
 }
 
+/// The most shards a queue has.
+const MAX_SHARDS: usize = 64;
+
+/// The calling thread's shard number, fixed for the thread's life: threads are numbered in
+/// the order they first make a deadline, so threads started together get different shards.
+/// A queue with `n` shards uses shard `number % n`; a node keeps the number to find its
+/// entry's shard when it is cancelled or dropped (T2).
+pub(crate) fn thread_shard() -> u8 {
+    thread_local! {
+        static SHARD: Cell<Option<u8>> = const { Cell::new(None) };
+    }
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let pick = || (NEXT.fetch_add(1, Ordering::Relaxed) % MAX_SHARDS) as u8;
+    SHARD
+        .try_with(|s| match s.get() {
+            Some(n) => n,
+            None => {
+                let n = pick();
+                s.set(Some(n));
+                n
+            }
+        })
+        .unwrap_or(0) // thread teardown: any shard will do
+}
+
 /// One pending deadline. Ordered so that `BinaryHeap` (a max-heap) pops the earliest first.
 struct Entry {
     at: Nanos,
@@ -106,23 +144,12 @@ impl Ord for Entry {
     }
 }
 
+/// One heap of deadlines and its counts. Aligned to its own cache lines, so that threads
+/// working on different shards do not share one.
 #[derive(Default)]
-struct Heap {
-    entries: BinaryHeap<Entry>,
-    /// Whether the thread that serves the real-time queue is running.
-    serving: bool,
-}
-
-/// A heap of deadlines and what is waiting on it. See the module's invariants.
-pub(crate) struct TimerQueue {
-    heap: Mutex<Heap>,
-    /// Wakes the real-time thread when an earlier deadline arrives.
-    wakeup: Condvar,
-    /// `Some` for a manual clock: its current reading. `None`: real time.
-    manual_now: Option<AtomicI64>,
-    /// Set when the last [`ManualClock`] handle of this queue is dropped: nothing can move
-    /// its time any more, so its deadlines will never fire (T5).
-    abandoned: AtomicBool,
+#[repr(align(128))]
+struct Shard {
+    heap: Mutex<BinaryHeap<Entry>>,
     /// Entries whose context was cancelled or dropped since the last rebuild (T2). Counted
     /// without the lock, so that cancelling a deadline context takes no lock here. An
     /// estimate: an entry popped after being counted is not subtracted, which only makes the
@@ -132,15 +159,77 @@ pub(crate) struct TimerQueue {
     len: AtomicUsize,
 }
 
+impl Shard {
+    /// Takes every entry due at `now` out of the heap; returns the earliest deadline left.
+    fn take_due(
+        &self,
+        heap: &mut BinaryHeap<Entry>,
+        now: Nanos,
+        due: &mut Vec<Weak<Node>>,
+    ) -> Nanos {
+        while heap.peek().is_some_and(|e| e.at <= now) {
+            due.push(heap.pop().expect("peeked").node);
+        }
+        self.len.store(heap.len(), Ordering::Relaxed);
+        heap.peek().map_or(NO_DEADLINE, |e| e.at)
+    }
+
+    /// Rebuilds the heap, in place, without the entries of contexts that are done or gone
+    /// (T2).
+    fn rebuild(&self) {
+        // A node whose last reference is the one upgraded here must not be dropped under
+        // the lock: its drop counts itself dead here again and may run callbacks (N6).
+        let mut last = Vec::new();
+        let mut heap = lock(&self.heap);
+        heap.retain(|e| {
+            let Some(node) = e.node.upgrade() else {
+                return false;
+            };
+            let keep = !node.is_done();
+            last.extend(Arc::into_inner(node));
+            keep
+        });
+        self.len.store(heap.len(), Ordering::Relaxed);
+        self.dead.store(0, Ordering::Relaxed);
+        drop(heap);
+        drop(last);
+    }
+}
+
+/// What the real-time thread sleeps on.
+#[derive(Default)]
+struct Sleep {
+    /// Whether the thread that serves the real-time queue is running.
+    serving: bool,
+    /// Set by an insert earlier than the thread's `next_wake`; cleared by the thread.
+    woken: bool,
+}
+
+/// Shards of deadlines and what is waiting on them. See the module's invariants.
+pub(crate) struct TimerQueue {
+    shards: Box<[Shard]>,
+    /// `Some` for a manual clock: its current reading. `None`: real time.
+    manual_now: Option<AtomicI64>,
+    /// Set when the last [`ManualClock`] handle of this queue is dropped: nothing can move
+    /// its time any more, so its deadlines will never fire (T5).
+    abandoned: AtomicBool,
+    /// Real time: the deadline the timer thread sleeps until ([`NO_DEADLINE`]: none, or the
+    /// thread is not started). An insert of an earlier deadline wakes the thread (T6).
+    next_wake: AtomicI64,
+    sleep: Mutex<Sleep>,
+    /// Wakes the real-time thread when an earlier deadline arrives.
+    wakeup: Condvar,
+}
+
 impl TimerQueue {
-    fn new(manual_now: Option<Nanos>) -> TimerQueue {
+    fn new(manual_now: Option<Nanos>, shards: usize) -> TimerQueue {
         TimerQueue {
-            heap: Mutex::new(Heap::default()),
-            wakeup: Condvar::new(),
+            shards: (0..shards).map(|_| Shard::default()).collect(),
             manual_now: manual_now.map(AtomicI64::new),
             abandoned: AtomicBool::new(false),
-            dead: AtomicUsize::new(0),
-            len: AtomicUsize::new(0),
+            next_wake: AtomicI64::new(NO_DEADLINE),
+            sleep: Mutex::new(Sleep::default()),
+            wakeup: Condvar::new(),
         }
     }
 
@@ -152,11 +241,12 @@ impl TimerQueue {
     /// The last handle of a manual clock is gone: its deadlines will never fire, so the
     /// nodes pinned for them are let go (T5).
     fn abandon(&self) {
+        let shard = &self.shards[0]; // one shard (T7)
         let entries = {
-            let mut heap = lock(&self.heap);
+            let mut heap = lock(&shard.heap);
             self.abandoned.store(true, Ordering::SeqCst);
-            self.len.store(0, Ordering::Relaxed);
-            std::mem::take(&mut heap.entries)
+            shard.len.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *heap)
         };
         for entry in entries.into_vec() {
             if let Some(node) = entry.node.upgrade() {
@@ -165,10 +255,13 @@ impl TimerQueue {
         }
     }
 
-    /// The process-wide real-time queue.
+    /// The process-wide real-time queue: one shard per CPU.
     pub(crate) fn real() -> &'static Arc<TimerQueue> {
         static REAL: OnceLock<Arc<TimerQueue>> = OnceLock::new();
-        REAL.get_or_init(|| Arc::new(TimerQueue::new(None)))
+        REAL.get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Arc::new(TimerQueue::new(None, cpus.clamp(1, MAX_SHARDS)))
+        })
     }
 
     /// This queue's clock reading.
@@ -179,64 +272,80 @@ impl TimerQueue {
         }
     }
 
-    /// Schedules `node` to be cancelled with `DeadlineExceeded` at `at`.
-    pub(crate) fn insert(self: &Arc<Self>, at: Nanos, node: Weak<Node>) {
-        let mut heap = lock(&self.heap);
-        let earliest = heap.entries.peek().map_or(true, |first| at < first.at);
-        heap.entries.push(Entry { at, node });
-        self.len.store(heap.entries.len(), Ordering::Relaxed);
-        if self.manual_now.is_some() {
-            return;
+    fn shard(&self, number: u8) -> &Shard {
+        &self.shards[number as usize % self.shards.len()]
+    }
+
+    /// Schedules `node` to be cancelled with `DeadlineExceeded` at `at`, in the shard the
+    /// node was made for. Returns `false`, scheduling nothing, if `at` is already due on a
+    /// manual clock (T7); the caller expires the node.
+    pub(crate) fn insert(&self, at: Nanos, node: &Arc<Node>) -> bool {
+        let shard = self.shard(node.timer_shard());
+        {
+            let mut heap = lock(&shard.heap);
+            if self
+                .manual_now
+                .as_ref()
+                .is_some_and(|now| at <= now.load(Ordering::Acquire))
+            {
+                return false;
+            }
+            heap.push(Entry {
+                at,
+                node: Arc::downgrade(node),
+            });
+            shard.len.store(heap.len(), Ordering::Relaxed);
         }
-        if !heap.serving {
-            heap.serving = true;
-            let queue = Arc::clone(self);
+        // T6: the entry is in its heap before `next_wake` is read.
+        if self.manual_now.is_none() && at < self.next_wake.load(Ordering::SeqCst) {
+            self.wake(at);
+        }
+        true
+    }
+
+    /// Wakes the real-time thread for a deadline at `at` (starting it the first time).
+    /// Called on the real-time queue only.
+    fn wake(&self, at: Nanos) {
+        if self.next_wake.fetch_min(at, Ordering::SeqCst) <= at {
+            return; // an insert as early as this one has woken the thread already (T6)
+        }
+        let mut sleep = lock(&self.sleep);
+        sleep.woken = true;
+        if !sleep.serving {
+            sleep.serving = true;
             std::thread::Builder::new()
                 .name("ctxkit-timer".into())
-                .spawn(move || queue.serve_real_time())
+                .spawn(|| TimerQueue::real().serve_real_time())
                 .expect("ctxkit: cannot start the timer thread");
-        } else if earliest {
-            self.wakeup.notify_one();
         }
+        self.wakeup.notify_one();
     }
 
-    /// Counts one entry as dead (T2) and rebuilds the heap when most entries are dead.
-    pub(crate) fn forget(&self) {
+    /// Counts the entry of a node made for shard `number` as dead (T2), and rebuilds that
+    /// shard when most of its entries are dead.
+    pub(crate) fn forget(&self, number: u8) {
+        let shard = self.shard(number);
         // Relaxed: the counts only decide when to rebuild; the rebuild itself is exact.
-        let dead = self.dead.fetch_add(1, Ordering::Relaxed) + 1;
-        if dead < 64 || dead * 2 < self.len.load(Ordering::Relaxed) {
-            return;
+        let dead = shard.dead.fetch_add(1, Ordering::Relaxed) + 1;
+        if dead >= 64 && dead * 2 >= shard.len.load(Ordering::Relaxed) {
+            shard.rebuild();
         }
-        let mut heap = lock(&self.heap);
-        // Nodes upgraded here are dropped after the lock is released: dropping the last
-        // reference to a node calls `forget` again.
-        let mut alive = Vec::new();
-        let entries = std::mem::take(&mut heap.entries).into_vec();
-        let kept: Vec<Entry> = entries
-            .into_iter()
-            .filter(|e| match e.node.upgrade() {
-                Some(node) => {
-                    let keep = !node.is_done();
-                    alive.push(node);
-                    keep
-                }
-                None => false,
-            })
-            .collect();
-        heap.entries = BinaryHeap::from(kept);
-        self.len.store(heap.entries.len(), Ordering::Relaxed);
-        self.dead.store(0, Ordering::Relaxed);
-        drop(heap);
-        drop(alive);
     }
 
-    /// Takes every entry due at `now` out of the heap.
-    fn take_due(&self, heap: &mut Heap, now: Nanos, due: &mut Vec<Weak<Node>>) {
-        while heap.entries.peek().is_some_and(|e| e.at <= now) {
-            let entry = heap.entries.pop().expect("peeked");
-            due.push(entry.node);
-        }
-        self.len.store(heap.entries.len(), Ordering::Relaxed);
+    /// Takes every entry due at `now` out of every shard; returns the earliest deadline left.
+    fn take_due(&self, now: Nanos, due: &mut Vec<Weak<Node>>) -> Nanos {
+        let earliest = |s: &Shard| s.take_due(&mut lock(&s.heap), now, due);
+        self.shards
+            .iter()
+            .map(earliest)
+            .min()
+            .unwrap_or(NO_DEADLINE)
+    }
+
+    /// The earliest deadline in any shard.
+    fn earliest(&self) -> Nanos {
+        let first = |s: &Shard| lock(&s.heap).peek().map_or(NO_DEADLINE, |e| e.at);
+        self.shards.iter().map(first).min().unwrap_or(NO_DEADLINE)
     }
 
     /// Expires every due node. A panic of an `on_cancel` callback does not stop the others
@@ -256,32 +365,39 @@ impl TimerQueue {
     /// The loop of the `ctxkit-timer` thread.
     fn serve_real_time(&self) {
         let mut due = Vec::new();
-        let mut heap = lock(&self.heap);
         loop {
-            let now = self.now();
-            self.take_due(&mut heap, now, &mut due);
+            let next = self.take_due(self.now(), &mut due);
             if !due.is_empty() {
-                drop(heap);
                 // T4. A callback's panic was reported by the panic hook; the thread goes on.
                 drop(Self::fire(&mut due, Callbacks::Pool));
-                heap = lock(&self.heap);
                 continue;
             }
-            heap = match heap.entries.peek() {
-                None => self.wakeup.wait(heap).unwrap_or_else(|e| e.into_inner()),
-                Some(first) => {
-                    let wait = remaining(first.at, now);
-                    self.wakeup
-                        .wait_timeout(heap, wait)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+            self.next_wake.store(next, Ordering::SeqCst);
+            if self.earliest() < next {
+                continue; // an insert raced with the store (T6)
+            }
+            let mut sleep = lock(&self.sleep);
+            loop {
+                if std::mem::take(&mut sleep.woken) {
+                    break;
                 }
-            };
+                let now = self.now();
+                if next <= now {
+                    break;
+                }
+                sleep = match next {
+                    NO_DEADLINE => self.wakeup.wait(sleep).unwrap_or_else(|e| e.into_inner()),
+                    _ => {
+                        let wait = self.wakeup.wait_timeout(sleep, remaining(next, now));
+                        wait.unwrap_or_else(|e| e.into_inner()).0
+                    }
+                };
+            }
         }
     }
 
     fn len(&self) -> usize {
-        lock(&self.heap).entries.len()
+        self.shards.iter().map(|s| lock(&s.heap).len()).sum()
     }
 }
 
@@ -335,7 +451,7 @@ impl ManualClock {
     /// assert_eq!(clock.now(), t);
     /// ```
     pub fn new() -> ManualClock {
-        let queue = Arc::new(TimerQueue::new(Some(to_nanos(Instant::now()))));
+        let queue = Arc::new(TimerQueue::new(Some(to_nanos(Instant::now())), 1)); // T7
         ManualClock {
             owner: Arc::new(ClockOwner { queue }),
         }
@@ -370,11 +486,13 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let mut due = Vec::new();
         {
-            let mut heap = lock(&self.queue().heap);
-            let now = self.queue().manual_now.as_ref().expect("a manual clock");
+            let queue = self.queue();
+            let shard = &queue.shards[0]; // one shard (T7)
+            let mut heap = lock(&shard.heap);
+            let now = queue.manual_now.as_ref().expect("a manual clock");
             let next = add_duration(now.load(Ordering::Acquire), by).min(NO_DEADLINE - 1);
             now.store(next, Ordering::Release);
-            self.queue().take_due(&mut heap, next, &mut due);
+            shard.take_due(&mut heap, next, &mut due);
         }
         if let Some(panic) = TimerQueue::fire(&mut due, Callbacks::Inline) {
             std::panic::resume_unwind(panic);

@@ -180,6 +180,26 @@ fn parent_and_child_cancels_racing() {
     });
 }
 
+/// A leaf with nothing behind its lock cancels itself without its lock (node.rs, N9) while
+/// its parent's walk, carrying a cause, reaches it under the lock: exactly one wins, and
+/// the leaf's err and cause are the winner's, never a mix.
+#[test]
+fn lock_free_leaf_cancel_racing_the_parents_walk() {
+    loom::model(|| {
+        let (parent, hp) = Context::background().with_cancel();
+        let (leaf, hl) = parent.with_cancel();
+        let t1 = thread::spawn(move || hp.cancel_with_cause(Named("parent")));
+        hl.cancel();
+        assert_eq!(leaf.err(), Some(Error::Canceled));
+        t1.join().unwrap();
+        // Its own cancel leaves the sentinel as the cause (API S7); the walk, the parent's.
+        let cause = name(&leaf.cause().unwrap());
+        let sentinel = Error::Canceled.to_string();
+        assert!(cause == sentinel || cause == "parent", "{cause}");
+        assert_eq!(name(&parent.cause().unwrap()), "parent");
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // S17: a waiter registering while cancel runs
 // ---------------------------------------------------------------------------------------

@@ -2547,6 +2547,37 @@ fn advance_fires_every_due_deadline_before_returning() {
 
 // API S25
 #[test]
+fn a_deadline_made_while_another_thread_advances_is_never_left_behind() {
+    // A context whose deadline is due by the time it is made is done, or the next advance
+    // fires it: with one thread advancing the clock in 1 ms steps and another making 1 ms
+    // timeouts, every context whose deadline the clock has passed is done once both stop,
+    // without another advance.
+    let clock = ManualClock::new();
+    let root = Context::background().with_clock(&clock);
+    let stop = Arc::new(AtomicBool::new(false));
+    let advancer = {
+        let (clock, stop) = (clock.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                clock.advance(Duration::from_millis(1));
+            }
+        })
+    };
+    let made: Vec<_> = (0..20_000)
+        .map(|_| root.with_timeout(Duration::from_millis(1)))
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    advancer.join().unwrap();
+    let now = clock.now();
+    for (ctx, _h) in &made {
+        if ctx.deadline().unwrap() <= now {
+            assert_eq!(ctx.err(), Some(Error::DeadlineExceeded), "left behind");
+        }
+    }
+}
+
+// API S25
+#[test]
 fn real_time_passing_does_not_fire_manual_deadlines() {
     let clock = ManualClock::new();
     let (ctx, _h) = Context::background()

@@ -11,6 +11,9 @@
 //! - `timer_soak`: `CTXKIT_SOAK_TIMERS` real-time timers (default 1,000,000) created and
 //!   cancelled or dropped at random while `CTXKIT_SOAK_FIRING` of them (default 10,000) fire;
 //!   none fires early, none is lost, every node is freed.
+//! - `timer_thread_wakes_for_earlier_deadlines_from_racing_threads`: 4 threads at once make
+//!   short deadlines while the timer thread sleeps until a far one (`CTXKIT_WAKE_ROUNDS`
+//!   rounds, default 300); each fires, none early.
 //!
 //! Both count live nodes with `ctxkit::diagnostics::live_nodes()`, which any other test in
 //! this binary would disturb: they take one lock so that they never overlap.
@@ -465,6 +468,37 @@ fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
 // ---------------------------------------------------------------------------------------
 // Timer soak
 // ---------------------------------------------------------------------------------------
+
+/// The real-time timer thread sleeping until a far deadline must wake for an earlier one
+/// made by any thread, even while other threads make theirs at the same moment (timer.rs,
+/// T6): a lost wake-up would leave these 2 ms deadlines an hour behind.
+#[test]
+fn timer_thread_wakes_for_earlier_deadlines_from_racing_threads() {
+    let _serial = serial();
+    let rounds = env_or("CTXKIT_WAKE_ROUNDS", 300);
+    let (_far, _hf) = Context::background().with_timeout(Duration::from_secs(3600));
+    for round in 0..rounds {
+        let start = Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let start = Arc::clone(&start);
+                thread::spawn(move || {
+                    start.wait();
+                    let micros = 500 + (round * 7 + t * 331) % 1500;
+                    let (ctx, _h) =
+                        Context::background().with_timeout(Duration::from_micros(micros));
+                    let deadline = ctx.deadline().unwrap();
+                    let err = ctx.wait_timeout(Duration::from_secs(10));
+                    assert_eq!(err, Some(Error::DeadlineExceeded), "a wake-up was lost");
+                    assert!(Instant::now() >= deadline, "fired early");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a racing thread failed");
+        }
+    }
+}
 
 #[test]
 fn timer_soak() {
