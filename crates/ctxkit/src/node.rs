@@ -19,7 +19,7 @@
 //!   cancellation got there first. A walk clears its own bits before waiting on another's, so
 //!   two walks never wait on each other.
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a parent
-//!   holds only `Weak` references to its children, in the slab `children`. So dropping every
+//!   holds only `Weak` references to its children, in `first` and `children`. So dropping every
 //!   handle and clone of a child frees it, cancelled or not (API S22).
 //! - **N3 (slots)**: `slot` (and a merge's `MergeParent::slot`) is the child's key in the parent's
 //!   slab, `FIRST` (the parent's `first` field), or `UNLINKED`. It is read and written only
@@ -111,6 +111,50 @@ pub(crate) enum Kind {
     Todo,
 }
 
+/// The children of a node beyond its first: entries with a list of the free ones, so that
+/// insert and remove are O(1). An entry is 8 B (a `slab::Slab` entry is 16), which keeps a
+/// parent of many children within the wide fan-out's memory budget.
+#[derive(Default)]
+struct Children {
+    entries: Vec<Option<Weak<Node>>>,
+    free: Vec<u32>,
+}
+
+impl Children {
+    /// Stores `child`; returns its key.
+    fn insert(&mut self, child: Weak<Node>) -> u32 {
+        match self.free.pop() {
+            Some(key) => {
+                self.entries[key as usize] = Some(child);
+                key
+            }
+            None => {
+                self.entries.push(Some(child));
+                // u32::MAX - 1 children would need hundreds of GiB of nodes (N3).
+                (self.entries.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Removes the entry `key`, which is occupied (N3).
+    fn remove(&mut self, key: u32) {
+        self.entries[key as usize] = None;
+        if self.free.len() + 1 == self.entries.len() {
+            // Empty again: start over, keeping the capacity.
+            self.entries.clear();
+            self.free.clear();
+        } else {
+            self.free.push(key);
+        }
+    }
+
+    /// Takes every child out.
+    fn take(&mut self) -> impl Iterator<Item = Weak<Node>> {
+        self.free.clear();
+        std::mem::take(&mut self.entries).into_iter().flatten()
+    }
+}
+
 /// Everything of a node that changes, under its lock. Boxed and made on first use: most
 /// contexts are leaves that nobody waits on, and for them the node stays small (one
 /// allocation per `with_cancel` child). The rarely used part is boxed again, so that a node
@@ -122,7 +166,7 @@ struct Branch {
     /// and go one by one) never allocates the slab.
     first: Option<Weak<Node>>,
     /// The other children that can be cancelled through this node (N2, N3).
-    children: Slab<Weak<Node>>,
+    children: Children,
     extra: Option<Box<Extra>>,
 }
 
@@ -315,7 +359,7 @@ impl Node {
             FIRST
         } else {
             // A slab of u32::MAX - 1 entries would need hundreds of GiB of nodes.
-            b.children.insert(Arc::downgrade(child)) as u32
+            b.children.insert(Arc::downgrade(child))
         };
         slot.store(key, Ordering::Relaxed);
         Ok(())
@@ -332,7 +376,7 @@ impl Node {
             let b = branch(&mut inner);
             match key {
                 FIRST => b.first = None,
-                key => drop(b.children.remove(key as usize)),
+                key => b.children.remove(key),
             }
         }
     }
@@ -537,12 +581,7 @@ impl Node {
         after: &mut Aftermath,
     ) -> Option<Arc<MergeParent>> {
         if let Some(b) = inner.as_deref_mut() {
-            let children = std::mem::take(&mut b.children);
-            let children = b
-                .first
-                .take()
-                .into_iter()
-                .chain(children.into_iter().map(|(_, c)| c));
+            let children = b.first.take().into_iter().chain(b.children.take());
             after.found.extend(children.filter_map(|c| c.upgrade()));
         }
         let merge = match extra_mut(inner) {
