@@ -479,7 +479,7 @@ impl Node {
     /// Counts this node's own timer entry, if any, as dead (`timer.rs`, T2).
     fn forget_timer(&self) {
         if let Some(queue) = self.timer_queue() {
-            queue.forget(self.shard);
+            queue.forget(self.shard, self.deadline);
         }
     }
 

@@ -11,9 +11,11 @@
 //! - **T1 (weak entries)**: the queue holds only a `Weak` reference to a context's node, so a
 //!   timer never keeps a dropped context alive.
 //! - **T2 (lazy removal)**: a cancelled or dropped context does not search the heap; it counts
-//!   itself dead in its shard ([`TimerQueue::forget`]; the node remembers its shard). When
-//!   dead entries outnumber live ones the shard is rebuilt without them, so removal is
-//!   amortised O(1) and a shard never holds more than about twice its live timers.
+//!   itself dead in its shard ([`TimerQueue::forget`]; the node remembers its shard). If its
+//!   entry is the last of the heap's array, that entry and the dead ones before it are
+//!   removed at once (`shard.rs`); otherwise, when dead entries outnumber live ones, the
+//!   shard is rebuilt without them. So removal is amortised O(1) and a shard never holds
+//!   more than about twice its live timers.
 //! - **T3 (never early)**: an entry fires only once the queue's clock reads at or past its
 //!   deadline.
 //! - **T4 (no lock held while firing)**: due entries are taken out under the shards' locks
@@ -34,10 +36,12 @@
 //!   with the clock under the same lock, so a deadline made during an `advance` is either
 //!   taken by it or reported due to its maker.
 
+mod shard;
+
+use shard::{Entry, Shard};
+
 use std::any::Any;
 use std::cell::Cell;
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -121,81 +125,6 @@ pub(crate) fn thread_shard() -> u8 {
         .unwrap_or(0) // thread teardown: any shard will do
 }
 
-/// One pending deadline. Ordered so that `BinaryHeap` (a max-heap) pops the earliest first.
-struct Entry {
-    at: Nanos,
-    node: Weak<Node>,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        other.at.cmp(&self.at)
-    }
-}
-
-/// One heap of deadlines and its counts. Aligned to its own cache lines, so that threads
-/// working on different shards do not share one.
-#[derive(Default)]
-#[repr(align(128))]
-struct Shard {
-    heap: Mutex<BinaryHeap<Entry>>,
-    /// Entries whose context was cancelled or dropped since the last rebuild (T2). Counted
-    /// without the lock, so that cancelling a deadline context takes no lock here. An
-    /// estimate: an entry popped after being counted is not subtracted, which only makes the
-    /// next rebuild come a little early.
-    dead: AtomicUsize,
-    /// The heap's length as of its last change (read without the lock by `forget`).
-    len: AtomicUsize,
-}
-
-impl Shard {
-    /// Takes every entry due at `now` out of the heap; returns the earliest deadline left.
-    fn take_due(
-        &self,
-        heap: &mut BinaryHeap<Entry>,
-        now: Nanos,
-        due: &mut Vec<Weak<Node>>,
-    ) -> Nanos {
-        while heap.peek().is_some_and(|e| e.at <= now) {
-            due.push(heap.pop().expect("peeked").node);
-        }
-        self.len.store(heap.len(), Ordering::Relaxed);
-        heap.peek().map_or(NO_DEADLINE, |e| e.at)
-    }
-
-    /// Rebuilds the heap, in place, without the entries of contexts that are done or gone
-    /// (T2).
-    fn rebuild(&self) {
-        // A node whose last reference is the one upgraded here must not be dropped under
-        // the lock: its drop counts itself dead here again and may run callbacks (N6).
-        let mut last = Vec::new();
-        let mut heap = lock(&self.heap);
-        heap.retain(|e| {
-            let Some(node) = e.node.upgrade() else {
-                return false;
-            };
-            let keep = !node.is_done();
-            last.extend(Arc::into_inner(node));
-            keep
-        });
-        self.len.store(heap.len(), Ordering::Relaxed);
-        self.dead.store(0, Ordering::Relaxed);
-        drop(heap);
-        drop(last);
-    }
-}
-
 /// What the real-time thread sleeps on.
 #[derive(Default)]
 struct Sleep {
@@ -245,10 +174,11 @@ impl TimerQueue {
         let entries = {
             let mut heap = lock(&shard.heap);
             self.abandoned.store(true, Ordering::SeqCst);
-            shard.len.store(0, Ordering::Relaxed);
-            std::mem::take(&mut *heap)
+            let entries = heap.take_all();
+            shard.changed(&heap);
+            entries
         };
-        for entry in entries.into_vec() {
+        for entry in entries {
             if let Some(node) = entry.node.upgrade() {
                 node.unpin();
             }
@@ -294,7 +224,7 @@ impl TimerQueue {
                 at,
                 node: Arc::downgrade(node),
             });
-            shard.len.store(heap.len(), Ordering::Relaxed);
+            shard.changed(&heap);
         }
         // T6: the entry is in its heap before `next_wake` is read.
         if self.manual_now.is_none() && at < self.next_wake.load(Ordering::SeqCst) {
@@ -321,15 +251,9 @@ impl TimerQueue {
         self.wakeup.notify_one();
     }
 
-    /// Counts the entry of a node made for shard `number` as dead (T2), and rebuilds that
-    /// shard when most of its entries are dead.
-    pub(crate) fn forget(&self, number: u8) {
-        let shard = self.shard(number);
-        // Relaxed: the counts only decide when to rebuild; the rebuild itself is exact.
-        let dead = shard.dead.fetch_add(1, Ordering::Relaxed) + 1;
-        if dead >= 64 && dead * 2 >= shard.len.load(Ordering::Relaxed) {
-            shard.rebuild();
-        }
+    /// Counts the entry of a node made for shard `number` with deadline `at` as dead (T2).
+    pub(crate) fn forget(&self, number: u8, at: Nanos) {
+        self.shard(number).forget(at);
     }
 
     /// Takes every entry due at `now` out of every shard; returns the earliest deadline left.
@@ -344,7 +268,7 @@ impl TimerQueue {
 
     /// The earliest deadline in any shard.
     fn earliest(&self) -> Nanos {
-        let first = |s: &Shard| lock(&s.heap).peek().map_or(NO_DEADLINE, |e| e.at);
+        let first = |s: &Shard| lock(&s.heap).earliest();
         self.shards.iter().map(first).min().unwrap_or(NO_DEADLINE)
     }
 
