@@ -317,13 +317,19 @@ impl Node {
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        let node = Arc::new(Node::bare(
+        let mut node = Node::bare(
             kind,
             deadline,
             parent.clone(),
             merge.clone(),
             deadline_cause,
-        ));
+        );
+        // A child of a parent done already is born done (S5), without taking a lock.
+        if let Some(done) = parent.cancel_node().and_then(|p| p.done_with()) {
+            Node::born_done(crate::sync::get_mut(&mut node.inner), &node.state, done);
+            return Arc::new(node);
+        }
+        let node = Arc::new(node);
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
         if let Some(p) = parent.cancel_node() {
@@ -371,7 +377,9 @@ impl Node {
             return; // its slab was emptied when it became done (N3)
         }
         let mut inner = lock(&self.inner);
-        let key = slot.swap(UNLINKED, Ordering::Relaxed);
+        // Under this node's lock (N3): no read-modify-write needed.
+        let key = slot.load(Ordering::Relaxed);
+        slot.store(UNLINKED, Ordering::Relaxed);
         if key != UNLINKED && !self.is_done() {
             let b = branch(&mut inner);
             match key {
@@ -382,15 +390,36 @@ impl Node {
     }
 
     /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
-    fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
-        let mut inner = lock(&self.inner);
+    fn finish_at_birth(&self, done: (Error, Option<Cause>)) {
+        Node::born_done(&mut lock(&self.inner), &self.state, done);
+    }
+
+    /// [`finish_at_birth`](Self::finish_at_birth) on the node's parts. A done node keeps
+    /// `BRANCH` set when it stores a cause, so that [`done_with`](Self::done_with) looks.
+    fn born_done(inner: &mut Inner, state: &AtomicU8, (err, cause): (Error, Option<Cause>)) {
         // The parent's cause replaces a pending deadline cause, even when it is the sentinel.
-        match (cause, extra_mut(&mut inner)) {
+        match (cause, extra_mut(inner)) {
             (None, None) => {}
             (None, Some(e)) => e.cause = None,
-            (cause, _) => extra(&mut inner).cause = cause,
+            (cause, _) => extra(inner).cause = cause,
         }
-        self.state.store(encode(err), Ordering::Release);
+        let stored = extra_ref(inner).is_some_and(|e| e.cause.is_some());
+        let branch = if stored { BRANCH } else { 0 };
+        state.store(encode(err) | branch, Ordering::Release);
+    }
+
+    /// The err and stored cause (`None`: the sentinel) of a done node, `None` if live. Takes
+    /// the lock only if the node may store a cause: one done without its lock (N9) has none.
+    fn done_with(&self) -> Option<(Error, Option<Cause>)> {
+        let state = self.state.load(Ordering::Acquire);
+        let err = decode(state)?;
+        if state & BRANCH == 0 {
+            return Some((err, None));
+        }
+        Some((
+            err,
+            extra_ref(&lock(&self.inner)).and_then(|e| e.cause.clone()),
+        ))
     }
 
     /// The node's err: one `Acquire` load (N1).
@@ -603,7 +632,9 @@ impl Node {
         };
         // A node with no children to walk has its whole subtree done already (N1b).
         let walking = if after.found.is_empty() { 0 } else { WALKING };
-        self.state.store(encode(err) | walking, Ordering::Release);
+        // `BRANCH` stays set: a done node's cause is behind its lock.
+        self.state
+            .store(encode(err) | walking | BRANCH, Ordering::Release);
         merge
     }
 
