@@ -317,18 +317,13 @@ impl Node {
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        let mut node = Node::bare(
+        let node = Node::bare(
             kind,
             deadline,
             parent.clone(),
             merge.clone(),
             deadline_cause,
         );
-        // A child of a parent done already is born done (S5), without taking a lock.
-        if let Some(done) = parent.cancel_node().and_then(|p| p.done_with()) {
-            Node::born_done(crate::sync::get_mut(&mut node.inner), &node.state, done);
-            return Arc::new(node);
-        }
         let node = Arc::new(node);
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
@@ -373,9 +368,6 @@ impl Node {
 
     /// Removes the entry `slot` names from this node's slab, once (N3).
     fn unlink(&self, slot: &AtomicU32) {
-        if self.is_done() {
-            return; // its slab was emptied when it became done (N3)
-        }
         let mut inner = lock(&self.inner);
         // Under this node's lock (N3): no read-modify-write needed.
         let key = slot.load(Ordering::Relaxed);
@@ -390,36 +382,15 @@ impl Node {
     }
 
     /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
-    fn finish_at_birth(&self, done: (Error, Option<Cause>)) {
-        Node::born_done(&mut lock(&self.inner), &self.state, done);
-    }
-
-    /// [`finish_at_birth`](Self::finish_at_birth) on the node's parts. A done node keeps
-    /// `BRANCH` set when it stores a cause, so that [`done_with`](Self::done_with) looks.
-    fn born_done(inner: &mut Inner, state: &AtomicU8, (err, cause): (Error, Option<Cause>)) {
+    fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
+        let mut inner = lock(&self.inner);
         // The parent's cause replaces a pending deadline cause, even when it is the sentinel.
-        match (cause, extra_mut(inner)) {
+        match (cause, extra_mut(&mut inner)) {
             (None, None) => {}
             (None, Some(e)) => e.cause = None,
-            (cause, _) => extra(inner).cause = cause,
+            (cause, _) => extra(&mut inner).cause = cause,
         }
-        let stored = extra_ref(inner).is_some_and(|e| e.cause.is_some());
-        let branch = if stored { BRANCH } else { 0 };
-        state.store(encode(err) | branch, Ordering::Release);
-    }
-
-    /// The err and stored cause (`None`: the sentinel) of a done node, `None` if live. Takes
-    /// the lock only if the node may store a cause: one done without its lock (N9) has none.
-    fn done_with(&self) -> Option<(Error, Option<Cause>)> {
-        let state = self.state.load(Ordering::Acquire);
-        let err = decode(state)?;
-        if state & BRANCH == 0 {
-            return Some((err, None));
-        }
-        Some((
-            err,
-            extra_ref(&lock(&self.inner)).and_then(|e| e.cause.clone()),
-        ))
+        self.state.store(encode(err) | BRANCH, Ordering::Release);
     }
 
     /// The node's err: one `Acquire` load (N1).
@@ -535,7 +506,7 @@ impl Node {
     ) {
         let sentinel = cause.as_ref().map_or(true, |c| c.is_sentinel(err));
         if sentinel && self.cancel_bare(err) {
-            self.after_done(None, forget_own_timer); // N9: no children, waiters or callbacks
+            self.after_done(None, forget_own_timer, false); // N9: no children, waiters or callbacks
             return;
         }
         let mut after = Aftermath::default();
@@ -579,11 +550,12 @@ impl Node {
         self.end_walk();
         after.walked.iter().for_each(|(n, _)| n.end_walk());
         crate::sync::walks_ended();
-        self.after_done(merge, forget_own_timer);
+        self.after_done(merge, forget_own_timer, false);
         for (node, merge) in &mut after.walked {
-            node.after_done(merge.take(), true);
+            node.after_done(merge.take(), true, true);
         }
-        after.bare.iter().for_each(|n| n.after_done(None, true));
+        // A bare node has one parent, done by this walk: only its timer is left to forget.
+        after.bare.iter().for_each(|n| n.forget_timer());
         after.others.iter().for_each(|n| n.await_walk());
         after.run(callbacks);
     }
@@ -638,21 +610,27 @@ impl Node {
         merge
     }
 
-    /// Bookkeeping after a node became done, with no lock held: leave the parents' slabs
-    /// and the timer queue.
-    fn after_done(&self, merge: Option<Arc<MergeParent>>, forget_own_timer: bool) {
-        self.leave_parents(merge);
+    /// Bookkeeping after a node became done, with no lock held: leave the parents' child
+    /// lists and the timer queue. `walked`: see [`leave_parents`](Self::leave_parents).
+    fn after_done(&self, merge: Option<Arc<MergeParent>>, forget_own_timer: bool, walked: bool) {
+        self.leave_parents(merge, walked);
         if forget_own_timer {
             self.forget_timer();
         }
     }
 
-    fn leave_parents(&self, merge: Option<Arc<MergeParent>>) {
-        if let Some(p) = self.parent.cancel_node() {
+    /// Leaves the parents' child lists. `walked`: this node was made done by a walk, which
+    /// found it through a parent that is done now: look before locking. Otherwise lock
+    /// straight away: on a parent shared between threads, reading its cache line and then
+    /// locking costs two transfers of the line instead of one.
+    fn leave_parents(&self, merge: Option<Arc<MergeParent>>, walked: bool) {
+        // A parent done already emptied its children when it became done (N3).
+        let live = |p: &&Arc<Node>| !walked || !p.is_done();
+        if let Some(p) = self.parent.cancel_node().filter(live) {
             p.unlink(&self.slot);
         }
         if let Some(merge) = merge {
-            if let Some(p) = merge.ctx.cancel_node() {
+            if let Some(p) = merge.ctx.cancel_node().filter(live) {
                 p.unlink(&merge.slot);
             }
         }
@@ -777,7 +755,7 @@ impl Drop for Node {
         let mut extra = branch.and_then(|b| b.extra);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
         if !self.is_done() {
-            self.leave_parents(merge.clone());
+            self.leave_parents(merge.clone(), false);
             self.forget_timer();
             if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
