@@ -509,7 +509,7 @@ impl Node {
             self.after_done(None, forget_own_timer, false); // N9: no children, waiters or callbacks
             return;
         }
-        let mut after = Aftermath::default();
+        let mut after = Aftermath::take();
         let (cause, merge) = {
             let mut inner = lock(&self.inner);
             if self.claim().is_some() {
@@ -544,9 +544,10 @@ impl Node {
             work.append(&mut after.found);
             after.walked.push((node, merge));
         }
-        // N1b: first clear this walk's bits, then wait for other walks. Nodes leave their
-        // parents only now: until the walk is over, a cancel of another parent must still
-        // find them there, and wait.
+        after.found = work; // empty: its buffer goes back
+                            // N1b: first clear this walk's bits, then wait for other walks. Nodes leave their
+                            // parents only now: until the walk is over, a cancel of another parent must still
+                            // find them there, and wait.
         self.end_walk();
         after.walked.iter().for_each(|(n, _)| n.end_walk());
         crate::sync::walks_ended();
@@ -721,12 +722,49 @@ impl Node {
     }
 }
 
+thread_local! {
+    /// The emptied buffers of this thread's last cancellation, for its next one.
+    static SPARE: Cell<Aftermath> = const { Cell::new(Aftermath::EMPTY) };
+}
+
 impl Aftermath {
+    const EMPTY: Aftermath = Aftermath {
+        wakers: Vec::new(),
+        regs: Vec::new(),
+        found: Vec::new(),
+        walked: Vec::new(),
+        others: Vec::new(),
+        bare: Vec::new(),
+        unpinned: Vec::new(),
+    };
+
+    /// An empty aftermath with the buffers of this thread's last one: a cancellation
+    /// allocates nothing for its bookkeeping in the steady state. (A cancellation inside a
+    /// callback of another finds none and allocates.)
+    fn take() -> Aftermath {
+        SPARE.try_with(Cell::take).unwrap_or_default()
+    }
+
+    /// Keeps this emptied aftermath's buffers for the thread's next cancellation, unless one
+    /// grew large (a big subtree): that memory goes back now.
+    fn recycle(self) {
+        const KEEP: usize = 64;
+        let small = self.wakers.capacity() <= KEEP
+            && self.found.capacity() <= KEEP
+            && self.walked.capacity() <= KEEP
+            && self.others.capacity() <= KEEP
+            && self.bare.capacity() <= KEEP
+            && self.unpinned.capacity() <= KEEP;
+        if small {
+            let _ = SPARE.try_with(|spare| spare.set(self));
+        }
+    }
+
     /// Wakes and runs everything a cancellation collected, with no lock held (N6). Panics of
     /// `on_cancel` callbacks are resumed after all of them have run (API S21).
-    fn run(self, callbacks: Callbacks) {
+    fn run(mut self, callbacks: Callbacks) {
         let mut panic = None;
-        for waker in self.wakers {
+        for waker in self.wakers.drain(..) {
             // A broken waker must not keep the other waiters and the callbacks from hearing.
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
                 panic.get_or_insert(payload);
@@ -734,13 +772,17 @@ impl Aftermath {
         }
         match callbacks {
             Callbacks::Inline => {
-                if let Some(payload) = crate::callback::fire_all(self.regs) {
+                if let Some(payload) = crate::callback::fire_all(std::mem::take(&mut self.regs)) {
                     panic.get_or_insert(payload);
                 }
             }
-            Callbacks::Pool => crate::callback::fire_all_on_pool(self.regs),
+            Callbacks::Pool => crate::callback::fire_all_on_pool(std::mem::take(&mut self.regs)),
         }
-        drop((self.walked, self.others, self.bare, self.unpinned));
+        self.walked.clear();
+        self.others.clear();
+        self.bare.clear();
+        self.unpinned.clear();
+        self.recycle();
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
