@@ -99,6 +99,10 @@ def main():
          "ctxkit/CommonParentCancelSpinOnly", None, "ns", None),
         ("CommonParentCancel minus its spin", "-CommonParentCancel", "-CommonParentCancel",
          None, "ns", None),
+        ("floor: the spin + 2 RMWs of one shared line, no context", None,
+         "floor/CommonParentCancel/two_rmw", None, "ns", None),
+        ("floor: the spin + 2 lock/unlock of one shared mutex, no context", None,
+         "floor/CommonParentCancel/two_locks", None, "ns", None),
     ]
     for w in (40, 4000, 400000):
         rows.append((f"WithTimeout/concurrency={w}", f"WithTimeout/concurrency={w}",

@@ -110,6 +110,37 @@ fn common_parent_cancel(c: &mut Criterion) {
     });
     shared_cancel.cancel();
 
+    // The floor of any design in which a child registers with a parent both threads share
+    // and leaves it again: the spin plus two read-modify-writes of one shared cache line
+    // (`two_rmw`), or plus two lock/unlock pairs of one shared mutex (`two_locks`: what Go,
+    // tokio-util and ctxkit do). No context work at all.
+    let line = std::sync::atomic::AtomicU64::new(0);
+    c.bench_function("floor/CommonParentCancel/two_rmw", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                for _ in 0..n {
+                    line.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    spin();
+                    line.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    spin();
+                }
+            })
+        })
+    });
+    let mutex = std::sync::Mutex::new(0u64);
+    c.bench_function("floor/CommonParentCancel/two_locks", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                for _ in 0..n {
+                    *mutex.lock().unwrap() += 1;
+                    spin();
+                    *mutex.lock().unwrap() -= 1;
+                    spin();
+                }
+            })
+        })
+    });
+
     // tokio-util has no values: the same op without the lookup.
     let shared = CancellationToken::new();
     c.bench_function("tokio_util/CommonParentCancel", |b| {

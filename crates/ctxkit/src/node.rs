@@ -136,9 +136,9 @@ impl Children {
         }
     }
 
-    /// Removes the entry `key`, which is occupied (N3).
-    fn remove(&mut self, key: u32) {
-        self.entries[key as usize] = None;
+    /// Removes the entry `key`, which is occupied (N3), and returns it.
+    fn remove(&mut self, key: u32) -> Option<Weak<Node>> {
+        let child = self.entries[key as usize].take();
         if self.free.len() + 1 == self.entries.len() {
             // Empty again: start over, keeping the capacity.
             self.entries.clear();
@@ -146,6 +146,7 @@ impl Children {
         } else {
             self.free.push(key);
         }
+        child
     }
 
     /// Takes every child out.
@@ -350,17 +351,19 @@ impl Node {
 
     /// Links `child` into this node's slab unless this node is done (N3, N4).
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
+        // Made before locking: the critical section of a parent shared between threads
+        // stays as short as possible.
+        let weak = Arc::downgrade(child);
         let mut inner = lock(&self.inner);
         if let Some(err) = self.claim() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
         let b = branch(&mut inner);
         let key = if b.first.is_none() {
-            b.first = Some(Arc::downgrade(child));
+            b.first = Some(weak);
             FIRST
         } else {
-            // A slab of u32::MAX - 1 entries would need hundreds of GiB of nodes.
-            b.children.insert(Arc::downgrade(child))
+            b.children.insert(weak)
         };
         slot.store(key, Ordering::Relaxed);
         Ok(())
@@ -372,13 +375,16 @@ impl Node {
         // Under this node's lock (N3): no read-modify-write needed.
         let key = slot.load(Ordering::Relaxed);
         slot.store(UNLINKED, Ordering::Relaxed);
-        if key != UNLINKED && !self.is_done() {
-            let b = branch(&mut inner);
-            match key {
-                FIRST => b.first = None,
-                key => b.children.remove(key),
-            }
+        if key == UNLINKED || self.is_done() {
+            return;
         }
+        let b = branch(&mut inner);
+        let weak = match key {
+            FIRST => b.first.take(),
+            key => b.children.remove(key),
+        };
+        drop(inner);
+        drop(weak); // after unlocking: the critical section stays short
     }
 
     /// Marks a node nobody else can see yet as done with its parent's err and cause (S5).
