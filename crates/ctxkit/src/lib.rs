@@ -22,7 +22,7 @@
 //! # What is where
 //! - [`Context`]: roots, derivations, observation, waiting, callbacks (`context.rs`).
 //! - The cancellation tree and its invariants: `node.rs`. Deadlines and [`ManualClock`]:
-//!   `timer.rs`. Values and [`Key`]: `values.rs`. [`Done`] and blocking waits: `done.rs`.
+//!   `timer/`. Values and [`Key`]: `values.rs`. [`Done`] and blocking waits: `done.rs`.
 //!   [`AfterFunc`] and the callback pool: `callback.rs`. [`Error`] and [`Cause`]: `error.rs`.
 //!   [`CancelHandle`] and [`CancelGuard`]: `handle.rs`.
 //! - Task groups, Go's errgroup: [`Group`] for threads (`group.rs`); `ctxkit::tokio::Group`

@@ -13,7 +13,7 @@
 //!   the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
 //!   carries the `WALKING` bit (if it has children) until that cancellation has made its
-//!   whole subtree done, and leaves its parents' slabs only after that. A
+//!   whole subtree done, and leaves its parents' child lists only after that. A
 //!   cancel that finds a node done with `WALKING` set waits for the bit to clear, so that every
 //!   `cancel()` returns only once the subtree is done (API S4), even when another thread's
 //!   cancellation got there first. A walk clears its own bits before waiting on another's, so
@@ -21,12 +21,12 @@
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a parent
 //!   holds only `Weak` references to its children, in `first` and `children`. So dropping every
 //!   handle and clone of a child frees it, cancelled or not (API S22).
-//! - **N3 (slots)**: `slot` (and a merge's `MergeParent::slot`) is the child's key in the parent's
-//!   slab, `FIRST` (the parent's `first` field), or `UNLINKED`. It is read and written only
-//!   under the parent's lock, and is
-//!   swapped to `UNLINKED` by whoever removes the entry, so removal happens at most once.
-//!   While a parent is live, a child whose slot is not `UNLINKED` is in the parent's slab;
-//!   once the parent is done its slab has been emptied and slots are not looked at again.
+//! - **N3 (slots)**: `slot` (and a merge's `MergeParent::slot`) is the child's key in the
+//!   parent's `children`, `FIRST` (the parent's `first` field), or `UNLINKED`. It is read and
+//!   written only under the parent's lock, and is set to `UNLINKED` by whoever removes the
+//!   entry, so removal happens at most once. While a parent is live, a child whose slot is
+//!   not `UNLINKED` is in the parent's child list; once the parent is done its list has been
+//!   emptied and slots are not looked at again.
 //! - **N4 (done is final and downward-closed)**: a node becomes done under its own lock, and in
 //!   the same critical section takes its children, waiters and callbacks out. A node is
 //!   registered with a parent only under the parent's lock and only while the parent is live,
@@ -43,7 +43,7 @@
 //!   callbacks are pending on it, so that its deadline can still fire them after its handles
 //!   and clones are gone (API S19). The pin goes when the node is done, when no callback is
 //!   pending any more (stopped, or fired through another parent), or when its manual clock is
-//!   abandoned (`timer.rs`, T5). A node without its own timer hands its pending callbacks to
+//!   abandoned (`timer/mod.rs`, T5). A node without its own timer hands its pending callbacks to
 //!   its parents when dropped.
 //! - **N9 (bare nodes cancel without a lock)**: the `BRANCH` bit of `state` is set, under the
 //!   node's lock, before anything is put behind that lock (a child, a waiter, a callback, a
@@ -76,9 +76,9 @@ const WALKING: u8 = 0b100;
 /// Set once the node's lock guards anything, or a locked path is making it done (N9).
 const BRANCH: u8 = 0b1000;
 
-/// `slot` of a node that is in no parent's slab (N3).
+/// `slot` of a node that is in no parent's child list (N3).
 const UNLINKED: u32 = u32::MAX;
-/// `slot` of the child kept in its parent's `Branch::first`, outside the slab.
+/// `slot` of the child kept in its parent's `Branch::first`, outside `children`.
 const FIRST: u32 = u32::MAX - 1;
 
 fn encode(err: Error) -> u8 {
@@ -159,12 +159,12 @@ impl Children {
 /// Everything of a node that changes, under its lock. Boxed and made on first use: most
 /// contexts are leaves that nobody waits on, and for them the node stays small (one
 /// allocation per `with_cancel` child). The rarely used part is boxed again, so that a node
-/// with children (every level of a deep chain) carries only the slab.
+/// with children (every level of a deep chain) carries only the child list.
 #[derive(Default)]
 struct Branch {
-    /// A child that can be cancelled through this node (N2, N3), kept outside the slab: a
+    /// A child that can be cancelled through this node (N2, N3), kept outside `children`: a
     /// node with one child at a time (each level of a chain, a parent whose children come
-    /// and go one by one) never allocates the slab.
+    /// and go one by one) never allocates `children`.
     first: Option<Weak<Node>>,
     /// The other children that can be cancelled through this node (N2, N3).
     children: Children,
@@ -223,7 +223,7 @@ fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
 pub(crate) struct Node {
     state: AtomicU8,
     kind: Kind,
-    /// For a [`Kind::Deadline`] node: the timer shard its entry went to (`timer.rs`, T2).
+    /// For a [`Kind::Deadline`] node: the timer shard its entry went to (`timer/mod.rs`, T2).
     shard: u8,
     slot: AtomicU32,
     /// The earliest deadline of this node and its ancestors ([`NO_DEADLINE`] if none).
@@ -349,7 +349,7 @@ impl Node {
         node
     }
 
-    /// Links `child` into this node's slab unless this node is done (N3, N4).
+    /// Links `child` into this node's child list unless this node is done (N3, N4).
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
         // Made before locking: the critical section of a parent shared between threads
         // stays as short as possible.
@@ -369,7 +369,7 @@ impl Node {
         Ok(())
     }
 
-    /// Removes the entry `slot` names from this node's slab, once (N3).
+    /// Removes the entry `slot` names from this node's child list, once (N3).
     fn unlink(&self, slot: &AtomicU32) {
         let mut inner = lock(&self.inner);
         // Under this node's lock (N3): no read-modify-write needed.
@@ -482,7 +482,7 @@ impl Node {
         self.shard
     }
 
-    /// Counts this node's own timer entry, if any, as dead (`timer.rs`, T2).
+    /// Counts this node's own timer entry, if any, as dead (`timer/mod.rs`, T2).
     fn forget_timer(&self) {
         if let Some(queue) = self.timer_queue() {
             queue.forget(self.shard, self.deadline);
@@ -702,7 +702,7 @@ impl Node {
         true
     }
 
-    /// Lets go of the pin: this node's deadline can no longer fire (`timer.rs`, T5).
+    /// Lets go of the pin: this node's deadline can no longer fire (`timer/mod.rs`, T5).
     pub(crate) fn unpin(&self) {
         let pin = extra_mut(&mut lock(&self.inner)).and_then(|e| e.pin.take());
         drop(pin); // may be the last reference: dropped with no lock held (N6)

@@ -470,7 +470,7 @@ fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
 // ---------------------------------------------------------------------------------------
 
 /// The real-time timer thread sleeping until a far deadline must wake for an earlier one
-/// made by any thread, even while other threads make theirs at the same moment (timer.rs,
+/// made by any thread, even while other threads make theirs at the same moment (timer/mod.rs,
 /// T6): a lost wake-up would leave these 2 ms deadlines an hour behind.
 #[test]
 fn timer_thread_wakes_for_earlier_deadlines_from_racing_threads() {
