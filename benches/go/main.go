@@ -143,6 +143,9 @@ func main() {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		pick := func(q float64) time.Duration { return lat[int(float64(n-1)*q+0.5)] }
 		ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+		line(fmt.Sprintf("timer_lateness/n=%d/min", n), ms(pick(0)), "ms")
+		line(fmt.Sprintf("timer_lateness/n=%d/p10", n), ms(pick(0.1)), "ms")
+		line(fmt.Sprintf("timer_lateness/n=%d/p90", n), ms(pick(0.9)), "ms")
 		line(fmt.Sprintf("timer_lateness/n=%d/p50", n), ms(pick(0.5)), "ms")
 		line(fmt.Sprintf("timer_lateness/n=%d/p99", n), ms(pick(0.99)), "ms")
 		line(fmt.Sprintf("timer_lateness/n=%d/max", n), ms(lat[n-1]), "ms")

@@ -432,6 +432,11 @@ fn timer_lateness(n: usize) {
     });
     late.sort();
     let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    // The spread shows whether firing keeps up: a late start lifts every quantile alike; a
+    // backlog makes lateness grow from the first context fired to the last.
+    for (name, q) in [("min", 0.0), ("p10", 0.1), ("p90", 0.9)] {
+        line(&format!("timer_lateness/n={n}/{name}"), ms(pick(q)), "ms");
+    }
     line(&format!("timer_lateness/n={n}/p50"), ms(pick(0.5)), "ms");
     line(&format!("timer_lateness/n={n}/p99"), ms(pick(0.99)), "ms");
     line(
