@@ -146,6 +146,7 @@ def main():
         (f"{M} timers: bytes each", f"timers/n={M}/bytes", "B", ("le", 128)),
         (f"{M} timers: allocations each", f"timers/n={M}/allocs", "", None),
         (f"{M} timers: cancel (ns)", f"timers/n={M}/cancel", "ns", ("x", 3)),
+        ("timer lateness, one deadline at a time, a blocked waiter: p50", "timer_lateness/alone/p50", "ms", None),
         (f"timer lateness {K10} x 50 ms: min", f"timer_lateness/n={K10}/min", "ms", None),
         (f"timer lateness {K10} x 50 ms: p10", f"timer_lateness/n={K10}/p10", "ms", None),
         (f"timer lateness {K10} x 50 ms: p50", f"timer_lateness/n={K10}/p50", "ms", None),

@@ -411,6 +411,18 @@ fn timers(n: usize) {
 // ---------------------------------------------------------------------------------------
 
 fn timer_lateness(n: usize) {
+    // The floor first: one deadline at a time, waited for by a blocked thread, so nothing
+    // queues behind it (the timer thread's wake-up plus the waiter's).
+    let mut alone: Vec<Duration> = (0..20)
+        .map(|_| {
+            let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(20));
+            ctx.wait();
+            Instant::now().saturating_duration_since(ctx.deadline().expect("a deadline"))
+        })
+        .collect();
+    alone.sort();
+    line("timer_lateness/alone/p50", ms(alone[10]), "ms");
+
     let rt = runtime();
     let mut waiters = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
