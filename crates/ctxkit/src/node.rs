@@ -28,7 +28,8 @@
 //!   not `UNLINKED` is in the parent's child list; once the parent is done its list has been
 //!   emptied and slots are not looked at again.
 //! - **N4 (done is final and downward-closed)**: a node becomes done under its own lock, and in
-//!   the same critical section takes its children, waiters and callbacks out. A node is
+//!   the same critical section takes its children, waiters and callbacks out (or, with
+//!   nothing behind its lock, without it: N9). A node is
 //!   registered with a parent only under the parent's lock and only while the parent is live,
 //!   so every child of a done parent was reached by the parent's cancellation or created done.
 //! - **N5 (one lock at a time)**: no code path holds two node locks, or a node lock and a timer
