@@ -306,8 +306,12 @@ impl Context {
     /// assert!(ctx.is_done());
     /// ```
     pub fn with_clock(&self, clock: &ManualClock) -> Context {
+        self.with_timer_queue(Arc::clone(clock.queue()))
+    }
+
+    /// A child whose deadlines go to `queue` (a manual clock's, or a model's).
+    pub(crate) fn with_timer_queue(&self, queue: Arc<TimerQueue>) -> Context {
         let key = KeyId::of_key(&CLOCK);
-        let queue = Arc::clone(clock.queue());
         self.with_layer(values::with_value(self, key, Label::Clock, queue))
     }
 }

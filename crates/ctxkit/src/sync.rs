@@ -2,19 +2,20 @@
 //! so that the model tests in `tests/loom.rs` explore every interleaving of the core's races.
 //!
 //! Reference counts (`Arc`, `Weak`) stay std's: loom has no `Weak`, and the counts are not
-//! where the core's races are. The timer thread and the callback pool use std directly; they
-//! are not part of the models.
+//! where the core's races are. The timer queues use these types too, so that the wake-up
+//! protocol between inserts and the timer thread has a model (`timer/mod.rs`, T6); the
+//! callback pool uses std directly and is not part of the models.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicU32, AtomicU8, Ordering},
-    Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering},
+    Condvar, Mutex, MutexGuard,
 };
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicU32, AtomicU8, Ordering},
-    Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering},
+    Condvar, Mutex, MutexGuard,
 };
 
 /// Locks `m`, ignoring poison: no code of ours panics while holding a lock of the tree, and
@@ -28,7 +29,7 @@ pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
     m.get_mut().unwrap_or_else(|e| e.into_inner())
 }
 
-/// [`lock`] for the std mutexes of the timer queues and the callback pool.
+/// [`lock`] for the std mutexes of the callback pool and of waiting for walks.
 pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-//!     cargo test -p ctxkit --release --test loom
+//!     cargo test -p ctxkit --release --lib --test loom
 //! ```
+//!
+//! (`--lib` adds the model of the timer thread's wake-up protocol, which needs the crate's
+//! private parts: `src/timer/mod.rs`, module `model`.)
 //!
 //! Under `cfg(loom)` the tree's mutexes and atomics (`src/sync.rs`) are loom's, so every model
 //! below explores every interleaving of their operations (each model is exhaustive within
@@ -14,8 +17,8 @@
 //! model threads on one OS thread, so a `release` interrupted by a switch can find another
 //! model thread's drop queued behind it, which is a legal (if rarer) schedule.
 //!
-//! The models use no deadlines, `todo()` or blocking waits: those go through std threads and
-//! statics outside the model. `after_func` hands its callback to a std thread pool; the
+//! The models here use no deadlines, `todo()` or blocking waits: those go through std threads
+//! and statics outside the model. `after_func` hands its callback to a std thread pool; the
 //! callback itself touches only std types, and the model checks the registration's side
 //! (stop's answer, the callback dropped or started) inside loom and the run itself outside.
 #![cfg(loom)]

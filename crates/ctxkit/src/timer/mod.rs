@@ -30,7 +30,8 @@
 //!   is earlier. The thread stores `next_wake` and then looks at every shard again under its
 //!   lock. So either the insert reads the thread's new `next_wake` (the thread's store
 //!   happened before the insert took the shard's lock) or the thread's second look finds the
-//!   entry: an entry is never left behind a sleep that ends after it is due.
+//!   entry: an entry is never left behind a sleep that ends after it is due. A loom model
+//!   checks it (module `model` below; without the second look it fails).
 //! - **T7 (manual time)**: a manual clock's queue has one shard. `advance` moves the clock
 //!   and takes the due entries under that shard's lock, and an insert compares its deadline
 //!   with the clock under the same lock, so a deadline made during an `advance` is either
@@ -44,12 +45,11 @@ use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::node::{Callbacks, Node};
-use crate::sync::lock_std as lock;
+use crate::sync::{lock, AtomicBool, AtomicI64, Condvar, Mutex, Ordering};
 
 /// A point in time as nanoseconds since the process epoch (the first time ctxkit read the
 /// clock). `i64` covers ±292 years around the epoch.
@@ -111,7 +111,7 @@ pub(crate) fn thread_shard() -> u8 {
     thread_local! {
         static SHARD: Cell<Option<u8>> = const { Cell::new(None) };
     }
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let pick = || (NEXT.fetch_add(1, Ordering::Relaxed) % MAX_SHARDS) as u8;
     SHARD
         .try_with(|s| match s.get() {
@@ -123,6 +123,17 @@ pub(crate) fn thread_shard() -> u8 {
             }
         })
         .unwrap_or(0) // thread teardown: any shard will do
+}
+
+/// What one look of the real-time thread found to do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    /// Fire the entries taken.
+    Fire,
+    /// Look again at once.
+    Again,
+    /// Sleep until this deadline, unless woken.
+    Sleep(Nanos),
 }
 
 /// What the real-time thread sleeps on.
@@ -286,20 +297,34 @@ impl TimerQueue {
         first
     }
 
+    /// One look of the `ctxkit-timer` thread at its queue: takes the entries due at `now`
+    /// into `due`, or, if none is due, publishes the deadline it will sleep until and then
+    /// looks at every shard again (T6).
+    fn look(&self, now: Nanos, due: &mut Vec<Weak<Node>>) -> Look {
+        let next = self.take_due(now, due);
+        if !due.is_empty() {
+            return Look::Fire;
+        }
+        self.next_wake.store(next, Ordering::SeqCst);
+        if self.earliest() < next {
+            return Look::Again; // an insert raced with the store (T6)
+        }
+        Look::Sleep(next)
+    }
+
     /// The loop of the `ctxkit-timer` thread.
     fn serve_real_time(&self) {
         let mut due = Vec::new();
         loop {
-            let next = self.take_due(self.now(), &mut due);
-            if !due.is_empty() {
-                // T4. A callback's panic was reported by the panic hook; the thread goes on.
-                drop(Self::fire(&mut due, Callbacks::Pool));
-                continue;
-            }
-            self.next_wake.store(next, Ordering::SeqCst);
-            if self.earliest() < next {
-                continue; // an insert raced with the store (T6)
-            }
+            let next = match self.look(self.now(), &mut due) {
+                Look::Fire => {
+                    // T4. A callback's panic was reported by the panic hook; the thread goes on.
+                    drop(Self::fire(&mut due, Callbacks::Pool));
+                    continue;
+                }
+                Look::Again => continue,
+                Look::Sleep(next) => next,
+            };
             let mut sleep = lock(&self.sleep);
             loop {
                 if std::mem::take(&mut sleep.woken) {
@@ -439,5 +464,49 @@ impl fmt::Debug for ManualClock {
         f.debug_struct("ManualClock")
             .field("pending_timers", &self.queue().len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The model of T6 (`RUSTFLAGS="--cfg loom" cargo test -p ctxkit --release --lib`): the
+/// timer thread's look racing an insert of an earlier deadline.
+#[cfg(all(test, loom))]
+mod model {
+    use super::*;
+    use crate::context::Context;
+    use crate::node::Kind;
+
+    /// A deadline node whose timer is in `queue`.
+    fn deadline_node(queue: &Arc<TimerQueue>, at: Nanos) -> Arc<Node> {
+        let root = Context::background().with_timer_queue(Arc::clone(queue));
+        Node::child(Kind::Deadline, at, &root, None, None)
+    }
+
+    /// The thread woke for a deadline at 5 and fired it: `next_wake` still says 5, which an
+    /// insert of 10 does not find worth a wake-up. The thread's look then must not plan a
+    /// sleep past 10 unless the insert woke it.
+    #[test]
+    fn an_insert_racing_the_timer_threads_look_is_never_slept_through() {
+        loom::model(|| {
+            let queue = Arc::new(TimerQueue::new(None, 2));
+            lock(&queue.sleep).serving = true; // the model plays the timer thread: none starts
+            let far = deadline_node(&queue, 100);
+            assert!(queue.insert(100, &far));
+            queue.next_wake.store(5, Ordering::SeqCst);
+            lock(&queue.sleep).woken = false;
+            let near = deadline_node(&queue, 10);
+            let inserter = {
+                let (queue, near) = (Arc::clone(&queue), Arc::clone(&near));
+                loom::thread::spawn(move || assert!(queue.insert(10, &near)))
+            };
+            let look = queue.look(0, &mut Vec::new());
+            inserter.join().unwrap();
+            if let Look::Sleep(until) = look {
+                let woken = lock(&queue.sleep).woken;
+                assert!(
+                    until <= 10 || woken,
+                    "slept until {until} past an entry at 10"
+                );
+            }
+        });
     }
 }

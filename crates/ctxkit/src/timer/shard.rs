@@ -8,12 +8,11 @@
 //! cancelled soon after it was made (a request that finished in time) is most often among
 //! them, so its entry goes at once, in O(1).
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use super::{Nanos, NO_DEADLINE};
 use crate::node::Node;
-use crate::sync::lock_std as lock;
+use crate::sync::{lock, AtomicI64, AtomicUsize, Mutex, Ordering};
 
 /// One pending deadline.
 pub(super) struct Entry {
