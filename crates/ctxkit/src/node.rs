@@ -249,15 +249,16 @@ pub(crate) enum Callbacks {
 struct Aftermath {
     wakers: Vec<Waker>,
     regs: Vec<Arc<Reg>>,
-    /// Children found by the last `finish`, not yet walked.
+    /// Children found by the last `finish`, not yet in `reached`.
     found: Vec<Arc<Node>>,
-    /// Nodes this walk made done (with a merge's second parent, to leave), kept alive until
-    /// every lock is released.
-    walked: Vec<(Arc<Node>, Option<Arc<MergeParent>>)>,
-    /// Nodes the walk found done already.
-    others: Vec<Arc<Node>>,
-    /// Nodes this walk made done without their lock (N9).
-    bare: Vec<Arc<Node>>,
+    /// Every node the walk reached, in the order reached, kept alive until every lock is
+    /// released and every callback has run (N6).
+    reached: Vec<Arc<Node>>,
+    /// The nodes of `reached` this walk made done under their lock (with a merge's second
+    /// parent, to leave).
+    walked: Vec<(usize, Option<Arc<MergeParent>>)>,
+    /// The nodes of `reached` the walk found done already.
+    others: Vec<usize>,
     /// Pins of nodes made done (see `Branch::pin`).
     unpinned: Vec<Arc<Node>>,
 }
@@ -531,10 +532,15 @@ impl Node {
             let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
             (cause, merge)
         };
-        let mut work = std::mem::take(&mut after.found);
-        while let Some(node) = work.pop() {
+        // The walk goes through `reached` in order, appending the children it finds.
+        let mut reached = std::mem::take(&mut after.reached);
+        reached.append(&mut after.found);
+        let mut at = 0;
+        while let Some(node) = reached.get(at) {
+            at += 1;
             if cause.is_none() && node.cancel_bare(err) {
-                after.bare.push(node); // N9
+                // N9. It has one parent, done by this walk: only its timer is left.
+                node.forget_timer();
                 continue;
             }
             let merge = {
@@ -543,28 +549,32 @@ impl Node {
                     // Done already: it keeps its own err and cause (S8), but its subtree may
                     // still be under another walk, to be waited for (N1b).
                     drop(inner);
-                    after.others.push(node);
+                    after.others.push(at - 1);
                     continue;
                 }
                 node.finish(&mut inner, err, cause.clone(), &mut after)
             };
-            work.append(&mut after.found);
-            after.walked.push((node, merge));
+            after.walked.push((at - 1, merge));
+            reached.append(&mut after.found);
         }
-        after.found = work; // empty: its buffer goes back
-                            // N1b: first clear this walk's bits, then wait for other walks. Nodes leave their
-                            // parents only now: until the walk is over, a cancel of another parent must still
-                            // find them there, and wait.
+        after.reached = reached;
+        // N1b: first clear this walk's bits, then wait for other walks. Nodes leave their
+        // parents only now: until the walk is over, a cancel of another parent must still
+        // find them there, and wait.
         self.end_walk();
-        after.walked.iter().for_each(|(n, _)| n.end_walk());
+        after
+            .walked
+            .iter()
+            .for_each(|&(i, _)| after.reached[i].end_walk());
         crate::sync::walks_ended();
         self.after_done(merge, forget_own_timer, false);
-        for (node, merge) in &mut after.walked {
-            node.after_done(merge.take(), true, true);
+        for (i, merge) in &mut after.walked {
+            after.reached[*i].after_done(merge.take(), true, true);
         }
-        // A bare node has one parent, done by this walk: only its timer is left to forget.
-        after.bare.iter().for_each(|n| n.forget_timer());
-        after.others.iter().for_each(|n| n.await_walk());
+        after
+            .others
+            .iter()
+            .for_each(|&i| after.reached[i].await_walk());
         after.run(callbacks);
     }
 
@@ -739,9 +749,9 @@ impl Aftermath {
         wakers: Vec::new(),
         regs: Vec::new(),
         found: Vec::new(),
+        reached: Vec::new(),
         walked: Vec::new(),
         others: Vec::new(),
-        bare: Vec::new(),
         unpinned: Vec::new(),
     };
 
@@ -760,7 +770,7 @@ impl Aftermath {
             && self.found.capacity() <= KEEP
             && self.walked.capacity() <= KEEP
             && self.others.capacity() <= KEEP
-            && self.bare.capacity() <= KEEP
+            && self.reached.capacity() <= KEEP
             && self.unpinned.capacity() <= KEEP;
         if small {
             let _ = SPARE.try_with(|spare| spare.set(self));
@@ -787,7 +797,7 @@ impl Aftermath {
         }
         self.walked.clear();
         self.others.clear();
-        self.bare.clear();
+        self.reached.clear();
         self.unpinned.clear();
         self.recycle();
         if let Some(payload) = panic {
