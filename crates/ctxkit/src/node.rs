@@ -8,9 +8,9 @@
 //!
 //! # Invariants
 //! - **N1 (one load)**: the err bits of `state` are `LIVE` until the node is done, then the
-//!   [`Error`] it ended with, which never changes again. It is written with `Release` under the node's lock, after
-//!   `cause` is written; readers load it with `Acquire`, so a reader that sees it done also sees
-//!   the final cause.
+//!   [`Error`] it ended with, which never changes again. It is written with `Release` under
+//!   the node's lock, after `cause` is written; readers load it with `Acquire`, so a reader
+//!   that sees it done also sees the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
 //!   carries the `WALKING` bit (if it has children) until that cancellation has made its
 //!   whole subtree done, and leaves its parents' child lists only after that. A
@@ -320,14 +320,13 @@ impl Node {
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        let node = Node::bare(
+        let node = Arc::new(Node::bare(
             kind,
             deadline,
             parent.clone(),
             merge.clone(),
             deadline_cause,
-        );
-        let node = Arc::new(node);
+        ));
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
         if let Some(p) = parent.cancel_node() {
