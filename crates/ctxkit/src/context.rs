@@ -1,24 +1,21 @@
 //! The [`Context`] handle: how contexts are made, observed, waited on and displayed.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::callback::{fire_all_resuming, AfterFunc, Reg};
+use crate::callback::{fire_all_resuming, AfterFunc, Callbacks, Flavor, Reg};
 use crate::done::Done;
 use crate::error::{BoxError, Cause};
 use crate::handle::CancelHandle;
-use crate::node::{Callbacks, Kind, Node};
-use crate::timer::{self, ManualClock, Nanos, TimerQueue, NO_DEADLINE};
-use crate::values::{self, Key, KeyId, Label, Layer};
+use crate::key::{Key, KeyId};
+use crate::manual_clock::ManualClock;
+use crate::time::{self, Nanos, NO_DEADLINE};
+use crate::timer::Timed;
+use crate::tree::{self, Kind, Label, Node, Pair};
 use crate::Error;
-
-/// The key under which [`Context::with_clock`] stores its clock's timer queue, as an
-/// ordinary value.
-static CLOCK: Key<Arc<TimerQueue>> = Key::new("clock");
 
 /// Carries cancellation, a deadline and request-scoped values across API boundaries and
 /// between threads and tasks — Go's `context.Context`.
@@ -49,10 +46,9 @@ static CLOCK: Key<Arc<TimerQueue>> = Key::new("clock");
 /// ```
 #[derive(Clone, Default)]
 pub struct Context {
-    /// The nearest node: decides err, cause, deadline, waiting. `None`: never done.
-    node: Option<Arc<Node>>,
-    /// The nearest value layer: decides value lookups. `None`: no values.
-    layer: Option<Arc<Layer>>,
+    /// The nearest node (err, cause, deadline, waiting; `None`: never done) and the nearest
+    /// value layer (`None`: no values).
+    pair: Pair,
 }
 
 // Two thin pointers: 16 B on 64-bit targets. A program that holds many children of one parent
@@ -75,8 +71,7 @@ impl Context {
     /// ```
     pub fn background() -> Context {
         Context {
-            node: None,
-            layer: None,
+            pair: Pair::default(),
         }
     }
 
@@ -91,11 +86,8 @@ impl Context {
     /// ```
     pub fn todo() -> Context {
         static TODO: OnceLock<Arc<Node>> = OnceLock::new();
-        let node = TODO.get_or_init(|| Node::never_done(Kind::Todo, Context::background()));
-        Context {
-            node: Some(Arc::clone(node)),
-            layer: None,
-        }
+        let node = TODO.get_or_init(|| Node::never_done(Kind::Todo, Pair::default()));
+        Context::from_node(Arc::clone(node), None)
     }
 }
 
@@ -104,16 +96,23 @@ impl Context {
 // ---------------------------------------------------------------------------------------
 
 impl Context {
+    fn from_node(node: Arc<Node>, layer: Option<Arc<tree::Layer>>) -> Context {
+        Context {
+            pair: Pair {
+                node: Some(node),
+                layer,
+            },
+        }
+    }
+
+    /// The context of a new node, with this context's values, and its handle.
     fn with_node(&self, node: Arc<Node>) -> (Context, CancelHandle) {
-        let ctx = Context {
-            node: Some(Arc::clone(&node)),
-            layer: self.layer.clone(),
-        };
+        let ctx = Context::from_node(Arc::clone(&node), self.pair.layer.clone());
         (ctx, CancelHandle::new(node))
     }
 
     /// A child that is cancelled when the returned handle cancels or when this context is
-    /// done, whichever comes first (Go's `WithCancel`, API S4).
+    /// done, whichever comes first (Go's `WithCancel`, [S4](crate::guarantees#s4)).
     ///
     /// ```
     /// use ctxkit::{Context, Error};
@@ -123,13 +122,14 @@ impl Context {
     /// assert_eq!(ctx.to_string(), "context.Background.WithCancel");
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        let node = Node::child(Kind::Cancel, self.deadline_nanos(), self, None, None);
+        let node = Node::child(Kind::Cancel, self.pair.deadline(), &self.pair, None, None);
         self.with_node(node)
     }
 
-    /// A child that is also cancelled, with [`Error::DeadlineExceeded`], when `deadline`
-    /// passes (Go's `WithDeadline`, API S10–S14). A deadline later than this context's gives
-    /// a plain cancellable child; a deadline already past gives a child that is done.
+    /// A child that is also cancelled, with [`Error::DeadlineExceeded`], when `deadline` passes
+    /// (Go's `WithDeadline`, [S10–S14](crate::guarantees#s10)). A deadline later than this
+    /// context's gives a plain cancellable child; a deadline already past gives a child that is
+    /// done.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -138,12 +138,12 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(timer::to_nanos(deadline), None, None)
+        self.deadline_child(time::to_nanos(deadline), None, None)
     }
 
     /// A child cancelled after `timeout`, measured on this context's clock (Go's
     /// `WithTimeout`). `Duration::MAX` and other timeouts past the end of time mean no
-    /// deadline (API S13).
+    /// deadline ([S13](crate::guarantees#s13)).
     ///
     /// ```
     /// use std::time::Duration;
@@ -152,8 +152,8 @@ impl Context {
     /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
-        let now = self.now_nanos();
-        self.deadline_child(timer::add_duration(now, timeout), None, Some(now))
+        let now = self.pair.now();
+        self.deadline_child(time::add_duration(now, timeout), None, Some(now))
     }
 
     /// [`with_deadline`](Context::with_deadline), with `cause` as the
@@ -172,7 +172,7 @@ impl Context {
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
         let cause = Cause::custom(cause.into());
-        self.deadline_child(timer::to_nanos(deadline), Some(cause), None)
+        self.deadline_child(time::to_nanos(deadline), Some(cause), None)
     }
 
     /// [`with_timeout`](Context::with_timeout), with `cause` as the cause when the deadline
@@ -190,8 +190,8 @@ impl Context {
         timeout: Duration,
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
-        let now = self.now_nanos();
-        let at = timer::add_duration(now, timeout);
+        let now = self.pair.now();
+        let at = time::add_duration(now, timeout);
         self.deadline_child(at, Some(Cause::custom(cause.into())), Some(now))
     }
 
@@ -203,15 +203,15 @@ impl Context {
         cause: Option<Cause>,
         now: Option<Nanos>,
     ) -> (Context, CancelHandle) {
-        let inherited = self.deadline_nanos();
+        let inherited = self.pair.deadline();
         if at == NO_DEADLINE || inherited < at {
-            return self.with_cancel(); // API S12, S13
+            return self.with_cancel(); // S12, S13
         }
-        let node = Node::child(Kind::Deadline, at, self, None, cause);
+        let node = Node::child(Kind::Deadline, at, &self.pair, None, cause);
         if !node.is_done() {
-            let queue = self.timer_queue();
+            let queue = self.pair.timer_queue();
             if at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node) {
-                node.expire(Callbacks::Inline); // API S13
+                node.expire(Callbacks::Inline); // S13
             }
         }
         self.with_node(node)
@@ -227,8 +227,13 @@ impl Context {
     /// assert_eq!(ctx.value(&TRACE_ID).map(String::as_str), Some("4bf92f35"));
     /// ```
     pub fn with_value<T: Send + Sync + 'static>(&self, key: &'static Key<T>, value: T) -> Context {
-        let label = Label::Value(key.name());
-        self.with_layer(values::with_value(self, KeyId::of_key(key), label, value))
+        let label = Label::Key(key.name());
+        self.with_layer(tree::with_value(
+            &self.pair,
+            KeyId::of_key(key),
+            label,
+            value,
+        ))
     }
 
     /// A child carrying `value`, keyed by its type `T`; read it with [`get`](Context::get).
@@ -240,24 +245,22 @@ impl Context {
     /// assert_eq!(ctx.get::<Tenant>(), Some(&Tenant(7)));
     /// ```
     pub fn with<T: Send + Sync + 'static>(&self, value: T) -> Context {
-        let label = Label::Value(std::any::type_name::<T>());
-        self.with_layer(values::with_value(
-            self,
-            KeyId::of_type::<T>(),
-            label,
-            value,
-        ))
+        let key = KeyId::of_type::<T>();
+        self.with_layer(tree::with_value(&self.pair, key, Label::Type, value))
     }
 
-    fn with_layer(&self, layer: Arc<Layer>) -> Context {
+    fn with_layer(&self, layer: Arc<tree::Layer>) -> Context {
         Context {
-            node: self.node.clone(),
-            layer: Some(layer),
+            pair: Pair {
+                node: self.pair.node.clone(),
+                layer: Some(layer),
+            },
         }
     }
 
-    /// A child with this context's values (and clock) that is never done and has no
-    /// deadline: cancelling this context does not reach it (Go's `WithoutCancel`, API S16).
+    /// A child with this context's values (and clock) that is never done and has no deadline:
+    /// cancelling this context does not reach it (Go's `WithoutCancel`,
+    /// [S16](crate::guarantees#s16)).
     ///
     /// ```
     /// let (ctx, handle) = ctxkit::Context::background().with_cancel();
@@ -266,10 +269,8 @@ impl Context {
     /// assert!(!detached.is_done());
     /// ```
     pub fn without_cancel(&self) -> Context {
-        Context {
-            node: Some(Node::never_done(Kind::WithoutCancel, self.clone())),
-            layer: self.layer.clone(),
-        }
+        let node = Node::never_done(Kind::WithoutCancel, self.pair.clone());
+        Context::from_node(node, self.pair.layer.clone())
     }
 
     /// A context done as soon as `self` or `other` is done (or its handle cancels), taking
@@ -286,17 +287,18 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::Canceled));
     /// ```
     pub fn merge(&self, other: &Context) -> (Context, CancelHandle) {
-        let deadline = self.deadline_nanos().min(other.deadline_nanos());
-        let node = Node::child(Kind::Merge, deadline, self, Some(other), None);
-        let ctx = Context {
-            node: Some(Arc::clone(&node)),
-            layer: values::merge(self, other, KeyId::of_key(&CLOCK)),
-        };
-        (ctx, CancelHandle::new(node))
+        let (a, b) = (&self.pair, &other.pair);
+        let deadline = a.deadline().min(b.deadline());
+        let node = Node::child(Kind::Merge, deadline, a, Some(b), None);
+        let layer = tree::merge_layers(a, b, tree::clock_key());
+        (
+            Context::from_node(Arc::clone(&node), layer),
+            CancelHandle::new(node),
+        )
     }
 
     /// A child whose deadlines, and those of every context derived from it, are measured on
-    /// `clock` (API S25). For tests: see [`ManualClock`].
+    /// `clock` ([S25](crate::guarantees#s25)). For tests: see [`ManualClock`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -306,13 +308,8 @@ impl Context {
     /// assert!(ctx.is_done());
     /// ```
     pub fn with_clock(&self, clock: &ManualClock) -> Context {
-        self.with_timer_queue(Arc::clone(clock.queue()))
-    }
-
-    /// A child whose deadlines go to `queue` (a manual clock's, or a model's).
-    pub(crate) fn with_timer_queue(&self, queue: Arc<TimerQueue>) -> Context {
-        let key = KeyId::of_key(&CLOCK);
-        self.with_layer(values::with_value(self, key, Label::Clock, queue))
+        let pair = self.pair.with_timer_queue(Arc::clone(clock.queue()));
+        Context { pair }
     }
 }
 
@@ -321,8 +318,8 @@ impl Context {
 // ---------------------------------------------------------------------------------------
 
 impl Context {
-    /// `None` while the context is not done; then why it is done, forever (Go's `Err`, API
-    /// S3). One atomic load.
+    /// `None` while the context is not done; then why it is done, forever (Go's `Err`,
+    /// [S3](crate::guarantees#s3)). One atomic load.
     ///
     /// ```
     /// let (ctx, handle) = ctxkit::Context::background().with_cancel();
@@ -332,11 +329,11 @@ impl Context {
     /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
-        self.node.as_ref().and_then(|n| n.err())
+        self.pair.node.as_ref().and_then(|n| n.err())
     }
 
-    /// The first cause that reached this context, once it is done (Go's `context.Cause`, API
-    /// S7–S9).
+    /// The first cause that reached this context, once it is done (Go's `context.Cause`,
+    /// [S7–S9](crate::guarantees#s7)).
     ///
     /// ```
     /// use ctxkit::{Context, Error};
@@ -346,7 +343,7 @@ impl Context {
     /// assert!(ctx.cause().unwrap().is::<Error>());
     /// ```
     pub fn cause(&self) -> Option<Cause> {
-        self.node.as_ref().and_then(|n| n.cause())
+        self.pair.node.as_ref().and_then(|n| n.cause())
     }
 
     /// Whether the context is done: `err().is_some()`. One atomic load.
@@ -356,10 +353,10 @@ impl Context {
     /// ```
     #[inline]
     pub fn is_done(&self) -> bool {
-        self.node.as_ref().is_some_and(|n| n.is_done())
+        self.pair.node.as_ref().is_some_and(|n| n.is_done())
     }
 
-    /// The earliest deadline of this context and its ancestors (API S10).
+    /// The earliest deadline of this context and its ancestors ([S10](crate::guarantees#s10)).
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -368,9 +365,9 @@ impl Context {
     /// assert_eq!(ctx.deadline(), Some(at));
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        match self.deadline_nanos() {
+        match self.pair.deadline() {
             NO_DEADLINE => None,
-            at => Some(timer::from_nanos(at)),
+            at => Some(time::from_nanos(at)),
         }
     }
 
@@ -383,9 +380,9 @@ impl Context {
     /// assert!(ctx.remaining().unwrap() <= Duration::from_secs(60));
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
-        match self.deadline_nanos() {
+        match self.pair.deadline() {
             NO_DEADLINE => None,
-            at => Some(timer::remaining(at, self.now_nanos())),
+            at => Some(time::remaining(at, self.pair.now())),
         }
     }
 
@@ -397,11 +394,12 @@ impl Context {
     /// assert_eq!(ctxkit::Context::background().with_clock(&clock).now(), clock.now());
     /// ```
     pub fn now(&self) -> Instant {
-        timer::from_nanos(self.now_nanos())
+        time::from_nanos(self.pair.now())
     }
 
     /// The value set for `key` by the nearest [`with_value`](Context::with_value) above this
-    /// context (Go's `Value`, API S15). Cost does not grow with the depth of the chain.
+    /// context (Go's `Value`, [S15](crate::guarantees#s15)). Cost does not grow with the depth of
+    /// the chain.
     ///
     /// ```
     /// use ctxkit::{Context, Key};
@@ -425,7 +423,7 @@ impl Context {
     }
 
     fn find<T: 'static>(&self, key: KeyId) -> Option<&T> {
-        self.layer.as_deref()?.find(key)?.downcast_ref()
+        self.pair.find(key)?.downcast_ref()
     }
 }
 
@@ -435,7 +433,7 @@ impl Context {
 
 impl Context {
     /// A future that completes with the [`Error`] once this context is done (Go's
-    /// `<-ctx.Done()`), on any executor, without a runtime (API S17).
+    /// `<-ctx.Done()`), on any executor, without a runtime ([S17](crate::guarantees#s17)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -448,7 +446,7 @@ impl Context {
     /// # }
     /// ```
     pub fn done(&self) -> Done {
-        Done::new(self.node.clone())
+        Done::new(self.pair.node.clone())
     }
 
     /// Blocks the calling thread until the context is done, and returns why. Blocks forever
@@ -475,8 +473,8 @@ impl Context {
         self.done().wait_timeout(timeout)
     }
 
-    /// Runs `fut` until it finishes (`Ok`) or this context is done (`Err`, and `fut` is
-    /// dropped) (API S18). If the context is done already, `fut` is not polled.
+    /// Runs `fut` until it finishes (`Ok`) or this context is done (`Err`, and `fut` is dropped)
+    /// ([S18](crate::guarantees#s18)). If the context is done already, `fut` is not polled.
     ///
     /// ```
     /// # futures::executor::block_on(async {
@@ -505,10 +503,10 @@ impl Context {
 // ---------------------------------------------------------------------------------------
 
 impl Context {
-    /// Runs `f` once, on another thread, after this context is done (Go's
-    /// `context.AfterFunc`, API S19). If the context is done already, `f` starts at once.
-    /// The registration outlives the returned value and the context's clones, for as long as
-    /// something can still make the context done; after that `f` is dropped unrun.
+    /// Runs `f` once, on another thread, after this context is done (Go's `context.AfterFunc`,
+    /// [S19](crate::guarantees#s19)). If the context is done already, `f` starts at once. The
+    /// registration outlives the returned value and the context's clones, for as long as something
+    /// can still make the context done; after that `f` is dropped unrun.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -519,14 +517,14 @@ impl Context {
     /// assert_eq!(rx.recv().unwrap(), "cleaned up");
     /// ```
     pub fn after_func(&self, f: impl FnOnce() + Send + 'static) -> AfterFunc {
-        self.register(Reg::new(Box::new(f), false))
+        self.register(Reg::new(Box::new(f), Flavor::AfterFunc))
     }
 
-    /// Runs `f` once, synchronously, on the thread that cancels this context, before its
-    /// `cancel()` returns — or at once, on this thread, if it is done already (API S20). When
-    /// `f` runs the context already reports done; no lock is held, so `f` may use any
-    /// context. If `f` panics, the other callbacks still run and the panic resumes in the
-    /// thread that cancelled once they have.
+    /// Runs `f` once, synchronously, on the thread that cancels this context, before its `cancel()`
+    /// returns — or at once, on this thread, if it is done already ([S20](crate::guarantees#s20)).
+    /// When `f` runs the context already reports done; no lock is held, so `f` may use any context.
+    /// If `f` panics, the other callbacks still run and the panic resumes in the thread that
+    /// cancelled once they have.
     ///
     /// When a deadline passes on the real clock, nobody calls `cancel()`: `f` then runs on a
     /// thread of the callback pool, so that the timer thread stays free to fire other
@@ -544,11 +542,11 @@ impl Context {
     /// assert!(ran.load(Ordering::SeqCst)); // already ran
     /// ```
     pub fn on_cancel(&self, f: impl FnOnce() + Send + 'static) -> AfterFunc {
-        self.register(Reg::new(Box::new(f), true))
+        self.register(Reg::new(Box::new(f), Flavor::OnCancel))
     }
 
     fn register(&self, reg: Arc<Reg>) -> AfterFunc {
-        if let Some(node) = self.cancel_node() {
+        if let Some(node) = self.pair.cancel_node() {
             if let Err(reg) = node.register(Arc::clone(&reg)) {
                 fire_all_resuming(vec![reg]);
             }
@@ -558,136 +556,12 @@ impl Context {
 }
 
 // ---------------------------------------------------------------------------------------
-// Crate-internal plumbing
+// Crate-internal access
 // ---------------------------------------------------------------------------------------
 
 impl Context {
-    pub(crate) fn from_layer(layer: Arc<Layer>) -> Context {
-        Context {
-            node: None,
-            layer: Some(layer),
-        }
-    }
-
-    pub(crate) fn is_root(&self) -> bool {
-        self.node.is_none() && self.layer.is_none()
-    }
-
-    pub(crate) fn layer(&self) -> Option<&Arc<Layer>> {
-        self.layer.as_ref()
-    }
-
-    /// The node through which this context can be done, if any.
-    pub(crate) fn cancel_node(&self) -> Option<&Arc<Node>> {
-        self.node.as_ref().filter(|n| n.can_be_done())
-    }
-
-    /// The timer queue of this context's clock: its manual clock's, else the real-time one.
-    pub(crate) fn timer_queue(&self) -> &Arc<TimerQueue> {
-        match self.find(KeyId::of_key(&CLOCK)) {
-            Some(queue) => queue,
-            None => TimerQueue::real(),
-        }
-    }
-
-    fn now_nanos(&self) -> Nanos {
-        self.timer_queue().now()
-    }
-
-    fn deadline_nanos(&self) -> Nanos {
-        self.node.as_ref().map_or(NO_DEADLINE, |n| n.deadline())
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Display: the chain that built the context, as Go's String() prints it (API S2)
-// ---------------------------------------------------------------------------------------
-
-/// One link of a context's chain.
-enum Link<'a> {
-    Background,
-    Node(&'a Node),
-    Layer(&'a Layer),
-}
-
-impl Context {
-    /// The last derivation that made this context, and the context it was derived from.
-    fn last_link(&self) -> (Link<'_>, Option<&Context>) {
-        fn node_link(n: &Arc<Node>) -> (Link<'_>, Option<&Context>) {
-            match n.kind() {
-                Kind::Todo => (Link::Node(n), None),
-                _ => (Link::Node(n), Some(n.parent())),
-            }
-        }
-        match (&self.node, &self.layer) {
-            (None, None) => (Link::Background, None),
-            (None, Some(layer)) => (Link::Layer(layer), layer.display_parent()),
-            (Some(node), None) => node_link(node),
-            (Some(node), Some(layer)) => match layer.display_parent() {
-                // A layer made on top of this node is newer than it.
-                Some(parent) if parent.node.as_ref().is_some_and(|p| Arc::ptr_eq(p, node)) => {
-                    (Link::Layer(layer), Some(parent))
-                }
-                _ => node_link(node),
-            },
-        }
-    }
-}
-
-/// Display's work list: what is left to print, so that neither a long chain nor merges nested
-/// in merges recurse (API S23).
-enum Piece {
-    /// The whole chain that built this context.
-    Chain(Context),
-    /// Only the last link of this context.
-    Link(Context),
-    Text(&'static str),
-}
-
-impl fmt::Display for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut work = vec![Piece::Chain(self.clone())];
-        while let Some(piece) = work.pop() {
-            match piece {
-                Piece::Text(text) => f.write_str(text)?,
-                Piece::Chain(ctx) => {
-                    // Pushed tip first, so the root is printed first.
-                    let mut at = Some(ctx);
-                    while let Some(ctx) = at {
-                        at = ctx.last_link().1.cloned();
-                        work.push(Piece::Link(ctx));
-                    }
-                }
-                Piece::Link(ctx) => match ctx.last_link().0 {
-                    Link::Background => f.write_str("context.Background")?,
-                    Link::Layer(layer) => layer.fmt_link(f)?,
-                    Link::Node(node) => match node.kind() {
-                        Kind::Todo => f.write_str("context.TODO")?,
-                        Kind::Cancel => f.write_str(".WithCancel")?,
-                        Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
-                        Kind::Deadline => {
-                            let left = timer::remaining(node.deadline(), ctx.now_nanos());
-                            write!(f, ".WithDeadline([{left:?}])")?
-                        }
-                        Kind::Merge => {
-                            let other = node.merged_with().expect("a merge has two parents");
-                            f.write_str(".Merge(")?;
-                            work.push(Piece::Text(")"));
-                            work.push(Piece::Chain(other));
-                        }
-                    },
-                },
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("err", &self.err())
-            .field("deadline", &self.deadline())
-            .finish_non_exhaustive()
+    /// The context as the tree holds it.
+    pub(crate) fn pair(&self) -> &Pair {
+        &self.pair
     }
 }

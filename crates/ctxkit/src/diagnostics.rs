@@ -2,7 +2,7 @@
 //!
 //! Every context that can be done, and every `without_cancel` context, is one node of a
 //! context tree. [`live_nodes`] counts the nodes not yet freed: a test that drops everything
-//! it made can check that the count returns to where it started (API S22).
+//! it made can check that the count returns to where it started ([S22](crate::guarantees#s22)).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,8 +1,8 @@
 //! Waiting for a context to be done: the [`Done`] future and blocking waits.
 //!
-//! Both forms use the node's waker list; a blocked thread waits through a waker that unparks
-//! it. No runtime is needed (API S17): whoever cancels wakes the waiters, and deadlines are
-//! fired by the timer thread.
+//! Both forms use the node's waker list; a blocked thread waits through a waker that unparks it. No
+//! runtime is needed ([S17](crate::guarantees#s17)): whoever cancels wakes the waiters, and
+//! deadlines are fired by the timer thread.
 
 use std::fmt;
 use std::future::Future;
@@ -12,7 +12,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::node::Node;
+use crate::tree::Node;
 use crate::Error;
 
 /// A future that completes with the context's [`Error`] once it is done (Go's `<-ctx.Done()`).
@@ -112,7 +112,7 @@ impl Future for Done {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
         let Some(node) = &this.node else {
-            return Poll::Pending; // never done (API S1)
+            return Poll::Pending; // never done (S1)
         };
         // Hot path: one load, and a pointer comparison when re-polled by the same task.
         if let Some(err) = node.err() {

@@ -4,7 +4,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-/// The reason a context is done, as Go's `ctx.Err()` reports it (API S3, S6).
+/// The reason a context is done, as Go's `ctx.Err()` reports it ([S3](crate::guarantees#s3),
+/// [S6](crate::guarantees#s6)).
 ///
 /// It displays exactly as Go's sentinel errors do.
 ///
@@ -74,7 +75,7 @@ impl From<Error> for std::io::Error {
 /// A boxed error, the form every `*_cause` method accepts.
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// The first cause that reached a context (Go's `context.Cause`, API S7–S9).
+/// The first cause that reached a context (Go's `context.Cause`, [S7–S9](crate::guarantees#s7)).
 ///
 /// Either one of the two [`Error`] sentinels or the error given to
 /// [`CancelHandle::cancel_with_cause`](crate::CancelHandle::cancel_with_cause) or a

@@ -524,7 +524,7 @@ where
 
 impl<E> Drop for Group<E> {
     fn drop(&mut self) {
-        // Cancelling again after `wait` changes nothing (API S8).
+        // Cancelling again after `wait` changes nothing (S8).
         self.shared.cancel();
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{BoxError, Cause};
-use crate::node::Node;
+use crate::tree::Node;
 use crate::Error;
 
 /// Cancels the context it was returned with, and with it every descendant (Go's
@@ -12,7 +12,7 @@ use crate::Error;
 ///
 /// Dropping a handle does **not** cancel; use [`drop_guard`](CancelHandle::drop_guard) for
 /// Go's `defer cancel()`. A context whose handles and clones are all dropped is freed even if
-/// it was never cancelled (API S22). Clones cancel the same context.
+/// it was never cancelled ([S22](crate::guarantees#s22)). Clones cancel the same context.
 ///
 /// # Examples
 ///
@@ -36,7 +36,8 @@ impl CancelHandle {
 
     /// Cancels the context with [`Error::Canceled`] (and that error as its cause). Idempotent
     /// and callable from any thread. When it returns, the context and all its descendants
-    /// report done and every `on_cancel` callback has run (API S4, S20). Waiters are woken;
+    /// report done and every `on_cancel` callback has run ([S4](crate::guarantees#s4),
+    /// [S20](crate::guarantees#s20)). Waiters are woken;
     /// `after_func` callbacks are started but not waited for.
     ///
     /// ```
@@ -52,7 +53,7 @@ impl CancelHandle {
 
     /// Cancels with [`Error::Canceled`] and `cause` as the context's
     /// [`cause`](crate::Context::cause) (Go's `CancelCauseFunc`). If the context is already
-    /// done, nothing changes: the first cause wins (API S8).
+    /// done, nothing changes: the first cause wins ([S8](crate::guarantees#s8)).
     ///
     /// ```
     /// use ctxkit::{Context, Error};
@@ -63,7 +64,7 @@ impl CancelHandle {
     /// ```
     pub fn cancel_with_cause(&self, cause: impl Into<BoxError>) {
         if self.node.is_done() {
-            return; // skip boxing the cause (API S8)
+            return; // skip boxing the cause (S8)
         }
         self.node
             .cancel(Error::Canceled, Some(Cause::custom(cause.into())));

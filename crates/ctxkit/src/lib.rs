@@ -19,16 +19,25 @@
 //! assert_eq!(worker.join().unwrap(), Some(Error::DeadlineExceeded));
 //! ```
 //!
+//! # Guarantees
+//! The rules every context keeps, Go's and ctxkit's own, are numbered S1–S25 in
+//! [`guarantees`]; each method's docs link the ones it keeps.
+//!
 //! # What is where
-//! - [`Context`]: roots, derivations, observation, waiting, callbacks (`context.rs`).
-//! - The cancellation tree and its invariants: `node.rs`. Deadlines and [`ManualClock`]:
-//!   `timer/`. Values and [`Key`]: `values.rs`. [`Done`] and blocking waits: `done.rs`.
-//!   [`AfterFunc`] and the callback pool: `callback.rs`. [`Error`] and [`Cause`]: `error.rs`.
-//!   [`CancelHandle`] and [`CancelGuard`]: `handle.rs`.
-//! - Task groups, Go's errgroup: [`Group`] for threads (`group.rs`); `ctxkit::tokio::Group`
-//!   for tokio tasks and `ctxkit::futures::JoinGroup` for futures in one task.
-//! - Integrations, one module each in `glue/`: [`net`] (blocking `std::net` I/O under a
-//!   context, always on) and the optional ones below.
+//! The modules are layered: each uses only the layers below it (`.ci/run` checks it).
+//!
+//! | layer | modules | what they hold |
+//! |---|---|---|
+//! | 6 | `group.rs`, `glue/` | task groups ([`Group`]); integrations, over the public API |
+//! | 5 | `context.rs`, `display.rs` | [`Context`]: deriving, observing, waiting, callbacks; how it prints |
+//! | 4 | `handle.rs`, `done.rs`, `manual_clock.rs` | [`CancelHandle`], [`CancelGuard`], [`Done`], [`ManualClock`] |
+//! | 3 | `tree/` | the cancellation tree and the value layers, one closed group (its invariants, N1–N9 and V1–V4, are in its module docs) |
+//! | 2 | `callback/`, `timer/` | [`AfterFunc`] registrations and the callback pool; timer queues, generic over what they expire |
+//! | 1 | `time.rs`, `error.rs`, `key.rs`, `sync.rs`, `diagnostics.rs` | time as nanoseconds, [`Error`] and [`Cause`], [`Key`], the loom shim, leak counters |
+//!
+//! [`Group`] is Go's errgroup for threads; `ctxkit::tokio::Group` does the same for tokio
+//! tasks and `ctxkit::futures::JoinGroup` for futures in one task. [`net`] bounds blocking
+//! `std::net` I/O by a context (always on); the other integrations are optional (below).
 //!
 //! # Cargo features
 //! None is enabled by default; each adds one module and one optional dependency.
@@ -56,36 +65,53 @@
 //! | `defer cancel()` | [`CancelHandle::drop_guard`] |
 #![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod callback;
-mod context;
+// Layer 1: no imports from the crate.
 #[cfg(feature = "diagnostics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "diagnostics")))]
 pub mod diagnostics;
-mod done;
 mod error;
+mod key;
+mod sync;
+mod time;
+// Layer 2.
+mod callback;
+mod timer;
+// Layer 3: one closed group.
+mod tree;
+// Layer 4.
+mod done;
+mod handle;
+mod manual_clock;
+// Layer 5.
+mod context;
+mod display;
+// Layer 6.
 mod glue;
 pub mod group;
-mod handle;
-mod node;
-mod sync;
-mod timer;
-mod values;
+
+pub mod guarantees;
 
 pub use callback::AfterFunc;
 pub use context::Context;
 pub use done::Done;
 pub use error::{Cause, Error};
 pub use group::{Group, Panicked};
+pub use handle::{CancelGuard, CancelHandle};
+pub use key::Key;
+pub use manual_clock::ManualClock;
 
 #[cfg(feature = "crossbeam-channel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-channel")))]
 pub use glue::crossbeam;
 #[cfg(feature = "futures")]
+#[cfg_attr(docsrs, doc(cfg(feature = "futures")))]
 pub use glue::futures;
 pub use glue::net;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use glue::tokio;
 #[cfg(feature = "tokio-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
 pub use glue::tokio_util;
-pub use handle::{CancelGuard, CancelHandle};
-pub use timer::ManualClock;
-pub use values::Key;

@@ -58,7 +58,7 @@ use crate::{AfterFunc, CancelHandle, Context, Key};
 /// ```
 pub fn child_token(ctx: &Context) -> CancellationToken {
     let token = CancellationToken::new();
-    // Dropping the registration leaves it in place (API S19): it lasts as long as `ctx` can
+    // Dropping the registration leaves it in place (S19): it lasts as long as `ctx` can
     // be done.
     drop(cancel_on_done(ctx, &token));
     token

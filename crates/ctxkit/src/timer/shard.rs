@@ -10,23 +10,30 @@
 
 use std::sync::{Arc, Weak};
 
-use super::{Nanos, NO_DEADLINE};
-use crate::node::Node;
+use super::Timed;
 use crate::sync::{lock, AtomicI64, AtomicUsize, Mutex, Ordering};
+use crate::time::{Nanos, NO_DEADLINE};
 
 /// One pending deadline.
-pub(super) struct Entry {
+pub(super) struct Entry<T> {
     pub(super) at: Nanos,
-    pub(super) node: Weak<Node>,
+    pub(super) timed: Weak<T>,
 }
 
 /// A binary min-heap of entries ordered by deadline.
-#[derive(Default)]
-pub(super) struct Heap {
-    entries: Vec<Entry>,
+pub(super) struct Heap<T> {
+    entries: Vec<Entry<T>>,
 }
 
-impl Heap {
+impl<T> Default for Heap<T> {
+    fn default() -> Self {
+        Heap {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> Heap<T> {
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -36,7 +43,7 @@ impl Heap {
         self.entries.first().map_or(NO_DEADLINE, |e| e.at)
     }
 
-    pub(super) fn push(&mut self, entry: Entry) {
+    pub(super) fn push(&mut self, entry: Entry<T>) {
         self.entries.push(entry);
         let mut i = self.entries.len() - 1;
         while i > 0 {
@@ -50,7 +57,7 @@ impl Heap {
     }
 
     /// Removes and returns the earliest entry.
-    pub(super) fn pop(&mut self) -> Option<Entry> {
+    pub(super) fn pop(&mut self) -> Option<Entry<T>> {
         let last = self.entries.len().checked_sub(1)?;
         self.entries.swap(0, last);
         let first = self.entries.pop();
@@ -78,7 +85,7 @@ impl Heap {
     }
 
     /// Keeps only the entries `keep` accepts, then restores the order: O(n).
-    fn retain(&mut self, keep: impl FnMut(&Entry) -> bool) {
+    fn retain(&mut self, keep: impl FnMut(&Entry<T>) -> bool) {
         self.entries.retain(keep);
         for i in (0..self.entries.len() / 2).rev() {
             self.sift_down(i);
@@ -87,7 +94,7 @@ impl Heap {
 
     /// Pops entries off the end of the array while `dead` says so: each removal keeps the
     /// order. Returns how many went.
-    fn trim(&mut self, mut dead: impl FnMut(&Entry) -> bool) -> usize {
+    fn trim(&mut self, mut dead: impl FnMut(&Entry<T>) -> bool) -> usize {
         let before = self.entries.len();
         while self.entries.last().is_some_and(&mut dead) {
             self.entries.pop();
@@ -96,28 +103,28 @@ impl Heap {
     }
 
     /// Takes every entry out.
-    pub(super) fn take_all(&mut self) -> Vec<Entry> {
+    pub(super) fn take_all(&mut self) -> Vec<Entry<T>> {
         std::mem::take(&mut self.entries)
     }
 }
 
-/// Whether an entry can go: its context is gone or done. A node whose last reference is
-/// the one taken here must not be dropped under the shard's lock (its drop comes back here,
-/// and may run callbacks: `node.rs`, N6), so it is handed to `last`.
-fn is_dead(entry: &Entry, last: &mut Vec<Node>) -> bool {
-    let Some(node) = entry.node.upgrade() else {
+/// Whether an entry can go: its owner is gone or done. An owner whose last reference is the
+/// one taken here must not be dropped under the shard's lock (a context's drop comes back
+/// here, and may run user code: `tree/mod.rs`, N6), so it is handed to `last`.
+fn is_dead<T: Timed>(entry: &Entry<T>, last: &mut Vec<T>) -> bool {
+    let Some(timed) = entry.timed.upgrade() else {
         return true;
     };
-    let done = node.is_done();
-    last.extend(Arc::into_inner(node));
+    let done = timed.is_done();
+    last.extend(Arc::into_inner(timed));
     done
 }
 
 /// One heap of deadlines and its counts. Aligned to its own cache lines, so that threads
 /// working on different shards do not share one.
 #[repr(align(128))]
-pub(super) struct Shard {
-    pub(super) heap: Mutex<Heap>,
+pub(super) struct Shard<T> {
+    pub(super) heap: Mutex<Heap<T>>,
     /// Entries whose context was cancelled or dropped since the last rebuild (T2). Counted
     /// without the lock. An estimate: an entry popped after being counted is not
     /// subtracted, which only makes the next rebuild come a little early.
@@ -130,8 +137,8 @@ pub(super) struct Shard {
     last_at: AtomicI64,
 }
 
-impl Default for Shard {
-    fn default() -> Shard {
+impl<T> Default for Shard<T> {
+    fn default() -> Shard<T> {
         Shard {
             heap: Mutex::default(),
             dead: AtomicUsize::new(0),
@@ -141,24 +148,24 @@ impl Default for Shard {
     }
 }
 
-impl Shard {
+impl<T: Timed> Shard<T> {
     /// Publishes the heap's length and last deadline for lock-free readers.
-    pub(super) fn changed(&self, heap: &Heap) {
+    pub(super) fn changed(&self, heap: &Heap<T>) {
         self.len.store(heap.len(), Ordering::Relaxed);
         let last = heap.entries.last().map_or(NO_DEADLINE, |e| e.at);
         self.last_at.store(last, Ordering::Relaxed);
     }
 
     /// Takes every entry due at `now` out of the heap; returns the earliest deadline left.
-    pub(super) fn take_due(&self, heap: &mut Heap, now: Nanos, due: &mut Vec<Weak<Node>>) -> Nanos {
+    pub(super) fn take_due(&self, heap: &mut Heap<T>, now: Nanos, due: &mut Vec<Weak<T>>) -> Nanos {
         while heap.earliest() <= now {
-            due.extend(heap.pop().map(|e| e.node));
+            due.extend(heap.pop().map(|e| e.timed));
         }
         self.changed(heap);
         heap.earliest()
     }
 
-    /// Counts the entry of a node whose deadline was `at` as dead (T2). If the entry is the
+    /// Counts the entry whose deadline was `at` as dead (T2). If the entry is the
     /// last of the heap's array, it and the dead entries before it are removed now, in
     /// O(1) each; otherwise the shard is rebuilt without its dead entries once they
     /// outnumber the live ones, so removal is amortised O(1) either way.
@@ -193,10 +200,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn entry(at: Nanos) -> Entry {
+    fn entry(at: Nanos) -> Entry<()> {
         Entry {
             at,
-            node: Weak::new(),
+            timed: Weak::new(),
         }
     }
 
@@ -222,7 +229,7 @@ mod tests {
         /// came before; a trim removes only a run of entries at the end of the array.
         #[test]
         fn heap_pops_in_deadline_order(ops in proptest::collection::vec(op(), 0..200)) {
-            let mut heap = Heap::default();
+            let mut heap = Heap::<()>::default();
             let mut model: Vec<Nanos> = Vec::new();
             for op in ops {
                 match op {

@@ -1,4 +1,4 @@
-//! Request-scoped values: [`Key`], and the value layers a context carries.
+//! Request-scoped values: the value layers a context carries.
 //!
 //! Go finds a value by walking the chain of contexts, one layer at a time. Here a context
 //! points straight at its nearest value [`Layer`] (cancellation nodes are never walked), and
@@ -7,7 +7,7 @@
 //! depends on how many distinct keys are set, never on the depth of the chain.
 //!
 //! A layer is one concrete type, not a trait object, so that a pointer to it is one word: a
-//! [`Context`] is two words (16 B on 64-bit targets), and so is a row of a table. Programs
+//! `Context` is two words (16 B on 64-bit targets), and so is a row of a table. Programs
 //! that hold many children of one parent pay for every word of a `Context` once per child.
 //! The price is that a layer's value, whatever its type, lives in an allocation of its own
 //! next to the layer's: `with_value` allocates the layer, the value (unless it is zero-sized)
@@ -17,109 +17,22 @@
 //! - **V1 (flat tables)**: `inherited` holds, for every key set above this layer and not
 //!   shadowed by this layer's own key, the nearest layer that set it; sorted by [`KeyId`],
 //!   one entry per key. It never holds the layer's own key.
-//! - **V2 (key identity)**: a [`Key`] is identified by the address of its `static`, a type by
-//!   its `TypeId`; the two namespaces never compare equal (API S15).
+//! - **V2 (key identity)**: a key is identified by the address of its `static`, a type by
+//!   its `TypeId`; the two namespaces never compare equal ([`KeyId`],
+//!   [S15](crate::guarantees#s15)).
 //! - **V3 (rows point at values)**: the layer of every [`Entry`] sets a value itself, under
 //!   the entry's key. A merge's layer sets none, so it is never a row of a table: it only
 //!   gathers the rows of the two merged contexts.
 //! - **V4 (stack safety)**: dropping a layer hands its parent context and its rows' layers to
 //!   [`release`], which drops them from a loop (N7): a chain of 1,000,000 values, or as many
-//!   nested merges, drops without recursion (API S23).
+//!   nested merges, drops without recursion ([S23](crate::guarantees#s23)).
 
-use std::any::{Any, TypeId};
-use std::fmt;
-use std::marker::PhantomData;
+use std::any::Any;
 use std::sync::Arc;
 
-use crate::context::Context;
-use crate::node::release;
-
-/// A typed key for [`Context::with_value`] and [`Context::value`], declared as a `static`.
-///
-/// Two keys are different keys even when they have the same name and type: a key is the
-/// `static` itself (API S15). The name is only for display.
-///
-/// # Examples
-///
-/// ```
-/// use ctxkit::{Context, Key};
-///
-/// static REQUEST_ID: Key<u64> = Key::new("request_id");
-///
-/// let ctx = Context::background().with_value(&REQUEST_ID, 42);
-/// assert_eq!(ctx.value(&REQUEST_ID), Some(&42));
-/// assert_eq!(REQUEST_ID.name(), "request_id");
-/// ```
-pub struct Key<T> {
-    name: &'static str,
-    // `fn() -> T`: the key neither owns a T nor needs T: Send/Sync to be shared.
-    _type: PhantomData<fn() -> T>,
-}
-
-impl<T> Key<T> {
-    /// A key named `name`. Declare it as a `static`: its address is its identity.
-    ///
-    /// ```
-    /// static USER: ctxkit::Key<String> = ctxkit::Key::new("user");
-    /// ```
-    pub const fn new(name: &'static str) -> Key<T> {
-        Key {
-            name,
-            _type: PhantomData,
-        }
-    }
-
-    /// The name given to [`Key::new`].
-    ///
-    /// ```
-    /// static USER: ctxkit::Key<String> = ctxkit::Key::new("user");
-    /// assert_eq!(USER.name(), "user");
-    /// ```
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
-impl<T> fmt::Debug for Key<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Key").field(&self.name).finish()
-    }
-}
-
-/// The identity of a value's key, as one word so that a lookup compares integers (V2).
-///
-/// A [`Key`] is the address of its `static` (always even: a `Key` is pointer-aligned); a type
-/// is a 64-bit digest of its `TypeId`, made odd, so the two namespaces never meet. Two types
-/// whose digests collide (about one chance in 2^64 per pair) would shadow each other, but a
-/// value is only ever handed out after `downcast_ref` checked its full type: a collision could
-/// hide a value, never hand out one of the wrong type.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(crate) struct KeyId(u64);
-
-impl KeyId {
-    pub(crate) fn of_key<T>(key: &'static Key<T>) -> KeyId {
-        KeyId(key as *const Key<T> as usize as u64)
-    }
-
-    pub(crate) fn of_type<T: 'static>() -> KeyId {
-        /// Folds whatever `TypeId` feeds it into one word (FxHash's step).
-        struct Digest(u64);
-        impl std::hash::Hasher for Digest {
-            fn write(&mut self, bytes: &[u8]) {
-                bytes.iter().for_each(|&b| self.write_u64(b as u64));
-            }
-            fn write_u64(&mut self, word: u64) {
-                self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-            }
-            fn finish(&self) -> u64 {
-                self.0
-            }
-        }
-        let mut digest = Digest(0);
-        std::hash::Hash::hash(&TypeId::of::<T>(), &mut digest);
-        KeyId(digest.0 | 1)
-    }
-}
+use super::release::release;
+use super::Pair;
+use crate::key::KeyId;
 
 /// A value as a layer holds it: of any type, behind one pointer.
 pub(crate) type AnyValue = dyn Any + Send + Sync;
@@ -150,7 +63,7 @@ enum Body {
     /// `with_value`, `with` and `with_clock`: one value on top of the parent's.
     Value(Own),
     /// `merge`: no value of its own. The merged contexts' values are all in the table, and
-    /// the merge's node displays the link (API S24).
+    /// the merge's node displays the link (S24).
     Merge,
 }
 
@@ -165,15 +78,17 @@ struct Own {
     /// The value, in an allocation of its own (none if it is zero-sized).
     value: Box<AnyValue>,
     /// The context this layer was derived from: Display continues the chain there.
-    parent: Context,
+    parent: Pair,
 }
 
-/// How a value layer displays.
-#[derive(Clone, Copy)]
+/// What set a layer's value, which decides how it displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Label {
-    /// `.WithValue(<name>, <type>)`
-    Value(&'static str),
-    /// `.WithClock`
+    /// `with_value` under a [`Key`](crate::Key) of this name.
+    Key(&'static str),
+    /// `with::<T>`, keyed by the value's type.
+    Type,
+    /// `with_clock`.
     Clock,
 }
 
@@ -200,21 +115,18 @@ impl Layer {
 
     /// The context this layer was derived from; `None` for a merge's layer, which belongs to
     /// the merge's node: the node displays it.
-    pub(crate) fn display_parent(&self) -> Option<&Context> {
+    pub(crate) fn display_parent(&self) -> Option<&Pair> {
         match &self.body {
             Body::Value(own) => Some(&own.parent),
             Body::Merge => None,
         }
     }
 
-    /// This layer's part of the context's Display chain (API S2); nothing for a merge's.
-    pub(crate) fn fmt_link(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// What set this layer's value and the value's type name; `None` for a merge's layer.
+    pub(crate) fn label(&self) -> Option<(Label, &'static str)> {
         match &self.body {
-            Body::Value(own) => match own.label {
-                Label::Value(name) => write!(f, ".WithValue({name}, {})", own.type_name),
-                Label::Clock => f.write_str(".WithClock"),
-            },
-            Body::Merge => Ok(()),
+            Body::Value(own) => Some((own.label, own.type_name)),
+            Body::Merge => None,
         }
     }
 }
@@ -226,7 +138,7 @@ impl Drop for Layer {
             release(std::mem::take(&mut own.parent));
         }
         for entry in std::mem::take(&mut self.inherited).into_vec() {
-            release(Context::from_layer(entry.layer));
+            release(Pair::from_layer(entry.layer));
         }
     }
 }
@@ -267,12 +179,12 @@ fn exact<'a>(rows: impl Iterator<Item = Row<'a>> + Clone) -> Box<[Entry]> {
 
 /// A new layer setting `key` to `value` on top of `parent`'s values.
 pub(crate) fn with_value<T: Send + Sync + 'static>(
-    parent: &Context,
+    parent: &Pair,
     key: KeyId,
     label: Label,
     value: T,
 ) -> Arc<Layer> {
-    let rows = parent.layer().into_iter().flat_map(visible);
+    let rows = parent.layer.iter().flat_map(visible);
     let inherited = exact(rows.filter(move |&(k, _)| k != key)); // shadowed by the new layer (V1)
     Arc::new(Layer {
         inherited,
@@ -286,11 +198,11 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
     })
 }
 
-/// The value layer of `a.merge(b)`: `a`'s values, then `b`'s for keys `a` lacks (API S24);
-/// `None` if that makes no value at all. `a_only` is a key taken from `a` alone (the clock: a
-/// merge measures time on `a`'s clock, API S24).
-pub(crate) fn merge(a: &Context, b: &Context, a_only: KeyId) -> Option<Arc<Layer>> {
-    let (a, b) = match (a.layer(), b.layer()) {
+/// The value layer of `a.merge(b)`: `a`'s values, then `b`'s for keys `a` lacks
+/// ([S24](crate::guarantees#s24)); `None` if that makes no value at all. `a_only` is a key
+/// taken from `a` alone (the clock: a merge measures time on `a`'s clock, S24).
+pub(crate) fn merge(a: &Pair, b: &Pair, a_only: KeyId) -> Option<Arc<Layer>> {
+    let (a, b) = match (a.layer.as_ref(), b.layer.as_ref()) {
         (a, None) => return a.cloned(),
         (a, Some(b)) => (a, b),
     };
@@ -314,4 +226,95 @@ pub(crate) fn merge(a: &Context, b: &Context, a_only: KeyId) -> Option<Arc<Layer
         inherited,
         body: Body::Merge,
     }))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A key whose identity is `n`, made odd so it never meets a real key's address.
+    fn key(n: u64) -> KeyId {
+        KeyId::from_raw(n * 2 + 1)
+    }
+
+    /// A context carrying `(key, value)` pairs, set one after another.
+    fn chain(values: &[(u64, u32)]) -> Pair {
+        values.iter().fold(Pair::default(), |pair, &(k, v)| {
+            Pair::from_layer(with_value(&pair, key(k), Label::Type, v))
+        })
+    }
+
+    fn find(pair: &Pair, k: u64) -> Option<u32> {
+        pair.layer.as_ref()?.find(key(k))?.downcast_ref().copied()
+    }
+
+    /// V1: one row per key, sorted, never the layer's own key.
+    fn check_table(layer: &Layer) {
+        let keys: Vec<KeyId> = layer.inherited.iter().map(|e| e.key).collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "sorted, one row per key"
+        );
+        if let Some((own, _)) = layer.own() {
+            assert!(!keys.contains(&own), "the own key is not inherited");
+        }
+        assert!(
+            layer.inherited.iter().all(|e| e.layer.own().is_some()),
+            "V3"
+        );
+    }
+
+    #[test]
+    fn the_nearest_value_of_a_key_wins_and_tables_stay_flat() {
+        let pair = chain(&[(3, 30), (1, 10), (3, 31), (2, 20)]);
+        assert_eq!(find(&pair, 3), Some(31));
+        assert_eq!(find(&pair, 1), Some(10));
+        assert_eq!(find(&pair, 2), Some(20));
+        assert_eq!(find(&pair, 4), None);
+        let layer = pair.layer.as_ref().unwrap();
+        check_table(layer);
+        assert_eq!(
+            layer.inherited.len(),
+            2,
+            "keys 1 and 3; its own key 2 is not a row"
+        );
+    }
+
+    #[test]
+    fn a_merge_takes_a_first_then_b_for_the_keys_a_lacks() {
+        let a = chain(&[(1, 10), (5, 50)]);
+        let b = chain(&[(1, 11), (2, 21), (9, 91)]);
+        let merged = Pair::from_layer(merge(&a, &b, key(100)).unwrap());
+        assert_eq!(find(&merged, 1), Some(10), "a first");
+        assert_eq!(find(&merged, 2), Some(21));
+        assert_eq!(find(&merged, 5), Some(50));
+        assert_eq!(find(&merged, 9), Some(91));
+        let layer = merged.layer.as_ref().unwrap();
+        check_table(layer);
+        assert_eq!(layer.inherited.len(), 4);
+        assert!(layer.label().is_none(), "a merge's layer sets no value");
+    }
+
+    #[test]
+    fn a_merge_keeps_a_only_keys_from_a() {
+        let clock = 7;
+        let a = chain(&[(1, 10)]);
+        let b = chain(&[(clock, 70), (2, 20)]);
+        let merged = Pair::from_layer(merge(&a, &b, key(clock)).unwrap());
+        assert_eq!(find(&merged, clock), None, "b's clock is not taken");
+        assert_eq!(find(&merged, 2), Some(20));
+        // `b` with nothing but a clock adds no layer at all.
+        let only_clock = chain(&[(clock, 70)]);
+        assert!(merge(&Pair::default(), &only_clock, key(clock)).is_none());
+        let merged = merge(&a, &only_clock, key(clock)).unwrap();
+        assert_eq!(merged.inherited.len(), 1);
+    }
+
+    #[test]
+    fn merging_without_values_on_one_side_reuses_the_other() {
+        let a = chain(&[(1, 10)]);
+        let same = merge(&a, &Pair::default(), key(100)).unwrap();
+        assert!(Arc::ptr_eq(&same, a.layer.as_ref().unwrap()));
+        assert!(merge(&Pair::default(), &Pair::default(), key(100)).is_none());
+    }
 }

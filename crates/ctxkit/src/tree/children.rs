@@ -1,0 +1,151 @@
+//! A node's child list (N2, N3): the slots a child's `slot` names.
+//!
+//! The first child lives in a field of its own, outside the vector: a node with one child at
+//! a time (each level of a chain, a parent whose children come and go one by one) never
+//! allocates. The others are entries with a list of the free ones, so that insert and remove
+//! are O(1). An entry of `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which
+//! keeps a parent of many children within the wide fan-out's memory budget.
+
+/// The slot of a child in no parent's list (N3).
+pub(super) const UNLINKED: u32 = u32::MAX;
+/// The slot of the child kept in [`Children::first`].
+const FIRST: u32 = u32::MAX - 1;
+
+/// The children of one node. `T` is `Weak<Node>` in the tree.
+pub(super) struct Children<T> {
+    first: Option<T>,
+    rest: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for Children<T> {
+    fn default() -> Self {
+        Children {
+            first: None,
+            rest: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Children<T> {
+    /// Stores `child`; returns its slot (never [`UNLINKED`]).
+    pub(super) fn insert(&mut self, child: T) -> u32 {
+        if self.first.is_none() {
+            self.first = Some(child);
+            return FIRST;
+        }
+        match self.free.pop() {
+            Some(slot) => {
+                self.rest[slot as usize] = Some(child);
+                slot
+            }
+            None => {
+                self.rest.push(Some(child));
+                // FIRST children would need hundreds of GiB of nodes.
+                (self.rest.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Removes the child in `slot`, which is occupied (N3), and returns it.
+    pub(super) fn remove(&mut self, slot: u32) -> Option<T> {
+        if slot == FIRST {
+            return self.first.take();
+        }
+        let child = self.rest[slot as usize].take();
+        if self.free.len() + 1 == self.rest.len() {
+            // Empty again: start over, keeping the capacity.
+            self.rest.clear();
+            self.free.clear();
+        } else {
+            self.free.push(slot);
+        }
+        child
+    }
+
+    /// Takes every child out.
+    pub(super) fn take(&mut self) -> impl Iterator<Item = T> {
+        self.free.clear();
+        let rest = std::mem::take(&mut self.rest).into_iter().flatten();
+        self.first.take().into_iter().chain(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert,
+        /// Remove the n-th live child (modulo their number).
+        Remove(usize),
+        Take,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => Just(Op::Insert),
+            4 => (0..64usize).prop_map(Op::Remove),
+            1 => Just(Op::Take),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the mix of inserts and removals, each child is found in the slot it was
+        /// given, slots of live children are distinct, and `take` gives back exactly the
+        /// live ones.
+        #[test]
+        fn slots_name_their_children(ops in proptest::collection::vec(op(), 0..300)) {
+            let mut children = Children::default();
+            let mut live: Vec<(u32, u32)> = Vec::new(); // (slot, child)
+            let mut next = 0u32;
+            for op in ops {
+                match op {
+                    Op::Insert => {
+                        let slot = children.insert(next);
+                        prop_assert_ne!(slot, UNLINKED);
+                        prop_assert!(live.iter().all(|&(s, _)| s != slot), "slot {} reused while live", slot);
+                        live.push((slot, next));
+                        next += 1;
+                    }
+                    Op::Remove(n) if !live.is_empty() => {
+                        let (slot, child) = live.swap_remove(n % live.len());
+                        prop_assert_eq!(children.remove(slot), Some(child));
+                    }
+                    Op::Remove(_) => {}
+                    Op::Take => {
+                        let mut taken: Vec<u32> = children.take().collect();
+                        let mut expected: Vec<u32> = live.drain(..).map(|(_, c)| c).collect();
+                        taken.sort_unstable();
+                        expected.sort_unstable();
+                        prop_assert_eq!(taken, expected);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_child_at_a_time_never_allocates() {
+        let mut children = Children::default();
+        for i in 0..100 {
+            let slot = children.insert(i);
+            assert_eq!(children.remove(slot), Some(i));
+        }
+        assert_eq!(children.rest.capacity(), 0);
+    }
+
+    #[test]
+    fn an_emptied_list_starts_over() {
+        let mut children = Children::default();
+        let slots: Vec<u32> = (0..10usize).map(|i| children.insert(i)).collect();
+        for (i, &slot) in slots.iter().enumerate() {
+            assert_eq!(children.remove(slot), Some(i));
+        }
+        assert!(children.rest.is_empty() && children.free.is_empty());
+        assert_eq!(children.take().count(), 0);
+    }
+}

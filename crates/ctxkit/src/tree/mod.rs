@@ -1,0 +1,129 @@
+//! The cancellation tree and the value layers: what a context is made of.
+//!
+//! A context is a [`Pair`]: its nearest [`Node`] (what can be done: err, cause, deadline,
+//! waiters, callbacks, children) and its nearest value [`Layer`] (what values it carries).
+//! Nodes are made by `with_cancel`, `with_deadline`/`with_timeout` (kind [`Kind::Deadline`]
+//! when it owns a timer), `merge`, and — as nodes that are never done — `without_cancel` and
+//! `todo`; layers by `with_value`, `with`, `with_clock` and `merge`. Cancellation never walks
+//! value layers and value lookups never walk nodes. Nodes and layers both hold their parent
+//! as a `Pair`, so this module is one closed group, the way Go keeps its context types in one
+//! file; nothing in it knows the public [`Context`](crate::Context), which wraps a `Pair`.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `state.rs` | the state word: err, walking, claimed (N1, N1b, N9) |
+//! | `children.rs` | a node's child list and the slots that name its entries (N2, N3) |
+//! | `node.rs` | a node: its fields, how it is made and linked, what can be read from it |
+//! | `walk.rs` | the cancellation walk and waiting for other walks (N1b, N4, N7, N9) |
+//! | `aftermath.rs` | what a cancellation does once its locks are released (N6) |
+//! | `waiters.rs` | wakers of `Done` futures and blocked threads |
+//! | `callbacks.rs` | registrations and the pin of a node with a timer (N8) |
+//! | `release.rs` | dropping nodes and chains without recursion (N2, N7) |
+//! | `layer.rs` | value layers and their flat tables (V1–V4) |
+//! | `clock.rs` | which timer queue a context's deadlines go to |
+//!
+//! # Invariants
+//! - **N1 (one load)**: the err bits of the state word are `LIVE` until the node is done, then
+//!   the [`Error`](crate::Error) it ended with, which never changes again. It is written with
+//!   `Release` under the node's lock, after the cause is written; readers load it with
+//!   `Acquire`, so a reader that sees it done also sees the final cause.
+//! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
+//!   carries the `WALKING` bit (if it has children) until that cancellation has made its
+//!   whole subtree done, and leaves its parents' child lists only after that. A cancel that
+//!   finds a node done with `WALKING` set waits for the bit to clear, so that every `cancel()`
+//!   returns only once the subtree is done ([S4](crate::guarantees#s4)), even when another
+//!   thread's cancellation got there first. A walk clears its own bits before waiting on
+//!   another's, so two walks never wait on each other.
+//! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a
+//!   parent holds only `Weak` references to its children. So dropping every handle and clone
+//!   of a child frees it, cancelled or not ([S22](crate::guarantees#s22)).
+//! - **N3 (slots)**: `slot` (and a merge's second `slot`) is the child's entry in the parent's
+//!   child list, or `UNLINKED`. It is read and written only under the parent's lock, and is
+//!   set to `UNLINKED` by whoever removes the entry, so removal happens at most once. While a
+//!   parent is live, a child whose slot is not `UNLINKED` is in the parent's child list; once
+//!   the parent is done its list has been emptied and slots are not looked at again.
+//! - **N4 (done is final and downward-closed)**: a node becomes done under its own lock, and
+//!   in the same critical section takes its children, waiters and callbacks out (or, with
+//!   nothing behind its lock, without it: N9). A node is registered with a parent only under
+//!   the parent's lock and only while the parent is live, so every child of a done parent was
+//!   reached by the parent's cancellation or created done.
+//! - **N5 (one lock at a time)**: no code path holds two node locks, or a node lock and a
+//!   timer queue lock, at once. There is no lock order to get wrong, so no deadlock.
+//! - **N6 (nothing runs under a lock)**: wakers, threads and callbacks are woken or run only
+//!   after every lock is released ([S20](crate::guarantees#s20)), and nodes whose last
+//!   reference is dropped during cancellation are dropped after the walk.
+//! - **N7 (stack safety)**: cancellation walks the subtree with an explicit work list, and
+//!   dropping a chain of contexts goes through `release`, which drops parents from a loop
+//!   instead of recursively ([S23](crate::guarantees#s23)).
+//! - **N8 (pins)**: a node with its own timer pins itself (holds an `Arc` to itself) while
+//!   callbacks are pending on it, so that its deadline can still fire them after its handles
+//!   and clones are gone ([S19](crate::guarantees#s19)). The pin goes when the node is done,
+//!   when no callback is pending any more (stopped, or fired through another parent), or when
+//!   its manual clock is abandoned (T5). A node without its own timer hands its pending
+//!   callbacks to its parents when dropped.
+//! - **N9 (unclaimed nodes cancel without a lock)**: the `CLAIMED` bit of the state word is
+//!   set, under the node's lock, before anything is put behind that lock (a child, a waiter, a
+//!   callback, a cause) and before a locked path makes the node done (`State::claim`). A node
+//!   whose state is exactly `LIVE` is unclaimed: it has nothing behind its lock, and a
+//!   cancellation without a cause makes it done with one compare-and-swap from `LIVE`, taking
+//!   no lock. The swap and `claim` are read-modify-writes of one atomic, so exactly one of
+//!   them comes first: a swap that wins leaves `claim` seeing the node done; a `claim` that
+//!   wins makes the swap fail, and the cancellation takes the locked path.
+
+mod aftermath;
+mod callbacks;
+mod children;
+mod clock;
+mod layer;
+mod node;
+mod release;
+mod state;
+mod waiters;
+mod walk;
+
+use std::sync::Arc;
+
+pub(crate) use clock::{clock_key, Queue};
+pub(crate) use layer::{merge as merge_layers, with_value, AnyValue, Label, Layer};
+pub(crate) use node::{Kind, Node};
+
+use crate::key::KeyId;
+use crate::time::{Nanos, NO_DEADLINE};
+
+/// A context as the tree holds it: its nearest node and its nearest value layer. `None`
+/// node: never done; `None` layer: no values; both `None`: `background()`.
+#[derive(Clone, Default)]
+pub(crate) struct Pair {
+    pub(crate) node: Option<Arc<Node>>,
+    pub(crate) layer: Option<Arc<Layer>>,
+}
+
+impl Pair {
+    /// A context with values only.
+    pub(crate) fn from_layer(layer: Arc<Layer>) -> Pair {
+        Pair {
+            node: None,
+            layer: Some(layer),
+        }
+    }
+
+    /// Whether this is `background()`: nothing to drop.
+    pub(crate) fn is_root(&self) -> bool {
+        self.node.is_none() && self.layer.is_none()
+    }
+
+    /// The node through which this context can be done, if any.
+    pub(crate) fn cancel_node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref().filter(|n| n.can_be_done())
+    }
+
+    /// The earliest deadline of this context and its ancestors.
+    pub(crate) fn deadline(&self) -> Nanos {
+        self.node.as_ref().map_or(NO_DEADLINE, |n| n.deadline())
+    }
+
+    /// The value set under `key` nearest to this context.
+    pub(crate) fn find(&self, key: KeyId) -> Option<&AnyValue> {
+        self.layer.as_deref()?.find(key)
+    }
+}

@@ -1,0 +1,322 @@
+//! A node of the cancellation tree: what it holds, how it is made and linked into its
+//! parents, and what can be read from it.
+
+use std::sync::{Arc, Weak};
+use std::task::Waker;
+
+use slab::Slab;
+
+use super::children::{Children, UNLINKED};
+use super::clock::Queue;
+use super::state::{State, Walk};
+use super::walk::OwnTimer;
+use super::Pair;
+use crate::callback::{Callbacks, Reg};
+use crate::error::Cause;
+use crate::sync::{lock, AtomicU32, Mutex, Ordering};
+use crate::time::{Nanos, NO_DEADLINE};
+use crate::timer::{self, Timed};
+use crate::Error;
+
+/// What kind of derivation made a node: decides how it displays and whether it can be done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `with_cancel`, or a `with_deadline` later than the parent's
+    /// ([S12](crate::guarantees#s12)).
+    Cancel,
+    /// `with_deadline`/`with_timeout` with its own timer.
+    Deadline,
+    /// `merge`: a second parent lives in [`Extra::merge`].
+    Merge,
+    /// `without_cancel`: never done, not linked to its parent.
+    WithoutCancel,
+    /// The `todo()` root: never done.
+    Todo,
+}
+
+/// A context that can be done (or a `without_cancel`/`todo` context, which cannot). See the
+/// invariants in `tree/mod.rs`.
+pub(crate) struct Node {
+    pub(super) state: State,
+    kind: Kind,
+    /// For a [`Kind::Deadline`] node: the timer shard its entry went to (T2).
+    shard: u8,
+    /// This node's slot in its parent's child list (N3).
+    pub(super) slot: AtomicU32,
+    /// The earliest deadline of this node and its ancestors ([`NO_DEADLINE`] if none).
+    deadline: Nanos,
+    pub(super) inner: Mutex<Inner>,
+    /// The context this one was derived from (its first parent, for a merge).
+    pub(super) parent: Pair,
+}
+
+/// A node's lock and what it guards. Boxed and made on first use: most contexts are leaves
+/// that nobody waits on, and for them the node stays small (one allocation per
+/// `with_cancel` child).
+pub(super) type Inner = Option<Box<Branch>>;
+
+/// Everything of a node that changes, under its lock. The rarely used part is boxed again,
+/// so that a node with children (every level of a deep chain) carries only the child list.
+#[derive(Default)]
+pub(super) struct Branch {
+    /// The children that can be cancelled through this node (N2, N3).
+    pub(super) children: Children<Weak<Node>>,
+    pub(super) extra: Option<Box<Extra>>,
+}
+
+/// Causes, waiters, callbacks and merges: what most nodes never have.
+#[derive(Default)]
+pub(super) struct Extra {
+    /// While live: the cause a `with_*_cause` deadline will use. Once done: the cause
+    /// (`None` means the sentinel of the err, [S7](crate::guarantees#s7)).
+    pub(super) cause: Option<Cause>,
+    /// Wakers of pending `Done` futures and blocked threads, keyed so a dropped future can
+    /// remove its own.
+    pub(super) wakers: Slab<Waker>,
+    /// `after_func` and `on_cancel` registrations. Stopped ones are swept when the vector
+    /// would grow, so it stays within twice the live registrations.
+    pub(super) regs: Vec<Arc<Reg>>,
+    /// How many of `regs` may still be pending: added on registration, taken off when one
+    /// settles.
+    pub(super) pending: usize,
+    /// While callbacks are pending on a node with its own timer: the node itself, so that
+    /// the timer (which holds only a `Weak`, T1) can still find it (N8).
+    pub(super) pin: Option<Arc<Node>>,
+    /// The second parent of a merged context (set at creation, never changed).
+    pub(super) merge: Option<Arc<MergeParent>>,
+}
+
+/// The second parent of a merged context, shared so that it can be used without the
+/// merged node's lock (N5).
+pub(super) struct MergeParent {
+    pub(super) pair: Pair,
+    pub(super) slot: AtomicU32,
+}
+
+pub(super) fn branch(inner: &mut Inner) -> &mut Branch {
+    inner.get_or_insert_with(Default::default)
+}
+
+pub(super) fn extra(inner: &mut Inner) -> &mut Extra {
+    branch(inner).extra.get_or_insert_with(Default::default)
+}
+
+/// The rare part of a node's state, if it was ever made.
+pub(super) fn extra_ref(inner: &Inner) -> Option<&Extra> {
+    inner.as_ref()?.extra.as_deref()
+}
+
+pub(super) fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
+    inner.as_mut()?.extra.as_deref_mut()
+}
+
+impl Node {
+    fn new(
+        kind: Kind,
+        deadline: Nanos,
+        parent: Pair,
+        merge: Option<Arc<MergeParent>>,
+        cause: Option<Cause>,
+    ) -> Node {
+        #[cfg(feature = "diagnostics")]
+        crate::diagnostics::node_created();
+        let inner = (merge.is_some() || cause.is_some()).then(|| {
+            Box::new(Branch {
+                extra: Some(Box::new(Extra {
+                    cause,
+                    merge,
+                    ..Extra::default()
+                })),
+                ..Branch::default()
+            })
+        });
+        Node {
+            state: State::new(inner.is_some()), // N9
+            kind,
+            shard: if kind == Kind::Deadline {
+                timer::thread_shard()
+            } else {
+                0
+            },
+            slot: AtomicU32::new(UNLINKED),
+            deadline,
+            inner: Mutex::new(inner),
+            parent,
+        }
+    }
+
+    /// A node that is never done (`todo`, `without_cancel`).
+    pub(crate) fn never_done(kind: Kind, parent: Pair) -> Arc<Node> {
+        Arc::new(Node::new(kind, NO_DEADLINE, parent, None, None))
+    }
+
+    /// A child of `parent` (and of `other`, for a merge), linked into every parent that can
+    /// be done. If a parent is already done, so is the child, with the first such parent's
+    /// err and cause ([S5](crate::guarantees#s5), [S24](crate::guarantees#s24)).
+    pub(crate) fn child(
+        kind: Kind,
+        deadline: Nanos,
+        parent: &Pair,
+        other: Option<&Pair>,
+        deadline_cause: Option<Cause>,
+    ) -> Arc<Node> {
+        let merge = other.map(|pair| {
+            Arc::new(MergeParent {
+                pair: pair.clone(),
+                slot: AtomicU32::new(UNLINKED),
+            })
+        });
+        let node = Arc::new(Node::new(
+            kind,
+            deadline,
+            parent.clone(),
+            merge.clone(),
+            deadline_cause,
+        ));
+        // Linking happens after the Arc exists, so a parent's walk can always upgrade its
+        // Weak (N2): a node under construction could not be reached.
+        if let Some(p) = parent.cancel_node() {
+            if let Err(done) = p.link(&node, &node.slot) {
+                node.finish_at_birth(done);
+                return node;
+            }
+        }
+        if let Some(merge) = merge {
+            if let Some(other) = merge.pair.cancel_node() {
+                if let Err((err, cause)) = other.link(&node, &merge.slot) {
+                    // `node` may be reachable from `parent` by now: cancel it properly.
+                    node.cancel(err, Some(cause.unwrap_or_else(|| Cause::sentinel(err))));
+                } else if node.is_done() {
+                    // `parent` cancelled it before it was linked into `other` (N3 makes
+                    // this second unlink harmless if the walk already did it).
+                    other.unlink(&merge.slot);
+                }
+            }
+        }
+        node
+    }
+
+    /// Links `child` into this node's child list unless this node is done (N3, N4).
+    fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
+        // Made before locking: the critical section of a parent shared between threads
+        // stays as short as possible.
+        let weak = Arc::downgrade(child);
+        let mut inner = lock(&self.inner);
+        if let Some(err) = self.state.claim() {
+            return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
+        }
+        let key = branch(&mut inner).children.insert(weak);
+        slot.store(key, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes the entry `slot` names from this node's child list, once (N3).
+    pub(super) fn unlink(&self, slot: &AtomicU32) {
+        let mut inner = lock(&self.inner);
+        // Under this node's lock (N3): no read-modify-write needed.
+        let key = slot.load(Ordering::Relaxed);
+        slot.store(UNLINKED, Ordering::Relaxed);
+        if key == UNLINKED || self.is_done() {
+            return;
+        }
+        let weak = branch(&mut inner).children.remove(key);
+        drop(inner);
+        drop(weak); // after unlocking: the critical section stays short
+    }
+
+    /// Marks a node nobody else can see yet as done with its parent's err and cause
+    /// ([S5](crate::guarantees#s5)).
+    fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
+        let mut inner = lock(&self.inner);
+        // The parent's cause replaces a pending deadline cause, even when it is the sentinel.
+        match (cause, extra_mut(&mut inner)) {
+            (None, None) => {}
+            (None, Some(e)) => e.cause = None,
+            (cause, _) => extra(&mut inner).cause = cause,
+        }
+        self.state.finish(err, Walk::Over);
+    }
+
+    /// The node's err: one `Acquire` load (N1).
+    #[inline]
+    pub(crate) fn err(&self) -> Option<Error> {
+        self.state.err()
+    }
+
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn deadline(&self) -> Nanos {
+        self.deadline
+    }
+
+    pub(crate) fn parent(&self) -> &Pair {
+        &self.parent
+    }
+
+    pub(super) fn merge_parent(&self) -> Option<Arc<MergeParent>> {
+        if self.kind != Kind::Merge {
+            return None;
+        }
+        extra_ref(&lock(&self.inner)).and_then(|e| e.merge.clone())
+    }
+
+    /// The second parent of a merged context.
+    pub(crate) fn merged_with(&self) -> Option<Pair> {
+        self.merge_parent().map(|m| m.pair.clone())
+    }
+
+    /// Whether this node can ever be done (a parent to link children into).
+    pub(crate) fn can_be_done(&self) -> bool {
+        !matches!(self.kind, Kind::WithoutCancel | Kind::Todo)
+    }
+
+    /// The cause, once done ([S7](crate::guarantees#s7)).
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        let err = self.err()?;
+        let inner = lock(&self.inner);
+        let cause = extra_ref(&inner).and_then(|e| e.cause.clone());
+        Some(cause.unwrap_or_else(|| Cause::sentinel(err)))
+    }
+
+    /// The queue this node's own timer is in, if it has one.
+    pub(super) fn timer_queue(&self) -> Option<&Arc<Queue>> {
+        if self.kind != Kind::Deadline {
+            return None;
+        }
+        Some(self.parent.timer_queue())
+    }
+
+    /// Counts this node's own timer entry, if any, as dead (T2).
+    pub(super) fn forget_timer(&self) {
+        if let Some(queue) = self.timer_queue() {
+            queue.forget(self.shard, self.deadline);
+        }
+    }
+}
+
+impl Timed for Node {
+    fn shard(&self) -> u8 {
+        self.shard
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    /// Cancels with `DeadlineExceeded` and the cause given at creation
+    /// ([S7](crate::guarantees#s7), [S11](crate::guarantees#s11)).
+    fn expire(self: &Arc<Self>, callbacks: Callbacks) {
+        self.walk(Error::DeadlineExceeded, None, OwnTimer::Fired, callbacks);
+    }
+
+    fn abandoned(&self) {
+        self.unpin();
+    }
+}

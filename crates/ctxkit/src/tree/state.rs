@@ -1,0 +1,150 @@
+//! A node's state word: its err, whether a walk is still under way below it, and whether its
+//! lock guards anything (N1, N1b, N9). One byte, read with one load on every `err()` and
+//! `is_done()`.
+
+use crate::sync::{AtomicU8, Ordering};
+use crate::Error;
+
+/// The err bits of a node that is not done (N1).
+const LIVE: u8 = 0;
+const ERR_BITS: u8 = 0b11;
+/// Set on a node made done by a walk until the walk has made its whole subtree done (N1b).
+const WALKING: u8 = 0b100;
+/// Set once the node's lock guards anything, or a locked path is making it done (N9).
+const CLAIMED: u8 = 0b1000;
+
+fn encode(err: Error) -> u8 {
+    match err {
+        Error::Canceled => 1,
+        Error::DeadlineExceeded => 2,
+    }
+}
+
+fn decode(state: u8) -> Option<Error> {
+    match state & ERR_BITS {
+        LIVE => None,
+        1 => Some(Error::Canceled),
+        _ => Some(Error::DeadlineExceeded),
+    }
+}
+
+/// Whether a node made done still has a walk under way below it (N1b).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Walk {
+    /// Its subtree is done already (it had no children to walk).
+    Over,
+    /// The walk that made it done still has children of it to reach.
+    UnderWay,
+}
+
+/// The state word of a node. See the invariants in `tree/mod.rs`.
+pub(super) struct State(AtomicU8);
+
+impl State {
+    /// A live node; `claimed` when its lock guards something from the start (N9).
+    pub(super) fn new(claimed: bool) -> State {
+        State(AtomicU8::new(if claimed { CLAIMED } else { LIVE }))
+    }
+
+    /// The node's err: one `Acquire` load (N1).
+    #[inline]
+    pub(super) fn err(&self) -> Option<Error> {
+        decode(self.0.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    pub(super) fn is_done(&self) -> bool {
+        self.0.load(Ordering::Acquire) & ERR_BITS != LIVE
+    }
+
+    /// Called under the node's lock before putting anything behind it or making the node
+    /// done on the locked path: sets `CLAIMED`, so that no lock-free cancel can make the node
+    /// done any more (N9). Returns the err if the node is done already.
+    pub(super) fn claim(&self) -> Option<Error> {
+        let state = self.0.load(Ordering::Acquire);
+        if state & CLAIMED != 0 {
+            // Set already: only locked paths, which wait for our lock, can change the err.
+            return decode(state);
+        }
+        decode(self.0.fetch_or(CLAIMED, Ordering::AcqRel))
+    }
+
+    /// N9: makes an unclaimed node (nothing behind its lock) done with one compare-and-swap.
+    /// Returns `false`, changing nothing, if the node is claimed or done.
+    pub(super) fn cancel_unclaimed(&self, err: Error) -> bool {
+        self.0
+            .compare_exchange(LIVE, encode(err), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Makes the node done, under its lock, after its cause was written (N1). `CLAIMED`
+    /// stays set: a done node's cause is behind its lock.
+    pub(super) fn finish(&self, err: Error, walk: Walk) {
+        let walking = match walk {
+            Walk::Over => 0,
+            Walk::UnderWay => WALKING,
+        };
+        self.0
+            .store(encode(err) | walking | CLAIMED, Ordering::Release);
+    }
+
+    /// Clears the walking bit set by [`finish`](Self::finish) (N1b). Only the walk that set it
+    /// clears it, so a relaxed look first is exact.
+    pub(super) fn end_walk(&self) {
+        if self.0.load(Ordering::Relaxed) & WALKING != 0 {
+            self.0.fetch_and(!WALKING, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a walk is under way below this node (N1b; `SeqCst`, see `walk.rs`).
+    pub(super) fn is_walking(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & WALKING != 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn err_is_none_until_done_then_final() {
+        let state = State::new(false);
+        assert_eq!(state.err(), None);
+        assert!(!state.is_done());
+        assert!(state.cancel_unclaimed(Error::DeadlineExceeded));
+        assert_eq!(state.err(), Some(Error::DeadlineExceeded));
+        assert!(!state.cancel_unclaimed(Error::Canceled), "done is final");
+        assert_eq!(state.claim(), Some(Error::DeadlineExceeded));
+    }
+
+    #[test]
+    fn a_claimed_node_is_not_cancelled_lock_free() {
+        let state = State::new(false);
+        assert_eq!(state.claim(), None);
+        assert!(!state.cancel_unclaimed(Error::Canceled));
+        assert!(!state.is_done());
+        assert!(!State::new(true).cancel_unclaimed(Error::Canceled));
+    }
+
+    #[test]
+    fn the_walking_bit_does_not_change_the_err() {
+        let state = State::new(true);
+        state.finish(Error::Canceled, Walk::UnderWay);
+        assert!(state.is_walking());
+        assert_eq!(state.err(), Some(Error::Canceled));
+        state.end_walk();
+        assert!(!state.is_walking());
+        assert_eq!(state.err(), Some(Error::Canceled));
+        state.end_walk(); // once more: nothing to clear
+        assert_eq!(state.claim(), Some(Error::Canceled));
+    }
+
+    #[test]
+    fn a_walk_without_children_is_over_at_once() {
+        let state = State::new(false);
+        assert_eq!(state.claim(), None);
+        state.finish(Error::DeadlineExceeded, Walk::Over);
+        assert!(!state.is_walking());
+        assert_eq!(state.err(), Some(Error::DeadlineExceeded));
+    }
+}
