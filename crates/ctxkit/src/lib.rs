@@ -24,15 +24,19 @@
 //! [`guarantees`]; each method's docs link the ones it keeps.
 //!
 //! # What is where
-//! The modules are layered: each uses only the layers below it (`.ci/run` checks it).
+//! The modules are layered: each uses only the layers below it, and only `tree/` is a group
+//! whose files use each other (`python3 tools/check-layers.py` checks both, from this table).
 //!
 //! | layer | modules | what they hold |
 //! |---|---|---|
-//! | 6 | `group.rs`, `glue/` | task groups ([`Group`]); integrations, over the public API |
-//! | 5 | `context.rs`, `display.rs` | [`Context`]: deriving, observing, waiting, callbacks; how it prints |
-//! | 4 | `handle.rs`, `done.rs`, `manual_clock.rs` | [`CancelHandle`], [`CancelGuard`], [`Done`], [`ManualClock`] |
-//! | 3 | `tree/` | the cancellation tree and the value layers, one closed group (its invariants, N1–N9 and V1–V4, are in its module docs) |
-//! | 2 | `callback/`, `timer/` | [`AfterFunc`] registrations and the callback pool; timer queues, generic over what they expire |
+//! | 9 | `guarantees.rs` | the rules, S1–S25 (documentation only) |
+//! | 8 | `glue/` | integrations with other crates, over the public API and the groups' core |
+//! | 7 | `group.rs`, `display.rs` | task groups ([`Group`]); how a context prints |
+//! | 6 | `context.rs` | [`Context`]: deriving, observing, waiting, callbacks |
+//! | 5 | `handle.rs`, `done.rs`, `manual_clock.rs` | [`CancelHandle`], [`CancelGuard`], [`Done`], [`ManualClock`] |
+//! | 4 | `tree/` | the cancellation tree and the value layers: one closed group, with its invariants (N1–N9, V1–V4) |
+//! | 3 | `timer/` | timer queues, generic over what they expire (T1–T7) |
+//! | 2 | `callback/` | [`AfterFunc`] registrations and the pool that runs them (C1–C3) |
 //! | 1 | `time.rs`, `error.rs`, `key.rs`, `sync.rs`, `diagnostics.rs` | time as nanoseconds, [`Error`] and [`Cause`], [`Key`], the loom shim, leak counters |
 //!
 //! [`Group`] is Go's errgroup for threads; `ctxkit::tokio::Group` does the same for tokio
@@ -67,7 +71,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// Layer 1: no imports from the crate.
+// Bottom to top, as in the table above.
 #[cfg(feature = "diagnostics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "diagnostics")))]
 pub mod diagnostics;
@@ -75,21 +79,23 @@ mod error;
 mod key;
 mod sync;
 mod time;
-// Layer 2.
+
 mod callback;
+
 mod timer;
-// Layer 3: one closed group.
+
 mod tree;
-// Layer 4.
+
 mod done;
 mod handle;
 mod manual_clock;
-// Layer 5.
+
 mod context;
+
 mod display;
-// Layer 6.
-mod glue;
 pub mod group;
+
+mod glue;
 
 pub mod guarantees;
 

@@ -8,8 +8,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, OnceLock};
 use std::time::Duration;
 
-use super::Callback;
 use crate::sync::lock_std;
+
+/// A callback to run.
+pub(super) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct Pool {
     state: std::sync::Mutex<PoolState>,
@@ -18,7 +20,7 @@ struct Pool {
 
 #[derive(Default)]
 struct PoolState {
-    jobs: VecDeque<Callback>,
+    jobs: VecDeque<Job>,
     idle: usize,
 }
 
@@ -34,7 +36,7 @@ fn pool() -> &'static Pool {
 }
 
 /// Runs `job` on a pool thread.
-pub(super) fn execute(job: Callback) {
+pub(super) fn execute(job: Job) {
     let pool = pool();
     let mut state = lock_std(&pool.state);
     state.jobs.push_back(job);

@@ -43,10 +43,12 @@
 //!   taken by it or reported due to its maker.
 
 mod shard;
+mod timed;
 
 use shard::{Entry, Shard};
+use timed::MAX_SHARDS;
+pub(crate) use timed::{thread_shard, Timed};
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -54,43 +56,6 @@ use std::time::Duration;
 use crate::callback::{Callbacks, Panic};
 use crate::sync::{lock, AtomicBool, AtomicI64, Condvar, Mutex, Ordering};
 use crate::time::{self, Nanos, NO_DEADLINE};
-
-/// What a timer queue expires: a context's node, in the crate.
-pub(crate) trait Timed: Send + Sync + Sized + 'static {
-    /// The shard number it was made for ([`thread_shard`] when it was made, T2).
-    fn shard(&self) -> u8;
-    /// Whether it is done already: its entry is dead (T2).
-    fn is_done(&self) -> bool;
-    /// Its deadline has come (T3). `callbacks` says where its `on_cancel` callbacks run.
-    fn expire(self: &Arc<Self>, callbacks: Callbacks);
-    /// Its queue was abandoned: the deadline will never come (T5).
-    fn abandoned(&self);
-}
-
-/// The most shards a queue has.
-const MAX_SHARDS: usize = 64;
-
-/// The calling thread's shard number, fixed for the thread's life: threads are numbered in
-/// the order they first make a deadline, so threads started together get different shards.
-/// A queue with `n` shards uses shard `number % n`; an entry's owner keeps the number to find
-/// its shard when it is cancelled or dropped (T2).
-pub(crate) fn thread_shard() -> u8 {
-    thread_local! {
-        static SHARD: Cell<Option<u8>> = const { Cell::new(None) };
-    }
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let pick = || (NEXT.fetch_add(1, Ordering::Relaxed) % MAX_SHARDS) as u8;
-    SHARD
-        .try_with(|s| match s.get() {
-            Some(n) => n,
-            None => {
-                let n = pick();
-                s.set(Some(n));
-                n
-            }
-        })
-        .unwrap_or(0) // thread teardown: any shard will do
-}
 
 /// What one look of the real-time thread found to do next.
 #[derive(Debug, PartialEq, Eq)]

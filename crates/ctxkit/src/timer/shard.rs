@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Weak};
 
-use super::Timed;
+use super::timed::Timed;
 use crate::sync::{lock, AtomicI64, AtomicUsize, Mutex, Ordering};
 use crate::time::{Nanos, NO_DEADLINE};
 
