@@ -13,16 +13,6 @@
 //! cause is a clone, `wait` returns the original. An error type that is not `Clone` (such as
 //! `std::io::Error`) goes in an `Arc`: use `Group<Arc<io::Error>>` and
 //! `.map_err(Arc::new)`; the cause then downcasts to `Arc<io::Error>`.
-//!
-//! # Invariants
-//! - **G1 (counted before started)**: a task is counted in `running` before its thread
-//!   starts and uncounted only after it has recorded its outcome, so `wait` cannot return
-//!   while a task may still record an error, and when it returns every task's closure has
-//!   been consumed (its captures dropped).
-//! - **G2 (first failure decides)**: whether a failure is the first is decided under the
-//!   state lock, and only the first failure cancels (outside the lock: `on_cancel` callbacks
-//!   run inside `cancel`, and they may use the group). So the context's cause is the error
-//!   `wait` returns, unless the parent was done first (the parent's cause wins, as in Go).
 
 use std::any::Any;
 use std::fmt;
@@ -99,6 +89,16 @@ pub(crate) enum Outcome<E> {
 
 /// What the tasks of a group share, whatever runs them (threads here, tokio tasks in
 /// `ctxkit::tokio`).
+///
+/// # Invariants
+/// - **E1 (counted before started)**: a task is counted in `running` before its thread
+///   starts and uncounted only after it has recorded its outcome, so `wait` cannot return
+///   while a task may still record an error, and when it returns every task's closure has
+///   been consumed (its captures dropped).
+/// - **E2 (first failure decides)**: whether a failure is the first is decided under the
+///   state lock, and only the first failure cancels (outside the lock: `on_cancel` callbacks
+///   run inside `cancel`, and they may use the group). So the context's cause is the error
+///   `wait` returns, unless the parent was done first (the parent's cause wins, as in Go).
 pub(crate) struct Shared<E> {
     ctx: Context,
     handle: CancelHandle,
@@ -108,13 +108,13 @@ pub(crate) struct Shared<E> {
 }
 
 pub(crate) struct State<E> {
-    /// Tasks counted and not yet finished (G1).
+    /// Tasks counted and not yet finished (E1).
     pub(crate) running: usize,
     /// At most this many may run at once.
     pub(crate) limit: usize,
     error: Option<E>,
     panic: Option<Panic>,
-    /// A task has failed (G2).
+    /// A task has failed (E2).
     failed: bool,
 }
 
@@ -185,8 +185,8 @@ where
         state.running += 1;
     }
 
-    /// Records how a counted task ended, cancels on the first failure (G2), then uncounts
-    /// it (G1).
+    /// Records how a counted task ended, cancels on the first failure (E2), then uncounts
+    /// it (E1).
     pub(crate) fn finish(&self, outcome: Outcome<E>) {
         let first = {
             let mut state = self.state();

@@ -235,7 +235,7 @@ where
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
-        // Counted before it can finish, so `wait` cannot miss it (G1 in `group.rs`). Relaxed:
+        // Counted before it can finish, so `wait` cannot miss it (E1 in `group.rs`). Relaxed:
         // the decrement that ends `wait` is the one that synchronizes.
         self.shared.tasks.fetch_add(1, Ordering::Relaxed);
         let mut guard = TaskGuard {
