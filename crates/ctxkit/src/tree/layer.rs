@@ -23,14 +23,13 @@
 //! - **V3 (rows point at values)**: the layer of every [`Entry`] sets a value itself, under
 //!   the entry's key. A merge's layer sets none, so it is never a row of a table: it only
 //!   gathers the rows of the two merged contexts.
-//! - **V4 (stack safety)**: dropping a layer hands its parent context and its rows' layers to
-//!   [`release`], which drops them from a loop (N7): a chain of 1,000,000 values, or as many
-//!   nested merges, drops without recursion ([S23](crate::guarantees#s23)).
+//! - **V4 (stack safety)**: dropping a layer hands its parent context and its rows' layers to the
+//!   work list of `release.rs`, which drops them from a loop (N7): a chain of 1,000,000 values, or
+//!   as many nested merges, drops without recursion ([S23](crate::guarantees#s23)).
 
 use std::any::Any;
 use std::sync::Arc;
 
-use super::release::release;
 use super::Pair;
 use crate::key::KeyId;
 
@@ -131,15 +130,18 @@ impl Layer {
     }
 }
 
-impl Drop for Layer {
-    fn drop(&mut self) {
-        // Stack safety (V4, N7): ancestors are released from a loop, not dropped recursively.
-        if let Body::Value(own) = &mut self.body {
-            release(std::mem::take(&mut own.parent));
-        }
-        for entry in std::mem::take(&mut self.inherited).into_vec() {
-            release(Pair::from_layer(entry.layer));
-        }
+impl Layer {
+    /// Takes out the contexts this layer holds: the one it was derived from and the layers of
+    /// its rows, for `release.rs` to drop without recursion (V4). Leaves nothing behind.
+    pub(super) fn take_parents(&mut self) -> impl Iterator<Item = Pair> {
+        let parent = match &mut self.body {
+            Body::Value(own) => Some(std::mem::take(&mut own.parent)),
+            Body::Merge => None,
+        };
+        let rows = std::mem::take(&mut self.inherited).into_vec();
+        parent
+            .into_iter()
+            .chain(rows.into_iter().map(|entry| Pair::from_layer(entry.layer)))
     }
 }
 

@@ -53,8 +53,8 @@
 //!   after every lock is released ([S20](crate::guarantees#s20)), and nodes whose last
 //!   reference is dropped during cancellation are dropped after the walk.
 //! - **N7 (stack safety)**: cancellation walks the subtree with an explicit work list, and
-//!   dropping a chain of contexts goes through `release`, which drops parents from a loop
-//!   instead of recursively ([S23](crate::guarantees#s23)).
+//!   dropping a chain of contexts detaches each parent before dropping it, from a loop
+//!   instead of recursively (`release.rs`, [S23](crate::guarantees#s23)).
 //! - **N8 (pins)**: a node with its own timer pins itself (holds an `Arc` to itself) while
 //!   callbacks are pending on it, so that its deadline can still fire them after its handles
 //!   and clones are gone ([S19](crate::guarantees#s19)). The pin goes when the node is done,
@@ -105,11 +105,6 @@ impl Pair {
             node: None,
             layer: Some(layer),
         }
-    }
-
-    /// Whether this is `background()`: nothing to drop.
-    pub(crate) fn is_root(&self) -> bool {
-        self.node.is_none() && self.layer.is_none()
     }
 
     /// The node through which this context can be done, if any.

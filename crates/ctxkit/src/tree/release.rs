@@ -1,16 +1,37 @@
 //! Dropping: a node leaves the tree when its last reference goes, cancelled or not (N2,
 //! [S22](crate::guarantees#s22)), and a chain of any length drops without recursion (N7,
 //! [S23](crate::guarantees#s23)).
+//!
+//! Dropping the last reference to a node or a layer must not drop its parent in place: the
+//! parent's drop would drop the grandparent, and so on, one stack frame per level. So a
+//! node or layer hands its parents to a work list that takes every one it holds the last
+//! reference to out of its `Arc`, detaches that one's own parents first, and only then drops
+//! it: its `Drop` finds nothing left to release. The work list is local to the call and no
+//! thread-local is touched, so dropping works anywhere, thread-local destructors included.
 
-use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
+use super::layer::Layer;
 use super::node::Node;
 use super::Pair;
 use crate::callback::Reg;
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some((parent, merge)) = self.leave() {
+            release_both(parent, merge);
+        }
+    }
+}
+
+impl Node {
+    /// Leaves the tree, once: a node dropped before it was done leaves its parents' child
+    /// lists and its timer queue, and hands its pending callbacks to its parents (N2, N8).
+    /// Returns its parents, for the caller to release.
+    fn leave(&mut self) -> Option<(Pair, Option<Pair>)> {
+        if !self.state.leave_once() {
+            return None;
+        }
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_dropped();
         let branch = crate::sync::get_mut(&mut self.inner).take();
@@ -27,41 +48,82 @@ impl Drop for Node {
                 }
             }
         }
-        release(std::mem::take(&mut self.parent));
-        if let Some(merge) = merge.and_then(Arc::into_inner) {
-            release(merge.pair);
+        let merge = merge.and_then(Arc::into_inner).map(|m| m.pair);
+        Some((std::mem::take(&mut self.parent), merge))
+    }
+}
+
+impl Drop for Layer {
+    fn drop(&mut self) {
+        let mut parents = self.take_parents();
+        if let Some(first) = parents.next() {
+            let mut work = Orphans::default();
+            work.adopt(first);
+            parents.for_each(|p| work.adopt(p));
+            work.drain();
         }
     }
 }
 
-/// Drops a context without recursion, however long the chain of parents it ends (N7).
-///
-/// The first `release` on a thread drops its context and then, in a loop, every parent that
-/// the drop queued here instead of dropping in place.
-pub(crate) fn release(pair: Pair) {
-    if pair.is_root() {
-        return;
+/// Drops the parents of a node without recursion, however long the chain they end (N7).
+fn release_both(first: Pair, second: Option<Pair>) {
+    let mut work = Orphans::default();
+    work.adopt(first);
+    if let Some(second) = second {
+        work.adopt(second);
     }
-    thread_local! {
-        static DRAINING: Cell<bool> = const { Cell::new(false) };
-        static QUEUE: RefCell<Vec<Pair>> = const { RefCell::new(Vec::new()) };
-    }
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let _ = DRAINING.try_with(|d| d.set(false));
+    work.drain();
+}
+
+/// A node or a layer whose last reference was taken: dropped once its parents are out.
+enum Orphan {
+    Node(Node),
+    Layer(Layer),
+}
+
+/// The work list of one [`release`]. The first orphan waits in `next`, so a chain (one
+/// parent a level) is dropped without allocating.
+#[derive(Default)]
+struct Orphans {
+    next: Option<Orphan>,
+    more: Vec<Orphan>,
+}
+
+impl Orphans {
+    /// Takes the last references `pair` holds; other references are just dropped.
+    fn adopt(&mut self, pair: Pair) {
+        let Pair { node, layer } = pair;
+        if let Some(node) = node.and_then(Arc::into_inner) {
+            self.push(Orphan::Node(node));
+        }
+        if let Some(layer) = layer.and_then(Arc::into_inner) {
+            self.push(Orphan::Layer(layer));
         }
     }
-    let Ok(draining) = DRAINING.try_with(|d| d.replace(true)) else {
-        return drop(pair); // thread teardown: no queue any more
-    };
-    if draining {
-        let _ = QUEUE.try_with(move |q| q.borrow_mut().push(pair));
-        return;
+
+    fn push(&mut self, orphan: Orphan) {
+        match self.next {
+            None => self.next = Some(orphan),
+            Some(_) => self.more.push(orphan),
+        }
     }
-    let _reset = Reset;
-    drop(pair);
-    while let Some(next) = QUEUE.with(|q| q.borrow_mut().pop()) {
-        drop(next);
+
+    fn drain(&mut self) {
+        while let Some(orphan) = self.next.take().or_else(|| self.more.pop()) {
+            match orphan {
+                Orphan::Node(mut node) => {
+                    if let Some((parent, merge)) = node.leave() {
+                        self.adopt(parent);
+                        merge.into_iter().for_each(|m| self.adopt(m));
+                    }
+                }
+                Orphan::Layer(mut layer) => {
+                    for parent in layer.take_parents() {
+                        self.adopt(parent);
+                    }
+                }
+            }
+            // Dropped here, with nothing left to release.
+        }
     }
 }

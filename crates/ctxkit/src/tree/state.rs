@@ -12,6 +12,8 @@ const ERR_BITS: u8 = 0b11;
 const WALKING: u8 = 0b100;
 /// Set once the node's lock guards anything, or a locked path is making it done (N9).
 const CLAIMED: u8 = 0b1000;
+/// Set once the node has left the tree, as its last reference went (`release.rs`).
+const LEFT: u8 = 0b1_0000;
 
 fn encode(err: Error) -> u8 {
     match err {
@@ -94,6 +96,14 @@ impl State {
         if self.0.load(Ordering::Relaxed) & WALKING != 0 {
             self.0.fetch_and(!WALKING, Ordering::SeqCst);
         }
+    }
+
+    /// Marks the node as having left the tree; true the first time. Called only by the owner
+    /// of the node's last reference, so plain loads and stores are exact.
+    pub(super) fn leave_once(&self) -> bool {
+        let state = self.0.load(Ordering::Relaxed);
+        self.0.store(state | LEFT, Ordering::Relaxed);
+        state & LEFT == 0
     }
 
     /// Whether a walk is under way below this node (N1b; `SeqCst`, see `walk.rs`).
