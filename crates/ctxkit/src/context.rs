@@ -211,7 +211,7 @@ impl Context {
         if !node.is_done() {
             let queue = self.pair.timer_queue();
             if at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node) {
-                node.expire(Callbacks::Inline); // S13
+                Arc::clone(&node).expire(Callbacks::Inline); // S13
             }
         }
         self.with_node(node)

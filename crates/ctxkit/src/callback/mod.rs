@@ -12,13 +12,15 @@
 //!   when `f` will never run ([S21](crate::guarantees#s21)).
 //! - **C2 (no thread waits on a callback)**: `after_func` callbacks run on the pool, never on
 //!   the thread that fired them, so a callback that blocks (even on another callback) never
-//!   holds up the canceller ([S19](crate::guarantees#s19)); how the pool grows is in
-//!   [`pool`].
+//!   holds up the canceller ([S19](crate::guarantees#s19)); how the pool grows so that a
+//!   blocked callback never holds up the others for long is in [`pool`].
 //! - **C3 (no leak)**: a registration is shared by the [`AfterFunc`] and by the homes that can
 //!   still fire it. When its context can no longer be done, those homes are gone, and `f` is
 //!   dropped with the last reference ([S19](crate::guarantees#s19)).
 
 mod pool;
+
+pub(crate) use pool::{execute, Priority};
 
 use std::any::Any;
 use std::fmt;
@@ -48,8 +50,9 @@ pub(crate) enum Flavor {
 pub(crate) enum Callbacks {
     /// On the cancelling thread, before the cancel returns ([S20](crate::guarantees#s20)).
     Inline,
-    /// On the callback pool: for the real-time timer thread, which must stay free to fire
-    /// other deadlines, even those an `on_cancel` callback waits for.
+    /// On the callback pool, with everything else of the cancellation that runs user code
+    /// (waking, dropping): for the real-time timer thread, which must stay free to fire other
+    /// deadlines, even those an `on_cancel` callback waits for.
     Pool,
 }
 
@@ -120,7 +123,7 @@ impl Reg {
         match self.flavor {
             Flavor::OnCancel => catch_unwind(AssertUnwindSafe(f)).err(),
             Flavor::AfterFunc => {
-                pool::execute(f);
+                pool::execute(f, Priority::Normal);
                 None
             }
         }
@@ -137,14 +140,6 @@ pub(crate) fn fire_all(regs: Vec<Arc<Reg>>) -> Option<Panic> {
         }
     }
     first
-}
-
-/// Fires every registration from a pool thread ([`Callbacks::Pool`]).
-pub(crate) fn fire_all_on_pool(regs: Vec<Arc<Reg>>) {
-    if regs.is_empty() {
-        return;
-    }
-    pool::execute(Box::new(move || fire_all_resuming(regs)));
 }
 
 /// [`fire_all`], then resumes the first panic of an inline callback on this thread.

@@ -22,9 +22,12 @@
 //!   more than about twice its live timers.
 //! - **T3 (never early)**: an entry fires only once the queue's clock reads at or past its
 //!   deadline.
-//! - **T4 (no lock held while firing)**: due entries are taken out under the shards' locks
-//!   and fired after releasing them, so a cancellation (and its `on_cancel` callbacks) may
-//!   create or drop timers freely.
+//! - **T4 (no lock held while firing, no user code on the timer thread)**: due entries are
+//!   taken out under the shards' locks and fired after releasing them, so a cancellation (and
+//!   its `on_cancel` callbacks) may create or drop timers freely. The real-time thread fires
+//!   with [`Callbacks::Pool`]: everything that runs user code (waking, callbacks, drops of
+//!   values, causes and contexts) goes to the callback pool, so no user code can kill the
+//!   thread or make it wait, on itself or on anything else.
 //! - **T5 (abandoned clocks)**: contexts keep their manual clock's queue alive, but only the
 //!   clock's handles can move its time. When the last handle is dropped the queue is
 //!   abandoned ([`TimerQueue::abandon`]): its entries are dropped and told
@@ -187,19 +190,27 @@ impl<T: Timed> TimerQueue<T> {
         let mut sleep = lock(&self.sleep);
         sleep.woken = true;
         if !sleep.serving {
-            sleep.serving = true;
             let queue = Arc::clone(self);
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("ctxkit-timer".into())
-                .spawn(move || queue.serve_real_time())
-                .expect("ctxkit: cannot start the timer thread");
+                .spawn(move || Serving(queue).0.serve_real_time());
+            match spawned {
+                Ok(_) => sleep.serving = true,
+                Err(err) => {
+                    // Every later insert tries again; the entries wait in their shards.
+                    self.next_wake.store(NO_DEADLINE, Ordering::SeqCst);
+                    eprintln!("ctxkit: cannot start the timer thread ({err}); will retry");
+                }
+            }
         }
         self.wakeup.notify_one();
     }
 
-    /// Counts the entry made for shard `number` with deadline `at` as dead (T2).
-    pub(crate) fn forget(&self, number: u8, at: Nanos) {
-        self.shard(number).forget(at);
+    /// Counts the entry made for shard `number` with deadline `at` as dead (T2). Returns the
+    /// entries' owners whose last reference the cleaning took, for the caller to drop (T4).
+    #[must_use]
+    pub(crate) fn forget(&self, number: u8, at: Nanos) -> Vec<T> {
+        self.shard(number).forget(at)
     }
 
     /// Moves a manual clock forward by `by` (saturating) and expires, before returning, every
@@ -271,7 +282,7 @@ impl<T: Timed> TimerQueue<T> {
         loop {
             let next = match self.look(self.now(), &mut due) {
                 Look::Fire => {
-                    // T4. A callback's panic was reported by the panic hook; the thread goes on.
+                    // T4: with `Callbacks::Pool`, expiring runs no user code on this thread.
                     drop(Self::fire(&mut due, Callbacks::Pool));
                     continue;
                 }
@@ -304,6 +315,17 @@ impl<T: Timed> TimerQueue<T> {
     }
 }
 
+/// Owned by the `ctxkit-timer` thread. Should the thread ever end (it runs no user code, T4,
+/// so only a bug of ours could end it), the next insert starts another.
+struct Serving<T: Timed>(Arc<TimerQueue<T>>);
+
+impl<T: Timed> Drop for Serving<T> {
+    fn drop(&mut self) {
+        lock(&self.0.sleep).serving = false;
+        self.0.next_wake.store(NO_DEADLINE, Ordering::SeqCst);
+    }
+}
+
 /// The model of T6 (`RUSTFLAGS="--cfg loom" cargo test -p ctxkit --release --lib`): the
 /// timer thread's look racing an insert of an earlier deadline.
 #[cfg(all(test, loom))]
@@ -320,7 +342,7 @@ mod model {
         fn is_done(&self) -> bool {
             false
         }
-        fn expire(self: &Arc<Self>, _: Callbacks) {}
+        fn expire(self: Arc<Self>, _: Callbacks) {}
         fn abandoned(&self) {}
     }
 

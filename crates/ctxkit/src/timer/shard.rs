@@ -169,13 +169,14 @@ impl<T: Timed> Shard<T> {
     /// last of the heap's array, it and the dead entries before it are removed now, in
     /// O(1) each; otherwise the shard is rebuilt without its dead entries once they
     /// outnumber the live ones, so removal is amortised O(1) either way.
-    pub(super) fn forget(&self, at: Nanos) {
+    #[must_use]
+    pub(super) fn forget(&self, at: Nanos) -> Vec<T> {
         // Relaxed: the counts only decide when to clean; the cleaning itself is exact.
         let dead = self.dead.fetch_add(1, Ordering::Relaxed) + 1;
         let last = self.last_at.load(Ordering::Relaxed) == at;
         let rebuild = dead >= 64 && dead * 2 >= self.len.load(Ordering::Relaxed);
         if !last && !rebuild {
-            return;
+            return Vec::new();
         }
         let mut gone = Vec::new();
         let mut heap = lock(&self.heap);
@@ -191,7 +192,7 @@ impl<T: Timed> Shard<T> {
         }
         self.changed(&heap);
         drop(heap);
-        drop(gone);
+        gone
     }
 }
 

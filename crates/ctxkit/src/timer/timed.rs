@@ -12,8 +12,10 @@ pub(crate) trait Timed: Send + Sync + Sized + 'static {
     fn shard(&self) -> u8;
     /// Whether it is done already: its entry is dead (T2).
     fn is_done(&self) -> bool;
-    /// Its deadline has come (T3). `callbacks` says where its `on_cancel` callbacks run.
-    fn expire(self: &Arc<Self>, callbacks: Callbacks);
+    /// Its deadline has come (T3). `callbacks` says where its `on_cancel` callbacks run, and
+    /// for [`Callbacks::Pool`] (the timer thread), that no user code may run here: not even
+    /// the drop of `self`, which may be the last reference.
+    fn expire(self: Arc<Self>, callbacks: Callbacks);
     /// Its queue was abandoned: the deadline will never come (T5).
     fn abandoned(&self);
 }

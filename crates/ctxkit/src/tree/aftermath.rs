@@ -1,13 +1,22 @@
 //! What one cancellation collects under its locks to do after releasing them (N6), and the
 //! buffers each thread keeps for its next cancellation.
+//!
+//! Everything user-supplied that a cancellation touches — wakers, callbacks, causes it
+//! replaces, nodes and values whose last reference it holds — is woken, run or dropped here,
+//! once every lock is released and every walking bit is cleared (N1b, N6). A panic in any of
+//! it does not stop the rest and leaves the tree consistent; the first one is resumed at the
+//! end. On the real-time timer thread ([`Callbacks::Pool`]) all of it goes to the callback
+//! pool instead, so the timer thread runs no user code (T4).
 
+use std::any::Any;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::Waker;
 
 use super::node::{MergeParent, Node};
-use crate::callback::{self, Callbacks, Reg};
+use crate::callback::{self, Callbacks, Priority, Reg};
+use crate::error::Cause;
 
 /// What one cancellation collected to do after releasing its locks (N6).
 #[derive(Default)]
@@ -19,6 +28,9 @@ pub(super) struct Aftermath {
     /// Every node the walk reached, in the order reached, kept alive until every lock is
     /// released and every callback has run (N6).
     pub(super) reached: Vec<Arc<Node>>,
+    /// For each node of `reached`, the index of the node the walk found it through
+    /// ([`THE_ROOT`] for the walk's own node's children).
+    pub(super) via: Vec<u32>,
     /// The nodes of `reached` this walk made done under their lock (with a merge's second
     /// parent, to leave).
     pub(super) walked: Vec<(usize, Option<Arc<MergeParent>>)>,
@@ -27,7 +39,16 @@ pub(super) struct Aftermath {
     pub(super) found_done: Vec<usize>,
     /// Pins of nodes made done (N8).
     pub(super) unpinned: Vec<Arc<Node>>,
+    /// Causes replaced under a lock (a pending deadline cause that a cancel overrode).
+    pub(super) causes: Vec<Cause>,
+    /// Nodes whose last reference came out of a timer shard while the walk forgot timers.
+    pub(super) orphans: Vec<Node>,
 }
+
+/// `via` of the children of the node a walk started from.
+pub(super) const THE_ROOT: u32 = u32::MAX;
+
+type Panic = Box<dyn Any + Send + 'static>;
 
 thread_local! {
     /// The emptied buffers of this thread's last cancellation, for its next one.
@@ -40,9 +61,12 @@ impl Aftermath {
         regs: Vec::new(),
         found: Vec::new(),
         reached: Vec::new(),
+        via: Vec::new(),
         walked: Vec::new(),
         found_done: Vec::new(),
         unpinned: Vec::new(),
+        causes: Vec::new(),
+        orphans: Vec::new(),
     };
 
     /// An empty aftermath with the buffers of this thread's last one: a cancellation
@@ -58,41 +82,75 @@ impl Aftermath {
         const KEEP: usize = 64;
         let small = self.wakers.capacity() <= KEEP
             && self.found.capacity() <= KEEP
+            && self.reached.capacity() <= KEEP
+            && self.via.capacity() <= KEEP
             && self.walked.capacity() <= KEEP
             && self.found_done.capacity() <= KEEP
-            && self.reached.capacity() <= KEEP
-            && self.unpinned.capacity() <= KEEP;
+            && self.unpinned.capacity() <= KEEP
+            && self.causes.capacity() <= KEEP
+            && self.orphans.capacity() <= KEEP;
         if small {
             let _ = SPARE.try_with(|spare| spare.set(self));
         }
     }
 
-    /// Wakes and runs everything a cancellation collected, with no lock held (N6). Panics of
-    /// `on_cancel` callbacks are resumed after all of them have run
-    /// ([S21](crate::guarantees#s21)).
+    /// Wakes, runs and drops everything this cancellation collected, with no lock held (N6):
+    /// here, or on the pool for [`Callbacks::Pool`].
     pub(super) fn run(mut self, callbacks: Callbacks) {
-        let mut panic = None;
-        for waker in self.wakers.drain(..) {
-            // A broken waker must not keep the other waiters and the callbacks from hearing.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-                panic.get_or_insert(payload);
-            }
-        }
-        let regs = std::mem::take(&mut self.regs);
         match callbacks {
-            Callbacks::Inline => {
-                if let Some(payload) = callback::fire_all(regs) {
-                    panic.get_or_insert(payload);
+            Callbacks::Inline => self.run_here(),
+            Callbacks::Pool => {
+                // Release what is not the last reference here; hand the rest over.
+                let nodes = self.reached.drain(..).chain(self.unpinned.drain(..));
+                let mut orphans = std::mem::take(&mut self.orphans);
+                orphans.extend(nodes.filter_map(Arc::into_inner));
+                self.orphans = orphans;
+                self.walked.clear();
+                self.found_done.clear();
+                self.via.clear();
+                let idle = self.wakers.is_empty()
+                    && self.regs.is_empty()
+                    && self.causes.is_empty()
+                    && self.orphans.is_empty();
+                if idle {
+                    self.recycle();
+                } else {
+                    callback::execute(Box::new(move || self.run_here()), Priority::Urgent);
                 }
             }
-            Callbacks::Pool => callback::fire_all_on_pool(regs),
+        }
+    }
+
+    /// Wakes the waiters, runs the callbacks, then drops what was collected. Panics of any of
+    /// it are resumed once all of it is done ([S21](crate::guarantees#s21)).
+    fn run_here(mut self) {
+        let mut first: Option<Panic> = None;
+        let mut note = |result: Result<(), Panic>| {
+            if let Err(payload) = result {
+                first.get_or_insert(payload);
+            }
+        };
+        for waker in self.wakers.drain(..) {
+            // A broken waker must not keep the other waiters and the callbacks from hearing.
+            note(catch_unwind(AssertUnwindSafe(|| waker.wake())));
+        }
+        if let Some(payload) = callback::fire_all(std::mem::take(&mut self.regs)) {
+            note(Err(payload));
+        }
+        for cause in self.causes.drain(..) {
+            note(catch_unwind(AssertUnwindSafe(|| drop(cause))));
+        }
+        for node in self.orphans.drain(..) {
+            note(catch_unwind(AssertUnwindSafe(|| drop(node))));
+        }
+        for node in self.reached.drain(..).chain(self.unpinned.drain(..)) {
+            note(catch_unwind(AssertUnwindSafe(|| drop(node))));
         }
         self.walked.clear();
         self.found_done.clear();
-        self.reached.clear();
-        self.unpinned.clear();
+        self.via.clear();
         self.recycle();
-        if let Some(payload) = panic {
+        if let Some(payload) = first {
             std::panic::resume_unwind(payload);
         }
     }

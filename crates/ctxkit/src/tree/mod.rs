@@ -28,12 +28,14 @@
 //!   `Release` under the node's lock, after the cause is written; readers load it with
 //!   `Acquire`, so a reader that sees it done also sees the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
-//!   carries the `WALKING` bit (if it has children) until that cancellation has made its
-//!   whole subtree done, and leaves its parents' child lists only after that. A cancel that
-//!   finds a node done with `WALKING` set waits for the bit to clear, so that every `cancel()`
-//!   returns only once the subtree is done ([S4](crate::guarantees#s4)), even when another
-//!   thread's cancellation got there first. A walk clears its own bits before waiting on
-//!   another's, so two walks never wait on each other.
+//!   carries the `WALKING` bit (if it has children) until its whole subtree is done, and
+//!   leaves its parents' child lists only after that. A cancel that finds a node done with
+//!   `WALKING` set waits for the bit to clear, so that every `cancel()` returns only once the
+//!   subtree is done ([S4](crate::guarantees#s4)), even when another thread's cancellation got
+//!   there first. A walk that finds, below a node it made done, a node still walked by another
+//!   keeps that node's bit (and the bits on the way to it) until the other walk has ended; it
+//!   clears every other bit of its own first. Waiting therefore always goes down the tree,
+//!   which has no cycles, so two walks never wait on each other (`walk.rs`).
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a
 //!   parent holds only `Weak` references to its children. So dropping every handle and clone
 //!   of a child frees it, cancelled or not ([S22](crate::guarantees#s22)).

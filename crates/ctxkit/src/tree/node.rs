@@ -11,7 +11,7 @@ use super::clock::Queue;
 use super::state::{State, Walk};
 use super::walk::OwnTimer;
 use super::Pair;
-use crate::callback::{Callbacks, Reg};
+use crate::callback::{self, Callbacks, Priority, Reg};
 use crate::error::Cause;
 use crate::sync::{lock, AtomicU32, Mutex, Ordering};
 use crate::time::{Nanos, NO_DEADLINE};
@@ -229,12 +229,14 @@ impl Node {
     fn finish_at_birth(&self, (err, cause): (Error, Option<Cause>)) {
         let mut inner = lock(&self.inner);
         // The parent's cause replaces a pending deadline cause, even when it is the sentinel.
-        match (cause, extra_mut(&mut inner)) {
-            (None, None) => {}
-            (None, Some(e)) => e.cause = None,
-            (cause, _) => extra(&mut inner).cause = cause,
-        }
+        let replaced = match (cause, extra_mut(&mut inner)) {
+            (None, None) => None,
+            (None, Some(e)) => e.cause.take(),
+            (cause, _) => std::mem::replace(&mut extra(&mut inner).cause, cause),
+        };
         self.state.finish(err, Walk::Over);
+        drop(inner);
+        drop(replaced); // a user's error: dropped with no lock held (N6)
     }
 
     /// The node's err: one `Acquire` load (N1).
@@ -293,10 +295,14 @@ impl Node {
         Some(self.parent.timer_queue())
     }
 
-    /// Counts this node's own timer entry, if any, as dead (T2).
-    pub(super) fn forget_timer(&self) {
-        if let Some(queue) = self.timer_queue() {
-            queue.forget(self.shard, self.deadline);
+    /// Counts this node's own timer entry, if any, as dead (T2). Returns the nodes whose last
+    /// reference came out of the timer queue while it cleaned up, for the caller to drop
+    /// where user code may run (N6).
+    #[must_use]
+    pub(super) fn forget_timer(&self) -> Vec<Node> {
+        match self.timer_queue() {
+            Some(queue) => queue.forget(self.shard, self.deadline),
+            None => Vec::new(),
         }
     }
 }
@@ -311,9 +317,16 @@ impl Timed for Node {
     }
 
     /// Cancels with `DeadlineExceeded` and the cause given at creation
-    /// ([S7](crate::guarantees#s7), [S11](crate::guarantees#s11)).
-    fn expire(self: &Arc<Self>, callbacks: Callbacks) {
+    /// ([S7](crate::guarantees#s7), [S11](crate::guarantees#s11)). On the timer thread
+    /// ([`Callbacks::Pool`]), the node is not dropped there even if this was its last
+    /// reference: its drop runs user code (T4).
+    fn expire(self: Arc<Self>, callbacks: Callbacks) {
         self.walk(Error::DeadlineExceeded, None, OwnTimer::Fired, callbacks);
+        if callbacks == Callbacks::Pool {
+            if let Some(node) = Arc::into_inner(self) {
+                callback::execute(Box::new(move || drop(node)), Priority::Urgent);
+            }
+        }
     }
 
     fn abandoned(&self) {

@@ -18,17 +18,27 @@ use crate::callback::Reg;
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some((parent, merge)) = self.leave() {
-            release_both(parent, merge);
+        if let Some(left) = self.leave() {
+            let mut work = Orphans::default();
+            work.adopt_left(left);
+            work.drain();
         }
     }
+}
+
+/// What a node that left the tree still holds: its parents, and nodes whose last reference
+/// came out of its timer queue as it left.
+struct Left {
+    parent: Pair,
+    merge: Option<Pair>,
+    orphans: Vec<Node>,
 }
 
 impl Node {
     /// Leaves the tree, once: a node dropped before it was done leaves its parents' child
     /// lists and its timer queue, and hands its pending callbacks to its parents (N2, N8).
     /// Returns its parents, for the caller to release.
-    fn leave(&mut self) -> Option<(Pair, Option<Pair>)> {
+    fn leave(&mut self) -> Option<Left> {
         if !self.state.leave_once() {
             return None;
         }
@@ -37,9 +47,10 @@ impl Node {
         let branch = crate::sync::get_mut(&mut self.inner).take();
         let mut extra = branch.and_then(|b| b.extra);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
+        let mut orphans = Vec::new();
         if !self.is_done() {
             self.leave_parents_on_drop(merge.clone());
-            self.forget_timer();
+            orphans = self.forget_timer();
             if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
                     e.regs.into_iter().filter(|r| r.is_pending()).collect();
@@ -48,8 +59,11 @@ impl Node {
                 }
             }
         }
-        let merge = merge.and_then(Arc::into_inner).map(|m| m.pair);
-        Some((std::mem::take(&mut self.parent), merge))
+        Some(Left {
+            parent: std::mem::take(&mut self.parent),
+            merge: merge.and_then(Arc::into_inner).map(|m| m.pair),
+            orphans,
+        })
     }
 }
 
@@ -63,16 +77,6 @@ impl Drop for Layer {
             work.drain();
         }
     }
-}
-
-/// Drops the parents of a node without recursion, however long the chain they end (N7).
-fn release_both(first: Pair, second: Option<Pair>) {
-    let mut work = Orphans::default();
-    work.adopt(first);
-    if let Some(second) = second {
-        work.adopt(second);
-    }
-    work.drain();
 }
 
 /// A node or a layer whose last reference was taken: dropped once its parents are out.
@@ -101,6 +105,14 @@ impl Orphans {
         }
     }
 
+    fn adopt_left(&mut self, left: Left) {
+        self.adopt(left.parent);
+        left.merge.into_iter().for_each(|m| self.adopt(m));
+        left.orphans
+            .into_iter()
+            .for_each(|n| self.push(Orphan::Node(n)));
+    }
+
     fn push(&mut self, orphan: Orphan) {
         match self.next {
             None => self.next = Some(orphan),
@@ -112,9 +124,8 @@ impl Orphans {
         while let Some(orphan) = self.next.take().or_else(|| self.more.pop()) {
             match orphan {
                 Orphan::Node(mut node) => {
-                    if let Some((parent, merge)) = node.leave() {
-                        self.adopt(parent);
-                        merge.into_iter().for_each(|m| self.adopt(m));
+                    if let Some(left) = node.leave() {
+                        self.adopt_left(left);
                     }
                 }
                 Orphan::Layer(mut layer) => {

@@ -9,15 +9,23 @@ impl Node {
     /// Registers a waker to be woken when this node is done. `key` is the registration to
     /// update, if any. Returns `false` (registering nothing) if the node is already done.
     pub(crate) fn register_waker(&self, key: &mut Option<usize>, waker: &Waker) -> bool {
+        // Cloned before locking and the replaced one dropped after: a waker is the
+        // executor's code (N6).
+        let waker = waker.clone();
         let mut inner = lock(&self.inner);
         if self.state.claim().is_some() {
             return false;
         }
         let wakers = &mut extra(&mut inner).wakers;
-        match key.and_then(|k| wakers.get_mut(k)) {
-            Some(slot) => slot.clone_from(waker),
-            None => *key = Some(wakers.insert(waker.clone())),
-        }
+        let replaced = match key.and_then(|k| wakers.get_mut(k)) {
+            Some(slot) => Some(std::mem::replace(slot, waker)),
+            None => {
+                *key = Some(wakers.insert(waker));
+                None
+            }
+        };
+        drop(inner);
+        drop(replaced);
         true
     }
 
@@ -28,8 +36,8 @@ impl Node {
         if self.is_done() {
             return;
         }
-        if let Some(e) = extra_mut(&mut inner) {
-            e.wakers.try_remove(key);
-        }
+        let removed = extra_mut(&mut inner).and_then(|e| e.wakers.try_remove(key));
+        drop(inner);
+        drop(removed); // the executor's code: with no lock held (N6)
     }
 }

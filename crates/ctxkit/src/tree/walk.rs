@@ -1,9 +1,10 @@
 //! The cancellation walk: how a cancel makes a node and its whole subtree done (N1b, N4, N7,
 //! N9), and how a canceller waits for walks of other threads.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::aftermath::Aftermath;
+use super::aftermath::{Aftermath, THE_ROOT};
 use super::node::{extra, extra_mut, Inner, MergeParent, Node};
 use super::state::Walk;
 use crate::callback::Callbacks;
@@ -52,8 +53,9 @@ impl Node {
     ) {
         let sentinel = cause.as_ref().map_or(true, |c| c.is_sentinel(err));
         if sentinel && self.state.cancel_unclaimed(err) {
-            // N9: no children, waiters or callbacks.
-            self.leave_tree(None, own_timer, Leave::Locking);
+            // N9: no children, waiters or callbacks. What the timer shard gives back is
+            // dropped here, with no lock held (N6); the timer thread never forgets (`Fired`).
+            drop(self.leave_tree(None, own_timer, Leave::Locking));
             return;
         }
         let mut after = Aftermath::take();
@@ -61,25 +63,38 @@ impl Node {
             let mut inner = lock(&self.inner);
             if self.state.claim().is_some() {
                 drop(inner);
+                drop(cause); // with no lock held (N6)
                 self.await_walk(); // N1b
+                after.run(callbacks);
                 return;
             }
-            // A handle's cancel replaces the pending deadline cause; expiry keeps it. The
-            // sentinel of `err` itself is stored as `None`: nothing to allocate.
+            // A handle's cancel replaces the pending deadline cause, which is dropped after
+            // the walk (N6); expiry keeps it. The sentinel of `err` itself is stored as
+            // `None`: nothing to allocate.
             let pending = extra_mut(&mut inner).and_then(|e| e.cause.take());
-            let cause = cause.or(pending).filter(|c| !c.is_sentinel(err));
+            let cause = match cause {
+                Some(cause) => {
+                    after.causes.extend(pending);
+                    Some(cause)
+                }
+                None => pending,
+            };
+            let cause = cause.filter(|c| !c.is_sentinel(err));
             let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
             (cause, merge)
         };
-        // The walk goes through `reached` in order, appending the children it finds (N7).
+        // The walk goes through `reached` in order, appending the children it finds (N7),
+        // and remembers through which node it found each (`via`, for N1b).
         let mut reached = std::mem::take(&mut after.reached);
+        let mut via = std::mem::take(&mut after.via);
+        via.extend(after.found.iter().map(|_| THE_ROOT));
         reached.append(&mut after.found);
         let mut at = 0;
         while let Some(node) = reached.get(at) {
             at += 1;
             if cause.is_none() && node.state.cancel_unclaimed(err) {
                 // N9. It has one parent, done by this walk: only its timer is left.
-                node.forget_timer();
+                after.orphans.append(&mut node.forget_timer());
                 continue;
             }
             let merge = {
@@ -94,27 +109,107 @@ impl Node {
                 node.finish(&mut inner, err, cause.clone(), &mut after)
             };
             after.walked.push((at - 1, merge));
+            via.extend(after.found.iter().map(|_| (at - 1) as u32));
             reached.append(&mut after.found);
         }
         after.reached = reached;
-        // N1b: first clear this walk's bits, then wait for other walks. Nodes leave their
-        // parents only now: until the walk is over, a cancel of another parent must still
-        // find them there, and wait.
-        self.state.end_walk();
-        after
-            .walked
-            .iter()
-            .for_each(|&(i, _)| after.reached[i].state.end_walk());
-        walks_ended();
-        self.leave_tree(merge, own_timer, Leave::Locking);
-        for (i, merge) in &mut after.walked {
-            after.reached[*i].leave_tree(merge.take(), OwnTimer::Forget, Leave::LookingFirst);
-        }
-        after
+        after.via = via;
+        drop(cause);
+        self.end_walk(merge, own_timer, &mut after);
+        after.run(callbacks);
+    }
+
+    /// N1b: clears this walk's bits and leaves the parents' child lists, first for the nodes
+    /// with nothing still under another walk below them, then, once the other walks this one
+    /// found have ended, for the rest.
+    ///
+    /// A walk keeps the bit of a node set while a node below it (found through it) is still
+    /// under another walk, so that a cancel of that node waits as long as its subtree is not
+    /// all done, whoever is still walking it. No two walks wait on each other: a walk waits
+    /// only for nodes below the nodes whose bits it keeps, and the tree has no cycles, so
+    /// waiting always goes down the tree, towards walks that wait for nothing.
+    fn end_walk(
+        self: &Arc<Self>,
+        merge: Option<Arc<MergeParent>>,
+        own_timer: OwnTimer,
+        after: &mut Aftermath,
+    ) {
+        // The nodes found done that another walk still walks: a node reached twice (through
+        // two parents, in a merge) was made done by this very walk, whose bits are its own.
+        let mut foreign: Vec<usize> = Vec::new();
+        if after
             .found_done
             .iter()
-            .for_each(|&i| after.reached[i].await_walk());
-        after.run(callbacks);
+            .any(|&i| after.reached[i].state.is_walking())
+        {
+            let ours: HashSet<*const Node> = after
+                .walked
+                .iter()
+                .map(|&(i, _)| Arc::as_ptr(&after.reached[i]))
+                .chain([Arc::as_ptr(self)])
+                .collect();
+            foreign.extend(after.found_done.iter().copied().filter(|&i| {
+                let node = &after.reached[i];
+                node.state.is_walking() && !ours.contains(&Arc::as_ptr(node))
+            }));
+        }
+        // Which nodes must keep their bit: those on the way to a node another walk still walks.
+        let mut kept = vec![
+            false;
+            if foreign.is_empty() {
+                0
+            } else {
+                after.reached.len()
+            }
+        ];
+        let mut root_kept = false;
+        for &i in &foreign {
+            let mut up = after.via[i];
+            loop {
+                if up == THE_ROOT {
+                    root_kept = true;
+                    break;
+                }
+                if std::mem::replace(&mut kept[up as usize], true) {
+                    break; // marked from here up already
+                }
+                up = after.via[up as usize];
+            }
+        }
+        let is_kept = |i: usize| kept.get(i).copied().unwrap_or(false);
+        // Nodes leave their parents only once their bit is clear: until then, a cancel of
+        // another parent must still find them there, and wait.
+        let mut merge = Some(merge);
+        let mut clear = |after: &mut Aftermath, keep: bool| {
+            if root_kept == keep {
+                self.state.end_walk();
+            }
+            for &(i, _) in &after.walked {
+                if is_kept(i) == keep {
+                    after.reached[i].state.end_walk();
+                }
+            }
+            walks_ended();
+            if root_kept == keep {
+                let orphans = self.leave_tree(merge.take().flatten(), own_timer, Leave::Locking);
+                after.orphans.extend(orphans);
+            }
+            for (i, merge) in &mut after.walked {
+                if is_kept(*i) == keep {
+                    let node = &after.reached[*i];
+                    let orphans =
+                        node.leave_tree(merge.take(), OwnTimer::Forget, Leave::LookingFirst);
+                    after.orphans.extend(orphans);
+                }
+            }
+        };
+        clear(after, false);
+        if !foreign.is_empty() {
+            for &i in &foreign {
+                after.reached[i].await_walk();
+            }
+            clear(after, true);
+        }
     }
 
     /// Waits until no cancellation is walking this node's subtree (N1b).
@@ -144,7 +239,8 @@ impl Node {
                 None
             }
             Some(e) => {
-                e.cause = cause;
+                // A pending deadline cause that gives way is dropped after the walk (N6).
+                after.causes.extend(std::mem::replace(&mut e.cause, cause));
                 let wakers = std::mem::take(&mut e.wakers);
                 after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
                 after.regs.append(&mut e.regs);
@@ -164,11 +260,19 @@ impl Node {
     }
 
     /// Bookkeeping after a node became done, with no lock held: leave the parents' child
-    /// lists and the timer queue.
-    fn leave_tree(&self, merge: Option<Arc<MergeParent>>, own_timer: OwnTimer, leave: Leave) {
+    /// lists and the timer queue. Returns nodes whose last reference came out of the timer
+    /// queue, for the caller to drop where user code may run.
+    #[must_use]
+    fn leave_tree(
+        &self,
+        merge: Option<Arc<MergeParent>>,
+        own_timer: OwnTimer,
+        leave: Leave,
+    ) -> Vec<Node> {
         self.leave_parents(merge, leave);
-        if own_timer == OwnTimer::Forget {
-            self.forget_timer();
+        match own_timer {
+            OwnTimer::Forget => self.forget_timer(),
+            OwnTimer::Fired => Vec::new(),
         }
     }
 
