@@ -5,7 +5,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use ctxkit::{Context, Key};
+use ctxkit::Context;
+
+mod common;
+use common::{REQUEST, USER};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
@@ -42,9 +45,6 @@ fn check(what: &str, target: u64, (avg, most): (f64, u64)) {
         "{what}: {avg:.3} allocations per op on average (at most {most} in one op), target {target}"
     );
 }
-
-static USER: Key<&'static str> = Key::new("user");
-static REQUEST: Key<u64> = Key::new("request");
 
 // API S1
 #[test]

@@ -16,46 +16,14 @@ use std::task::{Context as TaskCx, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ctxkit::{Context, Error, Key, ManualClock};
+use ctxkit::{Context, Error, ManualClock};
 
-const LONG: Duration = Duration::from_secs(20);
-const HOUR: Duration = Duration::from_secs(3600);
+mod common;
+use common::{drop_flag, env_or, within, HOUR, LONG, PAYLOAD};
 
-/// Sets its flag when dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn drop_flag() -> (DropFlag, Arc<AtomicBool>) {
-    let flag = Arc::new(AtomicBool::new(false));
-    (DropFlag(Arc::clone(&flag)), flag)
-}
-
-static PAYLOAD: Key<DropFlag> = Key::new("payload");
-
-/// Runs `f` on its own thread; fails if it has not finished within 20 s (a deadlock) or
-/// panicked.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LONG) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: not finished after 20s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
-    }
-}
-
+/// The size of the big trees: `CTXKIT_TEST_SCALE`, 1,000,000 by default.
 fn scale() -> usize {
-    std::env::var("CTXKIT_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000)
+    env_or("CTXKIT_TEST_SCALE", 1_000_000) as usize
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -34,38 +34,13 @@ use loom::thread;
 
 use ctxkit::{Cause, Context, Error, Key};
 
-/// A user error used as a cause; compared by its name.
-#[derive(Debug)]
-struct Named(&'static str);
-
-impl fmt::Display for Named {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Named {}
+mod common;
+use common::{drop_flag, Named, PAYLOAD};
 
 /// The name of a `Named` cause, or the sentinel's text.
 fn name(cause: &Cause) -> String {
     cause.to_string()
 }
-
-/// Sets its flag when dropped (a std atomic: it may be dropped on the callback pool).
-struct DropFlag(Arc<StdAtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, StdOrdering::SeqCst);
-    }
-}
-
-fn drop_flag() -> (DropFlag, Arc<StdAtomicBool>) {
-    let flag = Arc::new(StdAtomicBool::new(false));
-    (DropFlag(Arc::clone(&flag)), flag)
-}
-
-static PAYLOAD: Key<DropFlag> = Key::new("payload");
 
 /// A waker that counts its wakes in a loom atomic.
 struct Recorder(AtomicUsize);

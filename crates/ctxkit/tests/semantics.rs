@@ -4,100 +4,23 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
-use std::task::{Context as TaskCx, Poll};
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ctxkit::{AfterFunc, CancelGuard, CancelHandle, Cause, Context, Done, Error, Key, ManualClock};
 
-// ---------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------
+mod common;
+use common::{
+    drop_flag, eventually, oops, poll_once, sentinel, within, Oops, Tenant, HOUR, LONG, PAYLOAD,
+    REQUEST, USER,
+};
 
-/// A user error used as a cause.
-#[derive(Debug, Clone, PartialEq)]
-struct Oops(&'static str);
-
-impl fmt::Display for Oops {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "oops: {}", self.0)
-    }
-}
-
-impl std::error::Error for Oops {}
-
-/// The name inside an `Oops` cause, if the cause is one.
-fn oops(cause: &Cause) -> Option<&'static str> {
-    cause.downcast_ref::<Oops>().map(|o| o.0)
-}
-
-/// The sentinel a cause is, if it is one.
-fn sentinel(cause: &Cause) -> Option<Error> {
-    cause.downcast_ref::<Error>().copied()
-}
-
-/// Sets its flag when dropped: proves a value (or a closure owning it) was freed.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn drop_flag() -> (DropFlag, Arc<AtomicBool>) {
-    let flag = Arc::new(AtomicBool::new(false));
-    (DropFlag(Arc::clone(&flag)), flag)
-}
-
-/// Runs `f` on its own thread and fails the test if it has not finished within 20 s (a
-/// deadlock) or if it panicked.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: not finished after 20s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
-    }
-}
-
-/// Polls `cond` until it holds, for up to 10 s.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    cond()
-}
-
-/// Polls a future once with a waker that does nothing.
-fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
-    let waker = futures::task::noop_waker();
-    let mut cx = TaskCx::from_waker(&waker);
-    Pin::new(fut).poll(&mut cx)
-}
-
-const HOUR: Duration = Duration::from_secs(3600);
-const LONG: Duration = Duration::from_secs(10);
-
-static USER: Key<&'static str> = Key::new("user");
-static REQUEST: Key<u64> = Key::new("request");
-static PAYLOAD: Key<DropFlag> = Key::new("payload");
 // Two keys with the same name and type: still two different keys (S15).
 static ID_A: Key<u32> = Key::new("id");
 static ID_B: Key<u32> = Key::new("id");
-
-#[derive(Debug, PartialEq)]
-struct Tenant(u32);
 
 // ---------------------------------------------------------------------------------------
 // Types (compile-time checks of the trait promises)
