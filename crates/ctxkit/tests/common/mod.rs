@@ -71,6 +71,42 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Runs one test of this test binary alone, in a child process with the environment
+/// variable `env` set, and fails unless it ran there and passed. For a test that must not
+/// share its process with the others: one that may stop a thread the whole process shares,
+/// one that needs the first reading of time in a fresh process, one whose stack overflow
+/// would abort every test of the binary. `module` is the caller's `module_path!()` and
+/// `name` the test's function name; the test itself does its work only when `env` is set.
+pub fn run_alone_in_child_process(module: &str, name: &str, env: &str) {
+    // A test's path leaves out the crate's name: `semantics::depth` holds `depth::NAME`.
+    let path = match module.split_once("::") {
+        Some((_, inner)) => format!("{inner}::{name}"),
+        None => name.to_string(),
+    };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &path,
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{path} failed in its child process ({}):\n{text}",
+        out.status
+    );
+    assert!(
+        text.contains("test result: ok. 1 passed"),
+        "{path} did not run in its child process:\n{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Futures
 // ---------------------------------------------------------------------------------------
