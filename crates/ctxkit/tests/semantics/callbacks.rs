@@ -1,7 +1,6 @@
-//! API S19–S21: callbacks: `after_func` (S19), `on_cancel` (S20), and `stop` and panics
-//! (S21).
+//! API S19–S21: callbacks: `after_func` (S19), `on_cancel`, including callbacks that call
+//! back into ctxkit (S20), and `stop` (S21). Panics in callbacks are in `tests/faults.rs`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
@@ -10,8 +9,7 @@ use std::time::Duration;
 use ctxkit::{Context, Error, ManualClock};
 
 use crate::common::{
-    drop_flag, eventually, oops, run_alone_in_child_process, sentinel, within, Oops, HOUR, LONG,
-    PAYLOAD, USER,
+    drop_flag, eventually, oops, sentinel, within, Oops, HOUR, LONG, PAYLOAD, USER,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -602,8 +600,140 @@ fn re_entrant_after_func_may_cancel_derive_and_wait() {
     assert!(other.is_done());
 }
 
+// API S20, S22
+/// An `on_cancel` that owns the last clone and handle of its own context drops them when
+/// it runs: the context is freed by the time cancel returns.
+#[test]
+fn on_cancel_dropping_its_own_context() {
+    within("on_cancel dropping its context", || {
+        let (parent, h) = Context::background().with_cancel();
+        let (flag, freed) = drop_flag();
+        let (child, hc) = parent.with_value(&PAYLOAD, flag).with_timeout(HOUR);
+        let own = child.clone();
+        drop(child.on_cancel(move || drop((own, hc))));
+        drop(child);
+        assert!(!freed.load(Ordering::SeqCst), "kept alive by its callback");
+        h.cancel();
+        assert!(freed.load(Ordering::SeqCst), "freed once its callback ran");
+    });
+}
+
+// API S4, S8, S20
+/// An `on_cancel` that cancels an ancestor of its context (upwards), whose walk reaches
+/// the siblings and meets the subtree already done.
+#[test]
+fn on_cancel_cancelling_an_ancestor() {
+    within("on_cancel cancelling upwards", || {
+        let (root, hr) = Context::background().with_cancel();
+        let (a, ha) = root.with_cancel();
+        let (a1, _) = a.with_cancel();
+        let (b, _) = root.with_cancel();
+        let (b1, _) = b.with_timeout(HOUR);
+        let _r = a1.on_cancel(move || {
+            hr.cancel_with_cause(std::io::Error::other("from below"));
+        });
+        ha.cancel();
+        for c in [&root, &b, &b1] {
+            assert_eq!(c.cause().unwrap().to_string(), "from below");
+        }
+        for c in [&a, &a1] {
+            assert!(c.cause().unwrap().is::<Error>(), "keeps its own cause (S8)");
+        }
+    });
+}
+
+// API S5, S20, S21
+/// An `on_cancel` that derives from the context being cancelled, registers on the new
+/// child, stops a registration that has not run yet, and stops itself.
+#[test]
+fn on_cancel_deriving_registering_and_stopping() {
+    within("on_cancel deriving and stopping", || {
+        let (ctx, h) = Context::background().with_cancel();
+        let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+        let later_ran = Arc::new(AtomicBool::new(false));
+        let slot: Arc<Mutex<Option<ctxkit::AfterFunc>>> = Arc::new(Mutex::new(None));
+        let own: Arc<Mutex<Option<ctxkit::AfterFunc>>> = Arc::new(Mutex::new(None));
+        let (c2, l2, s2, o2) = (
+            ctx.clone(),
+            Arc::clone(&log),
+            Arc::clone(&slot),
+            Arc::clone(&own),
+        );
+        let first = ctx.on_cancel(move || {
+            let (child, _) = c2.with_cancel();
+            assert!(child.is_done());
+            let l3 = Arc::clone(&l2);
+            drop(child.on_cancel(move || l3.lock().unwrap().push("nested")));
+            let stopped = s2.lock().unwrap().as_ref().unwrap().stop();
+            assert!(stopped, "a registration not yet run can be stopped");
+            assert!(
+                !o2.lock().unwrap().as_ref().unwrap().stop(),
+                "stop of a running f"
+            );
+            l2.lock().unwrap().push("first");
+        });
+        *own.lock().unwrap() = Some(first);
+        let lr = Arc::clone(&later_ran);
+        *slot.lock().unwrap() = Some(ctx.on_cancel(move || lr.store(true, Ordering::SeqCst)));
+        h.cancel();
+        assert_eq!(*log.lock().unwrap(), vec!["nested", "first"]);
+        assert!(
+            !later_ran.load(Ordering::SeqCst),
+            "stopped during the walk, yet ran"
+        );
+    });
+}
+
+// API S11, S20
+/// An `on_cancel` fired by the real-time timer thread that waits on another context whose
+/// deadline only that thread can fire: S20 allows callbacks to wait on other contexts.
+#[test]
+fn on_cancel_fired_by_the_timer_may_wait_for_another_deadline() {
+    within("timer callback waiting on a timer", || {
+        let (first, _h1) = Context::background().with_timeout(Duration::from_millis(5));
+        let (second, _h2) = Context::background().with_timeout(Duration::from_millis(50));
+        let (tx, rx) = mpsc::channel();
+        let s2 = second.clone();
+        let _r = first.on_cancel(move || {
+            tx.send(s2.wait_timeout(Duration::from_secs(5))).unwrap();
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            Some(Error::DeadlineExceeded),
+            "the second deadline never fired while the timer thread ran a callback"
+        );
+        assert_eq!(second.err(), Some(Error::DeadlineExceeded));
+    });
+}
+
+// API S20, S25
+/// `on_cancel` callbacks fired by `advance` that advance the same clock again.
+#[test]
+fn on_cancel_advancing_its_own_clock() {
+    within("re-entrant advance", || {
+        let clock = ManualClock::new();
+        let root = Context::background().with_clock(&clock);
+        let fired = Arc::new(AtomicUsize::new(0));
+        let mut keep = Vec::new();
+        for i in 1..=10u64 {
+            let (ctx, h) = root.with_timeout(Duration::from_secs(i));
+            let (c2, f2) = (clock.clone(), Arc::clone(&fired));
+            drop(ctx.on_cancel(move || {
+                f2.fetch_add(1, Ordering::SeqCst);
+                c2.advance(Duration::from_secs(1)); // fires the next one from here
+            }));
+            keep.push((ctx, h));
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(fired.load(Ordering::SeqCst), 10);
+        assert!(keep
+            .iter()
+            .all(|(c, _)| c.err() == Some(Error::DeadlineExceeded)));
+    });
+}
+
 // ---------------------------------------------------------------------------------------
-// S21: stop and panics
+// S21: stop
 // ---------------------------------------------------------------------------------------
 
 // API S21
@@ -647,121 +777,4 @@ fn stop_after_f_started_returns_false() {
     h.cancel();
     rx.recv_timeout(LONG).unwrap();
     assert!(!reg.stop());
-}
-
-// API S21
-#[test]
-fn panic_in_on_cancel_does_not_stop_other_callbacks_or_descendants() {
-    let (root, h) = Context::background().with_cancel();
-    let (child, _hc) = root.with_cancel();
-    let (grandchild, _hg) = child.with_timeout(HOUR);
-    let count = Arc::new(AtomicUsize::new(0));
-    let mut regs = Vec::new();
-    for (i, c) in [&root, &root, &child, &grandchild, &grandchild]
-        .into_iter()
-        .enumerate()
-    {
-        let count = Arc::clone(&count);
-        regs.push(c.on_cancel(move || {
-            if i % 2 == 0 {
-                panic!("deliberate panic in on_cancel #{i}");
-            }
-            count.fetch_add(1, Ordering::SeqCst);
-        }));
-    }
-    let (tx, rx) = mpsc::channel();
-    regs.push(grandchild.after_func(move || tx.send(()).unwrap()));
-    let result = catch_unwind(AssertUnwindSafe(|| h.cancel()));
-    assert!(
-        result.is_err(),
-        "the panic is expected to reach the canceller"
-    );
-    assert_eq!(
-        count.load(Ordering::SeqCst),
-        2,
-        "other on_cancel callbacks ran"
-    );
-    for c in [&root, &child, &grandchild] {
-        assert_eq!(c.err(), Some(Error::Canceled));
-    }
-    rx.recv_timeout(LONG).expect("after_func did not run");
-}
-
-// API S21
-#[test]
-fn panic_in_after_func_does_not_stop_others() {
-    let (ctx, h) = Context::background().with_cancel();
-    let (tx, rx) = mpsc::channel();
-    let mut regs = Vec::new();
-    for i in 0..6 {
-        let tx = tx.clone();
-        regs.push(ctx.after_func(move || {
-            if i % 2 == 0 {
-                panic!("deliberate panic in after_func #{i}");
-            }
-            tx.send(i).unwrap();
-        }));
-    }
-    h.cancel();
-    let mut got: Vec<i32> = (0..3).map(|_| rx.recv_timeout(LONG).unwrap()).collect();
-    got.sort();
-    assert_eq!(got, vec![1, 3, 5]);
-    // Later callbacks still run.
-    let (ctx, h) = Context::background().with_cancel();
-    let _r = ctx.after_func(move || tx.send(99).unwrap());
-    h.cancel();
-    assert_eq!(rx.recv_timeout(LONG), Ok(99));
-}
-
-// API S21, S25
-#[test]
-fn panic_in_on_cancel_during_advance_does_not_lose_other_due_deadlines() {
-    let clock = ManualClock::new();
-    let root = Context::background().with_clock(&clock);
-    let (first, _h1) = root.with_timeout(Duration::from_secs(1));
-    let _p = first.on_cancel(|| panic!("deliberate panic in on_cancel fired by advance"));
-    let (second, _h2) = root.with_timeout(Duration::from_secs(2));
-    let _ = catch_unwind(AssertUnwindSafe(|| clock.advance(Duration::from_secs(3))));
-    clock.advance(Duration::ZERO);
-    assert!(first.is_done());
-    assert_eq!(
-        second.err(),
-        Some(Error::DeadlineExceeded),
-        "a deadline that became due was lost after another context's on_cancel panicked"
-    );
-}
-
-const CHILD_ENV: &str = "CTXKIT_SEMANTICS_TIMER_PANIC_CHILD";
-
-/// Runs only inside the child process started by the next test: it may kill the process's
-/// timer thread, which would disturb every other test of this binary.
-#[test]
-fn timer_panic_child_process() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
-    let _p = ctx.on_cancel(|| panic!("deliberate panic in on_cancel fired by the timer"));
-    let (same_time, _h2) = Context::background().with_timeout(Duration::from_millis(10));
-    assert_eq!(
-        ctx.wait_timeout(Duration::from_secs(5)),
-        Some(Error::DeadlineExceeded)
-    );
-    assert_eq!(
-        same_time.wait_timeout(Duration::from_secs(5)),
-        Some(Error::DeadlineExceeded),
-        "deadline due with the panicking one never fired"
-    );
-    let (later, _h3) = Context::background().with_timeout(Duration::from_millis(10));
-    assert_eq!(
-        later.wait_timeout(Duration::from_secs(5)),
-        Some(Error::DeadlineExceeded),
-        "deadline created after the panic never fired"
-    );
-}
-
-// API S11, S21
-#[test]
-fn panic_in_on_cancel_fired_by_a_deadline_does_not_stop_the_timer() {
-    run_alone_in_child_process(module_path!(), "timer_panic_child_process", CHILD_ENV);
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ctxkit::{Context, Error, ManualClock};
 
-use crate::common::{oops, sentinel, Oops, Tenant, HOUR, USER};
+use crate::common::{oops, sentinel, within, Oops, Tenant, HOUR, USER};
 
 // ---------------------------------------------------------------------------------------
 // S3: err
@@ -179,6 +179,47 @@ fn a_second_concurrent_cancel_returns_only_after_the_whole_subtree_is_done() {
             "round {round}: cancel() returned while descendants were still live"
         );
     }
+}
+
+// API S4
+/// The smallest tree whose cancellation walks more than one level below the cancelled node.
+#[test]
+fn cancel_of_a_three_level_chain_returns() {
+    within("cancel of parent -> child -> grandchild", || {
+        let (parent, h) = Context::background().with_cancel();
+        let (child, _hc) = parent.with_cancel();
+        let (grandchild, _hg) = child.with_cancel();
+        h.cancel();
+        assert!(child.is_done() && grandchild.is_done());
+    });
+}
+
+// API S4, S24
+/// A merge under two parents, both cancelled: `a`'s walk reaches the merge first and, before
+/// walking the merge's subtree, takes the merge out of `b`'s children. `b`'s cancel must
+/// still return only once the merge's subtree is done (API S4: it is `b`'s descendant).
+/// Found by the loom model `merge_with_both_parents_cancelling_at_once`.
+#[test]
+fn second_parent_cancel_waits_for_the_merge_subtree() {
+    within("merge under two cancelling parents", || {
+        for round in 0..20 {
+            let (a, ha) = Context::background().with_cancel();
+            let (b, hb) = Context::background().with_cancel();
+            let (m, _hm) = a.merge(&b);
+            let kids: Vec<_> = (0..20_000).map(|_| m.with_cancel()).collect();
+            let t = thread::spawn(move || ha.cancel());
+            while !m.is_done() {
+                std::hint::spin_loop();
+            }
+            hb.cancel();
+            let missing = kids.iter().filter(|(k, _)| !k.is_done()).count();
+            t.join().unwrap();
+            assert_eq!(
+                missing, 0,
+                "round {round}: b's cancel returned before {missing} descendants of b were done"
+            );
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,27 +1,44 @@
 //! API S23: depth and breadth: million-level chains and fans of every kind are built,
-//! cancelled, displayed and dropped without recursion (no stack overflow).
+//! cancelled, displayed and dropped without recursion (no stack overflow), and callbacks,
+//! merges and manual deadlines work the same at that size.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use ctxkit::{Context, Error, ManualClock};
 
-use crate::common::{run_alone_in_child_process, REQUEST};
+use crate::common::{env_or, run_alone_in_child_process, REQUEST};
 
 const MILLION: usize = 1_000_000;
 
 const DEEP_ENV: &str = "CTXKIT_SEMANTICS_DEEP_CHILD";
+
+/// Runs `f` on a new thread with the default stack size (no `stack_size` set).
+fn on_default_stack_thread(f: impl FnOnce() + Send + 'static) {
+    thread::spawn(f).join().expect("thread failed");
+}
 
 /// Runs `f` on a thread with the default stack size (no `stack_size` set). The test runs
 /// in a child process (this test binary, filtered to `test_name`), so that a stack overflow,
 /// which aborts the process, fails this test alone instead of the whole binary.
 fn on_default_stack(test_name: &str, f: fn()) {
     if std::env::var_os(DEEP_ENV).is_some() {
-        thread::spawn(f).join().expect("thread failed");
+        on_default_stack_thread(f);
         return;
     }
     run_alone_in_child_process(module_path!(), test_name, DEEP_ENV);
 }
+
+/// The size of the big trees: `CTXKIT_TEST_SCALE`, 1,000,000 by default.
+fn scale() -> usize {
+    env_or("CTXKIT_TEST_SCALE", 1_000_000) as usize
+}
+
+// ---------------------------------------------------------------------------------------
+// A million levels or children: each test alone in a child process
+// ---------------------------------------------------------------------------------------
 
 // API S23
 #[test]
@@ -193,4 +210,87 @@ fn million_level_chain_through_second_parents_of_merges() {
             drop(ctx); // never cancelled
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A callback on every level, chains of merges, a fan of manual deadlines: at
+// `CTXKIT_TEST_SCALE` (1,000,000 unless set; smaller under valgrind), in this process
+// ---------------------------------------------------------------------------------------
+
+// API S20, S23
+#[test]
+fn deep_chain_with_a_callback_on_every_level() {
+    let n = scale();
+    on_default_stack_thread(move || {
+        let (root, h) = Context::background().with_cancel();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut ctx = root.clone();
+        for _ in 0..n {
+            let (c, _h) = ctx.with_cancel();
+            let r = Arc::clone(&ran);
+            drop(c.on_cancel(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            }));
+            ctx = c;
+        }
+        h.cancel();
+        assert_eq!(ran.load(Ordering::SeqCst), n);
+        assert!(ctx.is_done());
+        drop(root);
+        drop(ctx);
+    });
+}
+
+// API S23, S24
+#[test]
+fn deep_chain_of_merges() {
+    let n = scale();
+    on_default_stack_thread(move || {
+        let (side, hs) = Context::background().with_cancel();
+        let (root, _h) = Context::background().with_cancel();
+        let mut ctx = root.clone();
+        for i in 0..n {
+            let (c, _h) = if i % 2 == 0 {
+                ctx.merge(&side)
+            } else {
+                side.merge(&ctx)
+            };
+            ctx = c;
+        }
+        hs.cancel_with_cause(std::io::Error::other("side"));
+        assert_eq!(ctx.cause().unwrap().to_string(), "side");
+        assert!(!root.is_done());
+        let _ = ctx.deadline();
+        drop(ctx);
+        drop(side);
+    });
+}
+
+// API S23, S25
+#[test]
+fn wide_fan_of_manual_deadlines_fired_by_one_advance() {
+    let n = scale();
+    on_default_stack_thread(move || {
+        let clock = ManualClock::new();
+        let root = Context::background().with_clock(&clock);
+        let fired = Arc::new(AtomicUsize::new(0));
+        let kids: Vec<_> = (0..n)
+            .map(|i| {
+                let (c, h) = root.with_timeout(Duration::from_nanos(1 + (i as u64 * 7919) % 1000));
+                if i % 100 == 0 {
+                    let f = Arc::clone(&fired);
+                    drop(c.on_cancel(move || {
+                        f.fetch_add(1, Ordering::Relaxed);
+                    }));
+                }
+                (c, h)
+            })
+            .collect();
+        clock.advance(Duration::from_micros(1));
+        assert!(kids
+            .iter()
+            .all(|(c, _)| c.err() == Some(Error::DeadlineExceeded)));
+        assert_eq!(fired.load(Ordering::SeqCst), n.div_ceil(100));
+        drop(kids);
+    });
 }

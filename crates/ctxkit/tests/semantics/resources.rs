@@ -128,3 +128,65 @@ fn cancel_guard_cancels_when_dropped_and_disarm_gives_the_handle_back() {
     }));
     assert!(ctx.is_done());
 }
+
+// ---------------------------------------------------------------------------------------
+// Leaks found by tests/stress.rs, reduced (API S19, S22)
+// ---------------------------------------------------------------------------------------
+
+// API S19, S22
+/// A callback of a dropped child is handed to its parent; once that callback is stopped,
+/// nothing is pending on the parent any more, and dropping the parent's last clone and
+/// handle must free it (as `stopped_after_func_does_not_keep_a_dropped_timeout_context_alive`
+/// above checks for a callback registered on the parent itself).
+#[test]
+fn stopped_handed_down_callback_does_not_keep_a_timeout_parent_alive() {
+    for inline in [false, true] {
+        let (flag, freed) = drop_flag();
+        let (parent, hp) = Context::background()
+            .with_value(&PAYLOAD, flag)
+            .with_timeout(HOUR);
+        let (child, hc) = parent.with_cancel();
+        let reg = if inline {
+            child.on_cancel(|| {})
+        } else {
+            child.after_func(|| {})
+        };
+        drop((child, hc)); // the registration moves to the parent (S19)
+        assert!(reg.stop());
+        drop((parent, hp));
+        assert!(
+            freed.load(Ordering::SeqCst),
+            "inline={inline}: the parent stays alive until its deadline (an hour) though nothing is pending on it"
+        );
+    }
+}
+
+// API S19, S22
+/// A merge's callback is handed down to both parents when the merge is dropped; it fires
+/// through the first parent's cancel. Nothing is pending on the second parent (a deadline)
+/// any more, so dropping its last clone and handle must free it. Found by tests/stress.rs
+/// (`tree_stress_with_hour_long_deadlines`), reduced.
+#[test]
+fn fired_handed_down_callback_does_not_keep_the_other_parent_alive() {
+    for inline in [false, true] {
+        let (flag, freed) = drop_flag();
+        let (r, hr) = Context::background().with_cancel();
+        let (d, hd) = Context::background()
+            .with_value(&PAYLOAD, flag)
+            .with_timeout(HOUR);
+        let (m, hm) = r.merge(&d);
+        let reg = if inline {
+            m.on_cancel(|| {})
+        } else {
+            m.after_func(|| {})
+        };
+        drop((m, hm)); // handed down to r and to d (S19)
+        hr.cancel(); // runs it (an after_func has started when cancel returns)
+        assert!(!reg.stop(), "it ran");
+        drop((d, hd, r));
+        assert!(
+            freed.load(Ordering::SeqCst),
+            "inline={inline}: the deadline parent stays alive until its deadline (an hour)"
+        );
+    }
+}
