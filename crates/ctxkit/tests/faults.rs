@@ -462,7 +462,7 @@ fn earliest_instant() -> Instant {
 }
 
 #[test]
-fn deadlines_at_the_limits_of_instant() {
+fn deadlines_at_the_limits_of_instant_are_no_deadline_or_done_at_once() {
     let late = latest_instant();
     let (ctx, h) = Context::background().with_deadline(late);
     assert!(!ctx.is_done());
@@ -497,7 +497,7 @@ fn deadlines_at_the_limits_of_instant() {
 /// Deadlines about 292 years away, around the largest span ctxkit represents: none panics,
 /// none fires, each is either kept exactly or treated as no deadline.
 #[test]
-fn deadlines_around_the_largest_representable_span() {
+fn deadlines_around_the_largest_representable_span_neither_panic_nor_fire() {
     let now = Instant::now();
     let edge = Duration::from_nanos(i64::MAX as u64);
     for delta in [-2_000_000_000i64, -1, 0, 1, 2_000_000_000] {
@@ -552,7 +552,7 @@ fn first_manual_clock_child() {
 /// Zero and 1 ns timeouts: zero is done at creation; tiny ones fire soon, never before
 /// their deadline (checked from an `on_cancel`), and `wait` returns.
 #[test]
-fn zero_and_nanosecond_timeouts() {
+fn zero_and_nanosecond_timeouts_fire_and_never_early() {
     let (ctx, _h) = Context::background().with_timeout(Duration::ZERO);
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     let early = Arc::new(AtomicUsize::new(0));
@@ -576,7 +576,7 @@ fn zero_and_nanosecond_timeouts() {
 
 /// `wait_timeout` with the extreme durations.
 #[test]
-fn wait_timeout_with_extreme_durations() {
+fn wait_timeout_with_extreme_durations_returns_on_time_or_on_cancel() {
     let (ctx, h) = Context::background().with_cancel();
     assert_eq!(ctx.wait_timeout(Duration::ZERO), None);
     assert_eq!(ctx.wait_timeout(Duration::from_nanos(1)), None);
@@ -592,7 +592,7 @@ fn wait_timeout_with_extreme_durations() {
 /// A manual clock advanced by `Duration::MAX` again and again: no panic, time never goes
 /// back, every finite deadline fires, and deriving at the end of time still works.
 #[test]
-fn manual_clock_advanced_by_duration_max_repeatedly() {
+fn manual_clock_advanced_by_duration_max_repeatedly_fires_every_finite_deadline() {
     let clock = ManualClock::new();
     let root = Context::background().with_clock(&clock);
     let (near, _h1) = root.with_timeout(Duration::from_nanos(1));

@@ -558,7 +558,7 @@ fn on_cancels_that_cancel_each_other_from_two_threads_do_not_deadlock() {
 
 // API S4, S17, S20
 #[test]
-fn on_cancel_blocking_on_the_parent_while_another_thread_cancels_it() {
+fn on_cancel_blocking_on_the_parent_while_another_thread_cancels_it_does_not_deadlock() {
     within("on_cancel waiting for the parent", || {
         for _ in 0..50 {
             let (p, hp) = Context::background().with_cancel();
@@ -604,7 +604,7 @@ fn re_entrant_after_func_may_cancel_derive_and_wait() {
 /// An `on_cancel` that owns the last clone and handle of its own context drops them when
 /// it runs: the context is freed by the time cancel returns.
 #[test]
-fn on_cancel_dropping_its_own_context() {
+fn on_cancel_dropping_its_own_context_frees_it_before_cancel_returns() {
     within("on_cancel dropping its context", || {
         let (parent, h) = Context::background().with_cancel();
         let (flag, freed) = drop_flag();
@@ -622,7 +622,7 @@ fn on_cancel_dropping_its_own_context() {
 /// An `on_cancel` that cancels an ancestor of its context (upwards), whose walk reaches
 /// the siblings and meets the subtree already done.
 #[test]
-fn on_cancel_cancelling_an_ancestor() {
+fn on_cancel_cancelling_an_ancestor_gives_its_cause_to_the_other_branches_only() {
     within("on_cancel cancelling upwards", || {
         let (root, hr) = Context::background().with_cancel();
         let (a, ha) = root.with_cancel();
@@ -646,7 +646,7 @@ fn on_cancel_cancelling_an_ancestor() {
 /// An `on_cancel` that derives from the context being cancelled, registers on the new
 /// child, stops a registration that has not run yet, and stops itself.
 #[test]
-fn on_cancel_deriving_registering_and_stopping() {
+fn on_cancel_may_derive_register_and_stop_registrations_not_yet_run() {
     within("on_cancel deriving and stopping", || {
         let (ctx, h) = Context::background().with_cancel();
         let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
@@ -709,7 +709,7 @@ fn on_cancel_fired_by_the_timer_may_wait_for_another_deadline() {
 // API S20, S25
 /// `on_cancel` callbacks fired by `advance` that advance the same clock again.
 #[test]
-fn on_cancel_advancing_its_own_clock() {
+fn on_cancel_advancing_its_own_clock_fires_every_deadline_it_reaches() {
     within("re-entrant advance", || {
         let clock = ManualClock::new();
         let root = Context::background().with_clock(&clock);

@@ -184,7 +184,7 @@ fn a_second_concurrent_cancel_returns_only_after_the_whole_subtree_is_done() {
 // API S4
 /// The smallest tree whose cancellation walks more than one level below the cancelled node.
 #[test]
-fn cancel_of_a_three_level_chain_returns() {
+fn cancel_of_a_three_level_chain_returns_with_every_level_done() {
     within("cancel of parent -> child -> grandchild", || {
         let (parent, h) = Context::background().with_cancel();
         let (child, _hc) = parent.with_cancel();

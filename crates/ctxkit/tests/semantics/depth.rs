@@ -190,9 +190,9 @@ fn display_of_merges_nested_through_second_parents_does_not_recurse() {
 
 // API S23, S24
 #[test]
-fn million_level_chain_through_second_parents_of_merges() {
+fn million_level_chain_through_second_parents_of_merges_is_cancelled_and_dropped() {
     on_default_stack(
-        "million_level_chain_through_second_parents_of_merges",
+        "million_level_chain_through_second_parents_of_merges_is_cancelled_and_dropped",
         || {
             let (root, h) = Context::background().with_cancel();
             let mut ctx = root.clone();
@@ -219,7 +219,7 @@ fn million_level_chain_through_second_parents_of_merges() {
 
 // API S20, S23
 #[test]
-fn deep_chain_with_a_callback_on_every_level() {
+fn deep_chain_with_a_callback_on_every_level_runs_every_callback() {
     let n = scale();
     on_default_stack_thread(move || {
         let (root, h) = Context::background().with_cancel();
@@ -243,7 +243,7 @@ fn deep_chain_with_a_callback_on_every_level() {
 
 // API S23, S24
 #[test]
-fn deep_chain_of_merges() {
+fn deep_chain_of_merges_is_cancelled_by_the_parent_they_share() {
     let n = scale();
     on_default_stack_thread(move || {
         let (side, hs) = Context::background().with_cancel();

@@ -115,7 +115,7 @@ fn merge_values_are_looked_up_in_a_then_b() {
 
 // API S24
 #[test]
-fn merge_with_itself_and_with_its_own_descendant() {
+fn merge_with_itself_or_its_own_descendant_follows_its_parent_and_its_own_handle() {
     let (a, ha) = Context::background().with_cancel();
     let (m, hm) = a.merge(&a);
     let (c, _hc) = a.with_cancel();

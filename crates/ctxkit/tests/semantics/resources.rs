@@ -56,7 +56,7 @@ fn dropping_a_cancelled_child_frees_it() {
 
 // API S22
 #[test]
-fn many_children_created_and_dropped_under_a_long_lived_parent() {
+fn many_children_created_and_dropped_under_a_long_lived_parent_are_all_freed() {
     let (parent, hp) = Context::background().with_timeout(HOUR);
     let flags: Vec<_> = (0..2000)
         .map(|i| {
