@@ -23,8 +23,7 @@
 //! (stop's answer, the callback dropped or started) inside loom and the run itself outside.
 #![cfg(loom)]
 
-use std::fmt;
-use std::sync::atomic::{AtomicBool as StdAtomicBool, Ordering as StdOrdering};
+use std::sync::atomic::Ordering as StdOrdering;
 use std::sync::{mpsc, Arc};
 use std::task::{Context as TaskCx, Poll, Wake, Waker};
 use std::time::Duration;
@@ -32,7 +31,7 @@ use std::time::Duration;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use ctxkit::{Cause, Context, Error, Key};
+use ctxkit::{Cause, Context, Error};
 
 mod common;
 use common::{drop_flag, Named, PAYLOAD};
