@@ -2,52 +2,21 @@
 //! kept per thread, so tests running in parallel do not disturb each other, and the work of
 //! the library's own threads (timer, callbacks) is not counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Duration;
 
-use ctxkit::{Context, Key};
+use ctxkit::Context;
 
-struct Counting;
+mod common;
+use common::{REQUEST, USER};
 
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
-fn bump() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; the counter is a const-initialised
-// thread-local without a destructor, so touching it never allocates or re-enters.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
+use counting_alloc::{thread_allocs, total_allocs, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
 
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 10_000;
@@ -58,14 +27,14 @@ fn measure(mut op: impl FnMut()) -> (f64, u64) {
     for _ in 0..WARMUP {
         op();
     }
-    let start = allocs();
+    let start = thread_allocs();
     let mut most = 0;
     for _ in 0..ROUNDS {
-        let before = allocs();
+        let before = thread_allocs();
         op();
-        most = most.max(allocs() - before);
+        most = most.max(thread_allocs() - before);
     }
-    let total = allocs() - start;
+    let total = thread_allocs() - start;
     (total as f64 / ROUNDS as f64, most)
 }
 
@@ -76,9 +45,6 @@ fn check(what: &str, target: u64, (avg, most): (f64, u64)) {
         "{what}: {avg:.3} allocations per op on average (at most {most} in one op), target {target}"
     );
 }
-
-static USER: Key<&'static str> = Key::new("user");
-static REQUEST: Key<u64> = Key::new("request");
 
 // API S1
 #[test]
@@ -260,4 +226,23 @@ fn observing_and_cloning_do_not_allocate() {
             }),
         );
     }
+}
+
+/// The counting allocator itself: an allocation shows in the count of the thread that made
+/// it, once, and in the count of the whole process.
+#[test]
+fn the_counting_allocator_counts_each_allocation_once_for_its_thread_and_the_process() {
+    let (mine, all) = (thread_allocs(), total_allocs());
+    let boxed = black_box(Box::new([7u8; 64]));
+    assert_eq!(thread_allocs() - mine, 1);
+    assert!(total_allocs() - all >= 1);
+    let on_other_thread = std::thread::spawn(|| {
+        let before = thread_allocs();
+        black_box(vec![1u8; 4096]);
+        thread_allocs() - before
+    })
+    .join()
+    .unwrap();
+    assert_eq!(on_other_thread, 1);
+    drop(boxed);
 }

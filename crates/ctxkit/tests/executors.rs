@@ -9,22 +9,14 @@ use std::time::{Duration, Instant};
 
 use ctxkit::{CancelHandle, Context, Error};
 
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::{DropFlag, LONG};
 
 fn cancel_later(h: CancelHandle, after: Duration) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         thread::sleep(after);
         h.cancel();
     })
-}
-
-/// Sets its flag when dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 fn current_thread_rt() -> tokio::runtime::Runtime {

@@ -1,63 +1,30 @@
-//! Faults and bad input: panicking callbacks, re-entrant callbacks, time at the edges of
-//! `Instant` and `Duration`, and very deep and very wide trees.
+//! Faults: what ordinary use never does, and what ctxkit must survive all the same.
 //!
-//! `tests/semantics.rs` already checks the basic cases (one panicking `on_cancel` among
-//! others, re-entrant `on_cancel`/`after_func` that cancel, derive, drop and wait, `Duration::MAX`
-//! timeouts, million-level chains and fans of each kind); the tests here go past them.
+//! - Panics in user code: in `on_cancel` callbacks fired by a cancel, by `advance` or by the
+//!   timer, in `after_func` callbacks, in a waker (API S20, S21).
+//! - Time at the edges of `Instant` and `Duration`: `Duration::MAX` timeouts and advances,
+//!   the first and last representable instants, spans past the largest that ctxkit keeps,
+//!   and thousands of zero and one-nanosecond timeouts (API S13).
 //!
-//! The size of the big trees is `CTXKIT_TEST_SCALE` (default 1,000,000), so that slow runs
-//! (valgrind) can use smaller ones.
+//! The rule between this file and `tests/semantics/`: `semantics` checks each numbered
+//! promise (S1–S25) under ordinary use, which includes callbacks that call back into ctxkit
+//! (S20 allows it), zero and past deadlines (S13) and million-level trees (S23); a test whose
+//! subject is a panic, or a time at the edge of its type, belongs here.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::task::{Context as TaskCx, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ctxkit::{Context, Error, Key, ManualClock};
+use ctxkit::{Context, Error, ManualClock};
 
-const LONG: Duration = Duration::from_secs(20);
-const HOUR: Duration = Duration::from_secs(3600);
+mod common;
+use common::{run_alone_in_child_process, within, Oops, HOUR, LONG};
 
-/// Sets its flag when dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn drop_flag() -> (DropFlag, Arc<AtomicBool>) {
-    let flag = Arc::new(AtomicBool::new(false));
-    (DropFlag(Arc::clone(&flag)), flag)
-}
-
-static PAYLOAD: Key<DropFlag> = Key::new("payload");
-
-/// Runs `f` on its own thread; fails if it has not finished within 20 s (a deadlock) or
-/// panicked.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LONG) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: not finished after 20s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
-    }
-}
-
-fn scale() -> usize {
-    std::env::var("CTXKIT_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000)
-}
-
+/// The text of a panic payload.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
@@ -69,51 +36,46 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Cancellation walks
+// Panics in user code (API S20, S21)
 // ---------------------------------------------------------------------------------------
 
-/// The smallest tree whose cancellation walks more than one level below the cancelled node.
+// API S21
 #[test]
-fn cancel_of_a_three_level_chain_returns() {
-    within("cancel of parent -> child -> grandchild", || {
-        let (parent, h) = Context::background().with_cancel();
-        let (child, _hc) = parent.with_cancel();
-        let (grandchild, _hg) = child.with_cancel();
-        h.cancel();
-        assert!(child.is_done() && grandchild.is_done());
-    });
-}
-
-/// A merge under two parents, both cancelled: `a`'s walk reaches the merge first and, before
-/// walking the merge's subtree, takes the merge out of `b`'s children. `b`'s cancel must
-/// still return only once the merge's subtree is done (API S4: it is `b`'s descendant).
-/// Found by the loom model `merge_with_both_parents_cancelling_at_once`.
-#[test]
-fn second_parent_cancel_waits_for_the_merge_subtree() {
-    within("merge under two cancelling parents", || {
-        for round in 0..20 {
-            let (a, ha) = Context::background().with_cancel();
-            let (b, hb) = Context::background().with_cancel();
-            let (m, _hm) = a.merge(&b);
-            let kids: Vec<_> = (0..20_000).map(|_| m.with_cancel()).collect();
-            let t = thread::spawn(move || ha.cancel());
-            while !m.is_done() {
-                std::hint::spin_loop();
+fn panic_in_on_cancel_does_not_stop_other_callbacks_or_descendants() {
+    let (root, h) = Context::background().with_cancel();
+    let (child, _hc) = root.with_cancel();
+    let (grandchild, _hg) = child.with_timeout(HOUR);
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut regs = Vec::new();
+    for (i, c) in [&root, &root, &child, &grandchild, &grandchild]
+        .into_iter()
+        .enumerate()
+    {
+        let count = Arc::clone(&count);
+        regs.push(c.on_cancel(move || {
+            if i % 2 == 0 {
+                panic!("deliberate panic in on_cancel #{i}");
             }
-            hb.cancel();
-            let missing = kids.iter().filter(|(k, _)| !k.is_done()).count();
-            t.join().unwrap();
-            assert_eq!(
-                missing, 0,
-                "round {round}: b's cancel returned before {missing} descendants of b were done"
-            );
-        }
-    });
+            count.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    let (tx, rx) = mpsc::channel();
+    regs.push(grandchild.after_func(move || tx.send(()).unwrap()));
+    let result = catch_unwind(AssertUnwindSafe(|| h.cancel()));
+    assert!(
+        result.is_err(),
+        "the panic is expected to reach the canceller"
+    );
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "other on_cancel callbacks ran"
+    );
+    for c in [&root, &child, &grandchild] {
+        assert_eq!(c.err(), Some(Error::Canceled));
+    }
+    rx.recv_timeout(LONG).expect("after_func did not run");
 }
-
-// ---------------------------------------------------------------------------------------
-// Panics in callbacks (API S20, S21)
-// ---------------------------------------------------------------------------------------
 
 /// Panics in `on_cancel` callbacks all over a tree: every other callback (before and after
 /// the panicking ones, on every level) runs, every waiter is woken, every descendant is
@@ -227,6 +189,32 @@ fn on_cancel_panic_of_a_dropped_child_resumes_on_the_parents_canceller() {
     assert!(parent.is_done());
 }
 
+// API S21
+#[test]
+fn panic_in_after_func_does_not_stop_others() {
+    let (ctx, h) = Context::background().with_cancel();
+    let (tx, rx) = mpsc::channel();
+    let mut regs = Vec::new();
+    for i in 0..6 {
+        let tx = tx.clone();
+        regs.push(ctx.after_func(move || {
+            if i % 2 == 0 {
+                panic!("deliberate panic in after_func #{i}");
+            }
+            tx.send(i).unwrap();
+        }));
+    }
+    h.cancel();
+    let mut got: Vec<i32> = (0..3).map(|_| rx.recv_timeout(LONG).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, vec![1, 3, 5]);
+    // Later callbacks still run.
+    let (ctx, h) = Context::background().with_cancel();
+    let _r = ctx.after_func(move || tx.send(99).unwrap());
+    h.cancel();
+    assert_eq!(rx.recv_timeout(LONG), Ok(99));
+}
+
 /// Counts the panics whose message starts with `prefix`, on any thread, while letting the
 /// previous hook report every panic as before.
 fn count_panics(prefix: &'static str) -> Arc<AtomicUsize> {
@@ -311,140 +299,135 @@ fn panicking_waker_does_not_stop_callbacks() {
     );
 }
 
+// API S21, S25
+#[test]
+fn panic_in_on_cancel_during_advance_does_not_lose_other_due_deadlines() {
+    let clock = ManualClock::new();
+    let root = Context::background().with_clock(&clock);
+    let (first, _h1) = root.with_timeout(Duration::from_secs(1));
+    let _p = first.on_cancel(|| panic!("deliberate panic in on_cancel fired by advance"));
+    let (second, _h2) = root.with_timeout(Duration::from_secs(2));
+    let _ = catch_unwind(AssertUnwindSafe(|| clock.advance(Duration::from_secs(3))));
+    clock.advance(Duration::ZERO);
+    assert!(first.is_done());
+    assert_eq!(
+        second.err(),
+        Some(Error::DeadlineExceeded),
+        "a deadline that became due was lost after another context's on_cancel panicked"
+    );
+}
+
+const TIMER_PANIC_ENV: &str = "CTXKIT_FAULTS_TIMER_PANIC_CHILD";
+
+/// Runs only inside the child process started by the next test: it may kill the process's
+/// timer thread, which would disturb every other test of this binary.
+#[test]
+fn timer_panic_child_process() {
+    if std::env::var_os(TIMER_PANIC_ENV).is_none() {
+        return;
+    }
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
+    let _p = ctx.on_cancel(|| panic!("deliberate panic in on_cancel fired by the timer"));
+    let (same_time, _h2) = Context::background().with_timeout(Duration::from_millis(10));
+    assert_eq!(
+        ctx.wait_timeout(Duration::from_secs(5)),
+        Some(Error::DeadlineExceeded)
+    );
+    assert_eq!(
+        same_time.wait_timeout(Duration::from_secs(5)),
+        Some(Error::DeadlineExceeded),
+        "deadline due with the panicking one never fired"
+    );
+    let (later, _h3) = Context::background().with_timeout(Duration::from_millis(10));
+    assert_eq!(
+        later.wait_timeout(Duration::from_secs(5)),
+        Some(Error::DeadlineExceeded),
+        "deadline created after the panic never fired"
+    );
+}
+
+// API S11, S21
+#[test]
+fn panic_in_on_cancel_fired_by_a_deadline_does_not_stop_the_timer() {
+    run_alone_in_child_process(module_path!(), "timer_panic_child_process", TIMER_PANIC_ENV);
+}
+
 // ---------------------------------------------------------------------------------------
-// Re-entrancy (API S20)
+// Time at the edges of Instant and Duration (API S13)
 // ---------------------------------------------------------------------------------------
 
-/// An `on_cancel` that owns the last clone and handle of its own context drops them when
-/// it runs: the context is freed by the time cancel returns.
+// API S13
 #[test]
-fn on_cancel_dropping_its_own_context() {
-    within("on_cancel dropping its context", || {
-        let (parent, h) = Context::background().with_cancel();
-        let (flag, freed) = drop_flag();
-        let (child, hc) = parent.with_value(&PAYLOAD, flag).with_timeout(HOUR);
-        let own = child.clone();
-        drop(child.on_cancel(move || drop((own, hc))));
-        drop(child);
-        assert!(!freed.load(Ordering::SeqCst), "kept alive by its callback");
+fn duration_max_timeout_neither_panics_nor_fires() {
+    let (ctx, h) = Context::background().with_timeout(Duration::MAX);
+    let (ctx2, _h2) = Context::background().with_timeout_cause(Duration::MAX, Oops("never"));
+    let (ctx3, _h3) = Context::background().with_timeout(Duration::new(u64::MAX / 2, 0));
+    for c in [&ctx, &ctx2, &ctx3] {
+        assert!(!c.is_done());
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(c.deadline().map_or(true, |d| d >= far), "{c:?}");
+        assert!(c
+            .remaining()
+            .map_or(true, |r| r >= Duration::from_secs(100 * 365 * 24 * 3600)));
+        let _ = c.to_string();
+    }
+    assert_eq!(ctx.wait_timeout(Duration::from_millis(20)), None);
+    h.cancel();
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+
+    // Under a deadline parent it keeps the parent's deadline.
+    let (p, _hp) = Context::background().with_timeout(HOUR);
+    let (c, _hc) = p.with_timeout(Duration::MAX);
+    assert_eq!(c.deadline(), p.deadline());
+}
+
+// API S13, S25
+#[test]
+fn duration_max_timeout_on_a_manual_clock_never_fires() {
+    let clock = ManualClock::new();
+    let root = Context::background().with_clock(&clock);
+    clock.advance(Duration::from_secs(3600 * 24 * 365));
+    let (ctx, _h) = root.with_timeout(Duration::MAX);
+    assert!(!ctx.is_done());
+    clock.advance(Duration::from_secs(100 * 3600 * 24 * 365));
+    assert!(!ctx.is_done());
+    clock.advance(Duration::MAX);
+    let (late, _hl) = root.with_timeout(Duration::MAX);
+    assert!(!late.is_done());
+    let _ = ctx.remaining();
+    let _ = ctx.to_string();
+}
+
+// API S13
+#[test]
+fn far_future_instant_neither_panics_nor_fires() {
+    let mut far = Instant::now();
+    for secs in [1u64 << 40, 1 << 30, 1 << 20, 1 << 10, 1] {
+        while let Some(t) = far.checked_add(Duration::from_secs(secs)) {
+            far = t;
+        }
+    }
+    let hundred_years = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    for at in [
+        far,
+        hundred_years + Duration::from_secs(200 * 365 * 24 * 3600),
+    ] {
+        let (ctx, h) = Context::background().with_deadline(at);
+        let (ctx2, _h2) = Context::background().with_deadline_cause(at, Oops("never"));
+        for c in [&ctx, &ctx2] {
+            assert!(!c.is_done());
+            assert!(c.deadline().map_or(true, |d| d >= hundred_years));
+            let _ = c.remaining();
+            let _ = c.to_string();
+        }
         h.cancel();
-        assert!(freed.load(Ordering::SeqCst), "freed once its callback ran");
-    });
+        assert_eq!(ctx.err(), Some(Error::Canceled));
+    }
+    // A deadline inside the representable range is kept exactly.
+    let (ctx, _h) = Context::background().with_deadline(hundred_years);
+    assert_eq!(ctx.deadline(), Some(hundred_years));
+    assert!(!ctx.is_done());
 }
-
-/// An `on_cancel` that cancels an ancestor of its context (upwards), whose walk reaches
-/// the siblings and meets the subtree already done.
-#[test]
-fn on_cancel_cancelling_an_ancestor() {
-    within("on_cancel cancelling upwards", || {
-        let (root, hr) = Context::background().with_cancel();
-        let (a, ha) = root.with_cancel();
-        let (a1, _) = a.with_cancel();
-        let (b, _) = root.with_cancel();
-        let (b1, _) = b.with_timeout(HOUR);
-        let _r = a1.on_cancel(move || {
-            hr.cancel_with_cause(std::io::Error::other("from below"));
-        });
-        ha.cancel();
-        for c in [&root, &b, &b1] {
-            assert_eq!(c.cause().unwrap().to_string(), "from below");
-        }
-        for c in [&a, &a1] {
-            assert!(c.cause().unwrap().is::<Error>(), "keeps its own cause (S8)");
-        }
-    });
-}
-
-/// An `on_cancel` that derives from the context being cancelled, registers on the new
-/// child, stops a registration that has not run yet, and stops itself.
-#[test]
-fn on_cancel_deriving_registering_and_stopping() {
-    within("on_cancel deriving and stopping", || {
-        let (ctx, h) = Context::background().with_cancel();
-        let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
-        let later_ran = Arc::new(AtomicBool::new(false));
-        let slot: Arc<Mutex<Option<ctxkit::AfterFunc>>> = Arc::new(Mutex::new(None));
-        let own: Arc<Mutex<Option<ctxkit::AfterFunc>>> = Arc::new(Mutex::new(None));
-        let (c2, l2, s2, o2) = (
-            ctx.clone(),
-            Arc::clone(&log),
-            Arc::clone(&slot),
-            Arc::clone(&own),
-        );
-        let first = ctx.on_cancel(move || {
-            let (child, _) = c2.with_cancel();
-            assert!(child.is_done());
-            let l3 = Arc::clone(&l2);
-            drop(child.on_cancel(move || l3.lock().unwrap().push("nested")));
-            let stopped = s2.lock().unwrap().as_ref().unwrap().stop();
-            assert!(stopped, "a registration not yet run can be stopped");
-            assert!(
-                !o2.lock().unwrap().as_ref().unwrap().stop(),
-                "stop of a running f"
-            );
-            l2.lock().unwrap().push("first");
-        });
-        *own.lock().unwrap() = Some(first);
-        let lr = Arc::clone(&later_ran);
-        *slot.lock().unwrap() = Some(ctx.on_cancel(move || lr.store(true, Ordering::SeqCst)));
-        h.cancel();
-        assert_eq!(*log.lock().unwrap(), vec!["nested", "first"]);
-        assert!(
-            !later_ran.load(Ordering::SeqCst),
-            "stopped during the walk, yet ran"
-        );
-    });
-}
-
-/// An `on_cancel` fired by the real-time timer thread that waits on another context whose
-/// deadline only that thread can fire: S20 allows callbacks to wait on other contexts.
-#[test]
-fn on_cancel_fired_by_the_timer_may_wait_for_another_deadline() {
-    within("timer callback waiting on a timer", || {
-        let (first, _h1) = Context::background().with_timeout(Duration::from_millis(5));
-        let (second, _h2) = Context::background().with_timeout(Duration::from_millis(50));
-        let (tx, rx) = mpsc::channel();
-        let s2 = second.clone();
-        let _r = first.on_cancel(move || {
-            tx.send(s2.wait_timeout(Duration::from_secs(5))).unwrap();
-        });
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-            Some(Error::DeadlineExceeded),
-            "the second deadline never fired while the timer thread ran a callback"
-        );
-        assert_eq!(second.err(), Some(Error::DeadlineExceeded));
-    });
-}
-
-/// `on_cancel` callbacks fired by `advance` that advance the same clock again.
-#[test]
-fn on_cancel_advancing_its_own_clock() {
-    within("re-entrant advance", || {
-        let clock = ManualClock::new();
-        let root = Context::background().with_clock(&clock);
-        let fired = Arc::new(AtomicUsize::new(0));
-        let mut keep = Vec::new();
-        for i in 1..=10u64 {
-            let (ctx, h) = root.with_timeout(Duration::from_secs(i));
-            let (c2, f2) = (clock.clone(), Arc::clone(&fired));
-            drop(ctx.on_cancel(move || {
-                f2.fetch_add(1, Ordering::SeqCst);
-                c2.advance(Duration::from_secs(1)); // fires the next one from here
-            }));
-            keep.push((ctx, h));
-        }
-        clock.advance(Duration::from_secs(1));
-        assert_eq!(fired.load(Ordering::SeqCst), 10);
-        assert!(keep
-            .iter()
-            .all(|(c, _)| c.err() == Some(Error::DeadlineExceeded)));
-    });
-}
-
-// ---------------------------------------------------------------------------------------
-// Time at the edges (API S13)
-// ---------------------------------------------------------------------------------------
 
 /// The latest instant `Instant::now() + d` can reach, found by bisection on `checked_add`.
 fn latest_instant() -> Instant {
@@ -479,7 +462,7 @@ fn earliest_instant() -> Instant {
 }
 
 #[test]
-fn deadlines_at_the_limits_of_instant() {
+fn deadlines_at_the_limits_of_instant_are_no_deadline_or_done_at_once() {
     let late = latest_instant();
     let (ctx, h) = Context::background().with_deadline(late);
     assert!(!ctx.is_done());
@@ -514,7 +497,7 @@ fn deadlines_at_the_limits_of_instant() {
 /// Deadlines about 292 years away, around the largest span ctxkit represents: none panics,
 /// none fires, each is either kept exactly or treated as no deadline.
 #[test]
-fn deadlines_around_the_largest_representable_span() {
+fn deadlines_around_the_largest_representable_span_neither_panic_nor_fire() {
     let now = Instant::now();
     let edge = Duration::from_nanos(i64::MAX as u64);
     for delta in [-2_000_000_000i64, -1, 0, 1, 2_000_000_000] {
@@ -540,6 +523,8 @@ fn deadlines_around_the_largest_representable_span() {
     }
 }
 
+const FIRST_CLOCK_ENV: &str = "CTXKIT_FAULTS_FIRST_CLOCK_CHILD";
+
 /// `with_timeout(Duration::MAX)` is "no deadline" (API S13) whatever the clock reads. The
 /// first `ManualClock` of a process reads a few nanoseconds before ctxkit's time origin
 /// (it is made from an `Instant` taken before the origin is set), and there
@@ -547,25 +532,13 @@ fn deadlines_around_the_largest_representable_span() {
 /// Found by tests/model.rs under valgrind. Needs a fresh process: runs itself as a child.
 #[test]
 fn duration_max_timeout_on_the_first_manual_clock_of_a_process() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "first_manual_clock_child",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env("CTXKIT_FAULTS_CHILD", "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("1 passed"), "child process:\n{text}");
+    run_alone_in_child_process(module_path!(), "first_manual_clock_child", FIRST_CLOCK_ENV);
 }
 
 #[test]
 #[ignore = "runs only as the child process of duration_max_timeout_on_the_first_manual_clock_of_a_process"]
 fn first_manual_clock_child() {
-    if std::env::var_os("CTXKIT_FAULTS_CHILD").is_none() {
+    if std::env::var_os(FIRST_CLOCK_ENV).is_none() {
         return;
     }
     let clock = ManualClock::new(); // the first reading of time in this process
@@ -579,7 +552,7 @@ fn first_manual_clock_child() {
 /// Zero and 1 ns timeouts: zero is done at creation; tiny ones fire soon, never before
 /// their deadline (checked from an `on_cancel`), and `wait` returns.
 #[test]
-fn zero_and_nanosecond_timeouts() {
+fn zero_and_nanosecond_timeouts_fire_and_never_early() {
     let (ctx, _h) = Context::background().with_timeout(Duration::ZERO);
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     let early = Arc::new(AtomicUsize::new(0));
@@ -603,7 +576,7 @@ fn zero_and_nanosecond_timeouts() {
 
 /// `wait_timeout` with the extreme durations.
 #[test]
-fn wait_timeout_with_extreme_durations() {
+fn wait_timeout_with_extreme_durations_returns_on_time_or_on_cancel() {
     let (ctx, h) = Context::background().with_cancel();
     assert_eq!(ctx.wait_timeout(Duration::ZERO), None);
     assert_eq!(ctx.wait_timeout(Duration::from_nanos(1)), None);
@@ -619,7 +592,7 @@ fn wait_timeout_with_extreme_durations() {
 /// A manual clock advanced by `Duration::MAX` again and again: no panic, time never goes
 /// back, every finite deadline fires, and deriving at the end of time still works.
 #[test]
-fn manual_clock_advanced_by_duration_max_repeatedly() {
+fn manual_clock_advanced_by_duration_max_repeatedly_fires_every_finite_deadline() {
     let clock = ManualClock::new();
     let root = Context::background().with_clock(&clock);
     let (near, _h1) = root.with_timeout(Duration::from_nanos(1));
@@ -649,148 +622,4 @@ fn manual_clock_advanced_by_duration_max_repeatedly() {
     h.cancel();
     assert_eq!(tiny.err(), Some(Error::Canceled));
     clock.advance(Duration::ZERO);
-}
-
-// ---------------------------------------------------------------------------------------
-// Depth and breadth beyond semantics.rs (API S23): callbacks on every level, merge chains,
-// a fan of manual deadlines fired by one advance.
-// ---------------------------------------------------------------------------------------
-
-fn on_default_stack(f: impl FnOnce() + Send + 'static) {
-    thread::spawn(f).join().expect("thread failed");
-}
-
-#[test]
-fn deep_chain_with_a_callback_on_every_level() {
-    let n = scale();
-    on_default_stack(move || {
-        let (root, h) = Context::background().with_cancel();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let mut ctx = root.clone();
-        for _ in 0..n {
-            let (c, _h) = ctx.with_cancel();
-            let r = Arc::clone(&ran);
-            drop(c.on_cancel(move || {
-                r.fetch_add(1, Ordering::Relaxed);
-            }));
-            ctx = c;
-        }
-        h.cancel();
-        assert_eq!(ran.load(Ordering::SeqCst), n);
-        assert!(ctx.is_done());
-        drop(root);
-        drop(ctx);
-    });
-}
-
-#[test]
-fn deep_chain_of_merges() {
-    let n = scale();
-    on_default_stack(move || {
-        let (side, hs) = Context::background().with_cancel();
-        let (root, _h) = Context::background().with_cancel();
-        let mut ctx = root.clone();
-        for i in 0..n {
-            let (c, _h) = if i % 2 == 0 {
-                ctx.merge(&side)
-            } else {
-                side.merge(&ctx)
-            };
-            ctx = c;
-        }
-        hs.cancel_with_cause(std::io::Error::other("side"));
-        assert_eq!(ctx.cause().unwrap().to_string(), "side");
-        assert!(!root.is_done());
-        let _ = ctx.deadline();
-        drop(ctx);
-        drop(side);
-    });
-}
-
-#[test]
-fn wide_fan_of_manual_deadlines_fired_by_one_advance() {
-    let n = scale();
-    on_default_stack(move || {
-        let clock = ManualClock::new();
-        let root = Context::background().with_clock(&clock);
-        let fired = Arc::new(AtomicUsize::new(0));
-        let kids: Vec<_> = (0..n)
-            .map(|i| {
-                let (c, h) = root.with_timeout(Duration::from_nanos(1 + (i as u64 * 7919) % 1000));
-                if i % 100 == 0 {
-                    let f = Arc::clone(&fired);
-                    drop(c.on_cancel(move || {
-                        f.fetch_add(1, Ordering::Relaxed);
-                    }));
-                }
-                (c, h)
-            })
-            .collect();
-        clock.advance(Duration::from_micros(1));
-        assert!(kids
-            .iter()
-            .all(|(c, _)| c.err() == Some(Error::DeadlineExceeded)));
-        assert_eq!(fired.load(Ordering::SeqCst), n.div_ceil(100));
-        drop(kids);
-    });
-}
-
-// ---------------------------------------------------------------------------------------
-// Leaks found by tests/stress.rs, reduced (API S19, S22)
-// ---------------------------------------------------------------------------------------
-
-/// A callback of a dropped child is handed to its parent; once that callback is stopped,
-/// nothing is pending on the parent any more, and dropping the parent's last clone and
-/// handle must free it (as `stopped_after_func_does_not_keep_a_dropped_timeout_context_alive`
-/// in semantics.rs checks for a callback registered on the parent itself).
-#[test]
-fn stopped_handed_down_callback_does_not_keep_a_timeout_parent_alive() {
-    for inline in [false, true] {
-        let (flag, freed) = drop_flag();
-        let (parent, hp) = Context::background()
-            .with_value(&PAYLOAD, flag)
-            .with_timeout(HOUR);
-        let (child, hc) = parent.with_cancel();
-        let reg = if inline {
-            child.on_cancel(|| {})
-        } else {
-            child.after_func(|| {})
-        };
-        drop((child, hc)); // the registration moves to the parent (S19)
-        assert!(reg.stop());
-        drop((parent, hp));
-        assert!(
-            freed.load(Ordering::SeqCst),
-            "inline={inline}: the parent stays alive until its deadline (an hour) though nothing is pending on it"
-        );
-    }
-}
-
-/// A merge's callback is handed down to both parents when the merge is dropped; it fires
-/// through the first parent's cancel. Nothing is pending on the second parent (a deadline)
-/// any more, so dropping its last clone and handle must free it. Found by tests/stress.rs
-/// (`tree_stress_with_hour_long_deadlines`), reduced.
-#[test]
-fn fired_handed_down_callback_does_not_keep_the_other_parent_alive() {
-    for inline in [false, true] {
-        let (flag, freed) = drop_flag();
-        let (r, hr) = Context::background().with_cancel();
-        let (d, hd) = Context::background()
-            .with_value(&PAYLOAD, flag)
-            .with_timeout(HOUR);
-        let (m, hm) = r.merge(&d);
-        let reg = if inline {
-            m.on_cancel(|| {})
-        } else {
-            m.after_func(|| {})
-        };
-        drop((m, hm)); // handed down to r and to d (S19)
-        hr.cancel(); // runs it (an after_func has started when cancel returns)
-        assert!(!reg.stop(), "it ran");
-        drop((d, hd, r));
-        assert!(
-            freed.load(Ordering::SeqCst),
-            "inline={inline}: the deadline parent stays alive until its deadline (an hour)"
-        );
-    }
 }

@@ -10,7 +10,8 @@ use crossbeam_channel::{bounded, never, select, select_biased, unbounded, RecvEr
 use ctxkit::crossbeam::done_receiver;
 use ctxkit::{Context, Error};
 
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::{DropFlag, LONG};
 
 #[test]
 fn the_receiver_is_not_ready_until_the_context_is_done() {
@@ -132,15 +133,9 @@ fn dropping_the_receiver_unregisters_its_callback() {
 
 #[test]
 fn the_receiver_does_not_keep_the_context_alive() {
-    struct Detector(Arc<AtomicBool>);
-    impl Drop for Detector {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let freed = Arc::new(AtomicBool::new(false));
     let (ctx, handle) = Context::background()
-        .with(Detector(freed.clone()))
+        .with(DropFlag(freed.clone()))
         .with_cancel();
     let done = done_receiver(&ctx);
     drop((ctx, handle));

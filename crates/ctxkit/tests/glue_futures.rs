@@ -13,24 +13,8 @@ use ctxkit::{Context, Error};
 use futures::executor::block_on;
 use futures::{FutureExt, Stream, StreamExt};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Failed(u32);
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "part {} failed", self.0)
-    }
-}
-
-impl std::error::Error for Failed {}
-
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::{DropFlag, Failed};
 
 // --- with_context -----------------------------------------------------------------------
 

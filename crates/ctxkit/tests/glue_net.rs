@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use ctxkit::net::{connect, set_timeouts, ContextStream};
 use ctxkit::{Context, Error};
 
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::LONG;
 
 /// A listener that accepts (in the kernel's backlog) and never reads or writes.
 fn silent_listener() -> TcpListener {

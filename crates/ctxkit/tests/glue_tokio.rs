@@ -10,27 +10,8 @@ use ctxkit::tokio::Group;
 use ctxkit::{Context, Error, Panicked};
 use futures::FutureExt;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Failed(u32);
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "request {} failed", self.0)
-    }
-}
-
-impl std::error::Error for Failed {}
-
-const LONG: Duration = Duration::from_secs(10);
-
-/// Sets its flag when dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::{Concurrency, DropFlag, Failed, LONG};
 
 #[tokio::test]
 async fn spawn_drops_the_future_and_reports_the_error_when_the_context_is_done() {
@@ -142,21 +123,6 @@ async fn siblings_observe_cancellation_and_stop() {
     assert_eq!(stopped.load(Ordering::SeqCst), 8);
 }
 
-#[derive(Default)]
-struct Concurrency {
-    now: AtomicUsize,
-    max: AtomicUsize,
-}
-
-impl Concurrency {
-    async fn run(&self, pause: Duration) {
-        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(n, Ordering::SeqCst);
-        tokio::time::sleep(pause).await;
-        self.now.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limit_is_never_exceeded_by_queued_spawns() {
     let (group, _ctx) = Group::<Failed>::new(&Context::background());
@@ -166,7 +132,7 @@ async fn the_limit_is_never_exceeded_by_queued_spawns() {
     for _ in 0..30 {
         let (c, finished) = (c.clone(), finished.clone());
         group.spawn(async move {
-            c.run(Duration::from_millis(2)).await;
+            c.run_async(Duration::from_millis(2)).await;
             finished.fetch_add(1, Ordering::SeqCst);
             Ok(())
         });
@@ -190,7 +156,7 @@ async fn spawn_wait_waits_for_a_slot_and_the_limit_is_never_exceeded() {
         let task = c.clone();
         group
             .spawn_wait(async move {
-                task.run(Duration::from_millis(2)).await;
+                task.run_async(Duration::from_millis(2)).await;
                 Ok(())
             })
             .await;
@@ -340,14 +306,8 @@ fn wait_completes_when_the_runtime_drops_unfinished_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_and_its_context_are_freed_after_wait() {
-    struct Detector(Arc<AtomicBool>);
-    impl Drop for Detector {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let freed = Arc::new(AtomicBool::new(false));
-    let parent = Context::background().with(Detector(freed.clone()));
+    let parent = Context::background().with(DropFlag(freed.clone()));
     let (group, ctx) = Group::new(&parent);
     drop(parent);
     group.set_limit(2);

@@ -11,20 +11,13 @@ use ctxkit::tokio_util::{cancel_on_done, child_token, with_token};
 use ctxkit::{Context, Error};
 use tokio_util::sync::CancellationToken;
 
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::{DropFlag, LONG};
 
-/// A value stored in a context that reports when it is dropped: the context was freed.
-struct DropDetector(Arc<AtomicBool>);
-
-impl Drop for DropDetector {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
+/// A context holding a `DropFlag`, and its flag: set once the context is freed.
 fn detected() -> (Context, Arc<AtomicBool>) {
     let freed = Arc::new(AtomicBool::new(false));
-    let ctx = Context::background().with(DropDetector(freed.clone()));
+    let ctx = Context::background().with(DropFlag(freed.clone()));
     (ctx, freed)
 }
 

@@ -11,20 +11,8 @@ use std::time::{Duration, Instant};
 
 use ctxkit::{CancelHandle, Cause, Context, Error, Key, ManualClock};
 
-const HOUR: Duration = Duration::from_secs(3600);
-const LONG: Duration = Duration::from_secs(10);
-
-/// A named user error used as a cause.
-#[derive(Debug, Clone, PartialEq)]
-struct Named(&'static str);
-
-impl fmt::Display for Named {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Named {}
+mod common;
+use common::{eventually, Named, Rng, HOUR, LONG};
 
 /// A cause that records which node of a tree was cancelled with it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,35 +25,6 @@ impl fmt::Display for Tag {
 }
 
 impl std::error::Error for Tag {}
-
-/// A small deterministic PRNG (xorshift64*), so runs are reproducible from their seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
-    }
-}
 
 /// What a context's cause is expected to be.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -792,15 +751,4 @@ fn concurrent_stops_only_one_returns_true() {
         });
         assert!(wins.load(Ordering::SeqCst) <= 1);
     }
-}
-
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < LONG {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    cond()
 }

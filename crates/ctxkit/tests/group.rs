@@ -8,19 +8,8 @@ use std::time::{Duration, Instant};
 
 use ctxkit::{Context, Error, Group, Panicked};
 
-/// A test error that tells which task failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Failed(u32);
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "task {} failed", self.0)
-    }
-}
-
-impl std::error::Error for Failed {}
-
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::{Concurrency, DropFlag, Failed, LONG};
 
 #[test]
 fn wait_on_an_empty_group_returns_ok_at_once_and_cancels_the_context() {
@@ -145,22 +134,6 @@ fn siblings_observe_cancellation_and_stop() {
     assert_eq!(group.wait(), Err(Failed(9)));
     assert!(start.elapsed() < LONG / 2, "siblings stopped early");
     assert_eq!(stopped.load(Ordering::SeqCst), 4);
-}
-
-/// Counts the tasks running at once and remembers the highest count.
-#[derive(Default)]
-struct Concurrency {
-    now: AtomicUsize,
-    max: AtomicUsize,
-}
-
-impl Concurrency {
-    fn run(&self, pause: Duration) {
-        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(n, Ordering::SeqCst);
-        thread::sleep(pause);
-        self.now.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 #[test]
@@ -453,14 +426,8 @@ fn group_values_and_deadlines_come_from_the_parent() {
 
 #[test]
 fn a_group_and_its_contexts_are_freed_after_wait() {
-    struct Detector(Arc<AtomicBool>);
-    impl Drop for Detector {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let freed = Arc::new(AtomicBool::new(false));
-    let parent = Context::background().with(Detector(freed.clone()));
+    let parent = Context::background().with(DropFlag(freed.clone()));
     let (group, ctx) = Group::new(&parent);
     drop(parent);
     for i in 0..4 {

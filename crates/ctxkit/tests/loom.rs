@@ -23,8 +23,7 @@
 //! (stop's answer, the callback dropped or started) inside loom and the run itself outside.
 #![cfg(loom)]
 
-use std::fmt;
-use std::sync::atomic::{AtomicBool as StdAtomicBool, Ordering as StdOrdering};
+use std::sync::atomic::Ordering as StdOrdering;
 use std::sync::{mpsc, Arc};
 use std::task::{Context as TaskCx, Poll, Wake, Waker};
 use std::time::Duration;
@@ -32,40 +31,15 @@ use std::time::Duration;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use ctxkit::{Cause, Context, Error, Key};
+use ctxkit::{Cause, Context, Error};
 
-/// A user error used as a cause; compared by its name.
-#[derive(Debug)]
-struct Named(&'static str);
-
-impl fmt::Display for Named {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Named {}
+mod common;
+use common::{drop_flag, Named, PAYLOAD};
 
 /// The name of a `Named` cause, or the sentinel's text.
 fn name(cause: &Cause) -> String {
     cause.to_string()
 }
-
-/// Sets its flag when dropped (a std atomic: it may be dropped on the callback pool).
-struct DropFlag(Arc<StdAtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, StdOrdering::SeqCst);
-    }
-}
-
-fn drop_flag() -> (DropFlag, Arc<StdAtomicBool>) {
-    let flag = Arc::new(StdAtomicBool::new(false));
-    (DropFlag(Arc::clone(&flag)), flag)
-}
-
-static PAYLOAD: Key<DropFlag> = Key::new("payload");
 
 /// A waker that counts its wakes in a loom atomic.
 struct Recorder(AtomicUsize);
