@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sets Go's context figures beside ctxkit's and tokio-util's; run by benches/compare.sh.
+"""Sets Go's context figures beside ctxkit's and tokio-util's; run by tools/bench/compare.sh.
 
 Reads, from the --out folder: go-micro.txt (`go test -bench` output), go-scale.txt and
 scale.txt (`name value unit` lines); and criterion's medians from
