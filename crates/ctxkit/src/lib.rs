@@ -89,3 +89,7 @@ pub use glue::tokio_util;
 pub use handle::{CancelGuard, CancelHandle};
 pub use timer::ManualClock;
 pub use values::Key;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
