@@ -14,6 +14,25 @@
 //! - gRPC `ctxkit.demo.v1.Worker/Work` (`proto/demo.proto`) does the same.
 //! - Deadlines: `grpc-timeout`, `connect-timeout-ms`, `x-timeout-ms` (the smallest wins).
 //! - SIGTERM or ctrl-c: stop accepting, cancel the requests in flight, exit when they are done.
+//!
+//! To build this code in a project of your own, add these dependencies to its `Cargo.toml`
+//! (the versions this repository's `Cargo.lock` has), and put the code generated from
+//! `proto/demo.proto` (`proto/gen/ctxkit.demo.v1.rs` here, made with tonic-build) where the
+//! `include!` below finds it:
+//!
+//! ```toml
+//! [dependencies]
+//! ctxkit = "0.1"
+//! ctxkit-tower = { version = "0.1", features = ["axum"] }
+//! axum = { version = "0.8.9", default-features = false, features = ["query"] }
+//! http = "1.5.0"
+//! hyper-util = { version = "0.1.21", features = ["server-auto", "server-graceful", "service", "tokio"] }
+//! prost = "0.13.5"
+//! serde = { version = "1.0.229", features = ["derive"] }
+//! tokio = { version = "1.54.1", features = ["macros", "net", "rt-multi-thread", "signal", "time"] }
+//! tonic = { version = "0.13.1", default-features = false, features = ["codegen", "prost", "router"] }
+//! tower-layer = "0.3.3"
+//! ```
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -18,6 +18,7 @@ use ctxkit::Context;
 /// }
 /// let app: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Clone, Debug)]
 pub struct RequestContext(pub Context);
 

@@ -47,6 +47,7 @@ impl<B> RequestContextExt for http::Request<B> {
 }
 
 #[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 impl<T> RequestContextExt for tonic::Request<T> {
     fn context(&self) -> Context {
         self.extensions()

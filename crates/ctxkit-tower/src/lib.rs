@@ -100,8 +100,8 @@
 //! - `reqwest`: `RequestBuilderExt`.
 //! - `opentelemetry`: the W3C trace context (with the global propagator) is extracted into
 //!   the request context on the server and injected from it on the client.
-#![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]
 mod axum;
@@ -115,13 +115,16 @@ mod reqwest;
 mod server;
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::axum::RequestContext;
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::{ContextRequestBuilder, RequestBuilderExt, SendError};
 pub use client::{BoxError, ClientBody, ClientFuture, ClientLayer, ClientService};
 pub use ctxkit::Context;
 pub use ext::RequestContextExt;
 #[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use otel::TraceContext;
 pub use server::{
     ServerBody, ServerCause, ServerFuture, ServerLayer, ServerService, CONNECT_TIMEOUT_MS,

@@ -20,6 +20,7 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 /// let ctx = ctxkit::Context::background().with(TraceContext(opentelemetry::Context::new()));
 /// assert!(ctx.get::<TraceContext>().is_some());
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 #[derive(Clone, Debug)]
 pub struct TraceContext(pub opentelemetry::Context);
 

@@ -8,6 +8,7 @@ use http::HeaderName;
 use crate::client::send_deadline;
 
 /// The error of [`ContextRequestBuilder::send`].
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 #[derive(Debug)]
 pub enum SendError {
     /// The context was done before the response headers arrived; the request was aborted or
@@ -50,6 +51,7 @@ impl std::error::Error for SendError {
 /// let body = ctx.run(res.bytes()).await??; // the body, too, stops with the context
 /// # Ok(()) }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub trait RequestBuilderExt {
     /// The request, to be sent under `ctx`.
     fn context(self, ctx: &Context) -> ContextRequestBuilder;
@@ -66,6 +68,7 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
 }
 
 /// A reqwest request with a [`Context`]; see [`RequestBuilderExt`].
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 #[derive(Debug)]
 pub struct ContextRequestBuilder {
     builder: reqwest::RequestBuilder,

@@ -2,7 +2,7 @@
 //! demo server and as a server behind our client layer.
 //!
 //! Needs the venv made by `tests/interop/setup.sh` (at `$CTXKIT_GRPCIO_VENV`, else
-//! `<workspace>/target/grpcio-venv`); without it each test prints why and passes, unless
+//! `grpcio-venv` in cargo's target directory); without it each test prints why and passes, unless
 //! `CTXKIT_GRPCIO_REQUIRED=1` (as CI sets), which makes a missing venv a failure.
 
 mod common;
@@ -27,7 +27,9 @@ fn python() -> Option<PathBuf> {
     let venv = std::env::var_os("CTXKIT_GRPCIO_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/grpcio-venv")
+            // `<target dir>/tmp`'s parent: the target directory, wherever it is.
+            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            tmp.parent().unwrap_or(&tmp).join("grpcio-venv")
         });
     match std::fs::canonicalize(&venv) {
         // Canonical: python finds its venv from the path it was started by.

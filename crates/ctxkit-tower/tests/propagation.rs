@@ -265,7 +265,7 @@ async fn malformed_and_conflicting_timeouts() {
     .await;
     let client = http_client(false);
     type Headers<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(Headers, (u64, u64)); 6] = [
+    let cases: [(Headers<'_>, (u64, u64)); 6] = [
         (&[], (1900, 2000)),                               // the server maximum
         (&[("grpc-timeout", "123456789n")], (1900, 2000)), // malformed: ignored
         (&[("grpc-timeout", "1H")], (1900, 2000)),         // clamped

@@ -3,12 +3,16 @@
 #
 #   bash crates/ctxkit-tower/tests/interop/setup.sh [VENV_DIR]
 #
-# VENV_DIR defaults to $CTXKIT_GRPCIO_VENV, else <workspace>/target/grpcio-venv (where the
-# tests look). Re-running it on an existing venv is quick.
+# VENV_DIR defaults to $CTXKIT_GRPCIO_VENV, else grpcio-venv in cargo's target directory
+# (where the tests look). Re-running it on an existing venv is quick.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-workspace="$(cd "$here/../../../.." && pwd)"
-venv="${1:-${CTXKIT_GRPCIO_VENV:-$workspace/target/grpcio-venv}}"
+venv="${1:-${CTXKIT_GRPCIO_VENV:-}}"
+if [[ -z "$venv" ]]; then
+    target_dir="$(cd "$here" && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    venv="$target_dir/grpcio-venv"
+fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
     if ! python3 -m venv "$venv"; then

@@ -2,8 +2,8 @@
 # Runs valgrind memcheck over the test binaries of the core crate (ctxkit): fails on any
 # invalid read or write, use of uninitialised memory, or definitely lost bytes.
 #
-#     bash scripts/valgrind.sh            # every test binary of ctxkit
-#     bash scripts/valgrind.sh semantics  # only the named test targets
+#     bash tools/valgrind.sh            # every test binary of ctxkit
+#     bash tools/valgrind.sh semantics  # only the named test targets
 #
 # Under valgrind everything runs tens of times slower, so the big and long tests run small:
 #   - CTXKIT_TEST_SCALE (faults.rs's deep chains and wide fans) defaults to 2000 here;

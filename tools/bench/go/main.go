@@ -1,7 +1,7 @@
 // Scale figures for Go's context, printed as the same `name value unit` lines as
-// `cargo run --release -p ctxkit --example scale`, so benches/compare.sh can set them side by
+// `cargo bench -p ctxkit --bench scale`, so tools/bench/compare.sh can set them side by
 // side. The shapes follow the scale anchor the targets were set from; the timer lateness is
-// measured against each context's own deadline (as the Rust example does) and reported as
+// measured against each context's own deadline (as the Rust benchmark does) and reported as
 // p50, p99 and max.
 //
 //	go run . [-size small]

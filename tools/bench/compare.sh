@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs Go's context benchmarks and scale program, then ctxkit's criterion suite (go_parity,
-# with the tokio-util shapes) and scale example, on this machine, and prints one table:
+# with the tokio-util shapes) and scale benchmark, on this machine, and prints one table:
 # measure | Go | ctxkit | tokio-util | ratio | target.
 #
-# Usage: benches/compare.sh [--size small] [--table-only]
+# Usage: tools/bench/compare.sh [--size small] [--table-only]
 #   --size small   scale programs at sizes / 100 (seconds instead of a minute)
 #   --table-only   re-print the table from the outputs of the last run
 # Environment: OUT (output folder, default target/compare), GO_COUNT (runs of each Go
 # benchmark, median taken; default 3), CRITERION_ARGS (extra arguments for criterion).
 # Installs Go 1.23 from Debian's backports when it is missing (needs root and apt).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 size=full
 table_only=0
@@ -49,12 +49,12 @@ if [[ $table_only == 0 ]]; then
   echo "$(date -u +%T) load before Go: go test -bench . -benchmem context: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
   echo "== Go: go test -bench . -benchmem context (count ${GO_COUNT:-3})" >&2
   "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}" context | tee "$out/go-micro.txt" >&2
-  # The floor of CommonParentCancel (its spin alone), from benches/go/spin_test.go.
-  (cd benches/go && "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}") | tee -a "$out/go-micro.txt" >&2
+  # The floor of CommonParentCancel (its spin alone), from tools/bench/go/spin_test.go.
+  (cd tools/bench/go && "$GO" test -run XXX -bench . -benchmem -count "${GO_COUNT:-3}") | tee -a "$out/go-micro.txt" >&2
 
   echo "$(date -u +%T) load before Go: scale program: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
-  echo "== Go: scale program (benches/go)" >&2
-  (cd benches/go && "$GO" build -o "$out/goscale" .)
+  echo "== Go: scale program (tools/bench/go)" >&2
+  (cd tools/bench/go && "$GO" build -o "$out/goscale" .)
   "$out/goscale" -size "$size" | tee "$out/go-scale.txt" >&2
 
   echo "$(date -u +%T) load before ctxkit: cargo bench -p ctxkit --bench go_parity: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
@@ -63,11 +63,10 @@ if [[ $table_only == 0 ]]; then
   # shellcheck disable=SC2086
   cargo bench -p ctxkit --bench go_parity -- ${CRITERION_ARGS:-} 2>&1 | tee "$out/criterion.txt" >&2
 
-  echo "$(date -u +%T) load before ctxkit: scale example: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
-  echo "== ctxkit: scale example" >&2
-  cargo build --release -p ctxkit --example scale 2>&1 | tail -1 >&2
-  target/release/examples/scale --size "$size" | tee "$out/scale.txt" >&2
+  echo "$(date -u +%T) load before ctxkit: scale benchmark: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+  echo "== ctxkit: cargo bench -p ctxkit --bench scale -- --size $size" >&2
+  cargo bench -p ctxkit --bench scale -- --size "$size" | tee "$out/scale.txt" >&2
   echo "$(date -u +%T) load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 fi
 
-python3 benches/compare.py --out "$out" --criterion target/criterion --size "$size" | tee "$out/table.md"
+python3 tools/bench/compare.py --out "$out" --criterion target/criterion --size "$size" | tee "$out/table.md"

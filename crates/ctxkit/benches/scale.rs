@@ -1,71 +1,37 @@
-//! Scale figures for ctxkit beside Go's context (benches/go/ prints the same lines for Go):
-//! fan-out wake-ups, a wide and a deep tree of a million contexts, a million live timers,
+//! Scale figures for ctxkit beside Go's context (`tools/bench/go/` prints the same lines for
+//! Go): fan-out wake-ups, a wide and a deep tree of a million contexts, a million live timers,
 //! and how late 10,000 timers fire.
 //!
 //! ```text
-//! cargo run --release -p ctxkit --example scale                 # full sizes (about a minute)
-//! cargo run --release -p ctxkit --example scale -- --size small # sizes / 100, for CI
+//! cargo bench -p ctxkit --bench scale                           # full sizes (about a minute)
+//! cargo bench -p ctxkit --bench scale -- --size small           # sizes / 100
+//! cargo bench -p ctxkit --bench scale -- --only wide,timers     # some parts only
+//! cargo test -p ctxkit --bench scale -- --size small            # unoptimised, a quick check (CI)
 //! ```
 //!
 //! Each figure is one line: `name value unit`. Lines starting `tokio_util/` are the same
 //! shape on tokio-util's `CancellationToken`. Bytes are counted by a global allocator in this
-//! example (net bytes still allocated after the step, over the number of contexts); the
-//! library itself declares none.
+//! benchmark (net bytes still allocated after the step, over the number of contexts); the
+//! library itself declares none. Run by `cargo test` (without `--bench`), it defaults to
+//! `--size small`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ctxkit::{CancelHandle, Context};
 use tokio_util::sync::CancellationToken;
 
-// ---------------------------------------------------------------------------------------
-// Counting allocator
-// ---------------------------------------------------------------------------------------
+// The test suite's counting allocator: allocations and net bytes over every thread.
+#[allow(dead_code)]
+#[path = "../tests/common/counting_alloc.rs"]
+mod counting_alloc;
 
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        System.realloc(ptr, layout, new_size)
-    }
-}
+use counting_alloc::{live_bytes, total_allocs as allocs, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn live_bytes() -> isize {
-    LIVE_BYTES.load(Ordering::Relaxed)
-}
-
-fn allocs() -> usize {
-    ALLOCS.load(Ordering::Relaxed)
-}
 
 // ---------------------------------------------------------------------------------------
 // Output
@@ -459,11 +425,17 @@ fn timer_lateness(n: usize) {
 }
 
 fn main() {
-    let mut div = 1;
+    // `cargo bench` passes `--bench`; without it (`cargo test`), the sizes default to small.
+    let mut div = if std::env::args().any(|a| a == "--bench") {
+        1
+    } else {
+        100
+    };
     let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--bench" => {}
             "--size" => match args.next().as_deref() {
                 Some("small") => div = 100,
                 Some("full") => div = 1,
