@@ -6,10 +6,11 @@
 #     bash tools/valgrind.sh semantics  # only the named test targets
 #
 # Under valgrind everything runs tens of times slower, so the big and long tests run small:
-#   - CTXKIT_TEST_SCALE (faults.rs's deep chains and wide fans) defaults to 2000 here;
+#   - CTXKIT_TEST_SCALE (the scaled deep chains and wide fans of semantics/depth.rs and
+#     survival.rs) defaults to 2000 here;
 #   - PROPTEST_CASES (model.rs) defaults to 64;
-#   - semantics.rs's million-node tests are skipped (faults.rs covers the same code paths at
-#     the smaller scale);
+#   - the semantics tests named `million_*` are skipped (the scaled tests beside them cover
+#     the same code paths at the smaller scale);
 #   - stress.rs runs for CTXKIT_STRESS_SECS=2 with CTXKIT_SOAK_TIMERS=20000 timers.
 # Tests that measure time against fixed limits may be slower than those limits under
 # valgrind; the test filters below skip the ones known to be (VALGRIND_SKIP adds more).

@@ -24,7 +24,6 @@ use ctxkit::{CancelHandle, Context};
 use tokio_util::sync::CancellationToken;
 
 // The test suite's counting allocator: allocations and net bytes over every thread.
-#[allow(dead_code)]
 #[path = "../tests/common/counting_alloc.rs"]
 mod counting_alloc;
 
@@ -451,7 +450,7 @@ fn main() {
     }
     let run = |part: &str| {
         only.as_deref()
-            .map_or(true, |o| o.split(',').any(|p| p == part))
+            .is_none_or(|o| o.split(',').any(|p| p == part))
     };
     if run("fanout") {
         fanout_tasks(100_000 / div);

@@ -365,10 +365,10 @@ fn duration_max_timeout_neither_panics_nor_fires() {
     for c in [&ctx, &ctx2, &ctx3] {
         assert!(!c.is_done());
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        assert!(c.deadline().map_or(true, |d| d >= far), "{c:?}");
+        assert!(c.deadline().is_none_or(|d| d >= far), "{c:?}");
         assert!(c
             .remaining()
-            .map_or(true, |r| r >= Duration::from_secs(100 * 365 * 24 * 3600)));
+            .is_none_or(|r| r >= Duration::from_secs(100 * 365 * 24 * 3600)));
         let _ = c.to_string();
     }
     assert_eq!(ctx.wait_timeout(Duration::from_millis(20)), None);
@@ -416,7 +416,7 @@ fn far_future_instant_neither_panics_nor_fires() {
         let (ctx2, _h2) = Context::background().with_deadline_cause(at, Oops("never"));
         for c in [&ctx, &ctx2] {
             assert!(!c.is_done());
-            assert!(c.deadline().map_or(true, |d| d >= hundred_years));
+            assert!(c.deadline().is_none_or(|d| d >= hundred_years));
             let _ = c.remaining();
             let _ = c.to_string();
         }

@@ -51,7 +51,7 @@ impl Node {
         own_timer: OwnTimer,
         callbacks: Callbacks,
     ) {
-        let sentinel = cause.as_ref().map_or(true, |c| c.is_sentinel(err));
+        let sentinel = cause.as_ref().is_none_or(|c| c.is_sentinel(err));
         if sentinel && self.state.cancel_unclaimed(err) {
             // N9: no children, waiters or callbacks. What the timer shard gives back is
             // dropped here, with no lock held (N6); the timer thread never forgets (`Fired`).
