@@ -1,7 +1,8 @@
 //! The right to cancel: [`CancelHandle`] and its drop guard, [`CancelGuard`].
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::error::{BoxError, Cause};
 use crate::tree::Node;
@@ -81,6 +82,37 @@ impl CancelHandle {
     /// ```
     pub fn drop_guard(self) -> CancelGuard {
         CancelGuard { handle: Some(self) }
+    }
+}
+
+// Crate-internal: for integrations that cancel a context from outside the tree
+// (`ctxkit::tokio_util::with_token`).
+#[cfg_attr(not(feature = "tokio-util"), allow(dead_code))]
+impl CancelHandle {
+    /// A handle that does not keep the context alive.
+    pub(crate) fn downgrade(&self) -> WeakCancelHandle {
+        WeakCancelHandle(Arc::downgrade(&self.node))
+    }
+
+    /// Keeps `canceller` (what cancels this context from outside, holding only a
+    /// [`WeakCancelHandle`]) for as long as the context lives, and keeps the context alive
+    /// while callbacks are pending on it, so that `canceller` can still run them
+    /// ([S19](crate::guarantees#s19)). Returns `false`, keeping nothing, if the context is
+    /// done already.
+    pub(crate) fn keep_canceller(&self, canceller: Box<dyn Any + Send + Sync>) -> bool {
+        self.node.set_canceller(canceller)
+    }
+}
+
+/// A [`CancelHandle`] that does not keep its context alive.
+#[cfg_attr(not(feature = "tokio-util"), allow(dead_code))]
+pub(crate) struct WeakCancelHandle(Weak<Node>);
+
+#[cfg_attr(not(feature = "tokio-util"), allow(dead_code))]
+impl WeakCancelHandle {
+    /// The handle, if the context is still alive.
+    pub(crate) fn upgrade(&self) -> Option<CancelHandle> {
+        self.0.upgrade().map(CancelHandle::new)
     }
 }
 

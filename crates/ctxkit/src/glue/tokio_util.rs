@@ -12,7 +12,9 @@
 //!   there, on the token's cancelling thread, before that `cancel()` returns.
 //!
 //! Neither direction keeps the other side alive: dropping a context frees it even if its
-//! token lives on (and stops watching the token), and a token keeps no context alive.
+//! token lives on (and stops watching the token), and a token keeps a context alive only
+//! while callbacks registered on that context wait for the token to run them
+//! ([S19](crate::guarantees#s19)).
 //!
 //! # Examples
 //!
@@ -33,7 +35,6 @@
 //! assert_eq!(request.err(), Some(ctxkit::Error::Canceled));
 //! ```
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -41,7 +42,8 @@ use std::task::{Context as TaskContext, Wake, Waker};
 
 use ::tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::{AfterFunc, CancelHandle, Context, Key};
+use crate::handle::WeakCancelHandle;
+use crate::{AfterFunc, CancelHandle, Context};
 
 /// A new token that is cancelled when `ctx` is done (at once if it is done already).
 ///
@@ -87,8 +89,12 @@ pub fn cancel_on_done(ctx: &Context, token: &CancellationToken) -> AfterFunc {
 ///
 /// The context is cancelled on the thread that cancels the token, before the token's
 /// `cancel()` returns; so `on_cancel` callbacks of the context (and of its descendants) run
-/// there too. The context watches the token for as long as it or a context derived from it
-/// is alive; then it stops watching and frees everything (the token keeps nothing of it).
+/// there too. The token holds the context only weakly: once every clone of the context (and
+/// of contexts derived from it) and its handle are dropped, the context is freed and stops
+/// watching the token ([S22](crate::guarantees#s22)) — unless callbacks registered on it are
+/// still pending, which the token must still be able to run
+/// ([S19](crate::guarantees#s19)): then the context lives until the token is cancelled or
+/// the callbacks are stopped.
 ///
 /// ```
 /// use ctxkit::Context;
@@ -110,12 +116,13 @@ pub fn with_token(parent: &Context, token: &CancellationToken) -> (Context, Canc
     }
     let watch = Arc::new(Watch {
         token: token.clone(),
-        handle: handle.clone(),
+        handle: handle.downgrade(),
         cancelled: Mutex::new(None),
     });
     let mut cancelled = Box::pin(token.clone().cancelled_owned());
-    // The waker holds the watch weakly: the token's waiter list owns the waker, the context
-    // owns the watch, so the token never keeps the context alive.
+    // The waker holds the watch weakly and the watch holds the context weakly: the token's
+    // waiter list owns the waker, the context owns the watch, so the token never keeps the
+    // context alive by itself.
     let waker = Waker::from(Arc::new(WatchWaker(Arc::downgrade(&watch))));
     if cancelled
         .as_mut()
@@ -128,22 +135,25 @@ pub fn with_token(parent: &Context, token: &CancellationToken) -> (Context, Canc
     // A cancel between the poll and here wakes the waker, which finds the watch (we hold it)
     // and cancels: it does not need the future.
     *lock(&watch.cancelled) = Some(cancelled);
-    (ctx.with_value(&WATCH, WatchOwner(watch)), handle)
+    handle.keep_canceller(Box::new(watch));
+    (ctx, handle)
 }
 
-/// The value under which a context from [`with_token`] owns its watch.
-static WATCH: Key<WatchOwner> = Key::new("tokio_util::CancellationToken");
-
-/// Owns a watch for the context it is stored in.
-struct WatchOwner(#[allow(dead_code)] Arc<Watch>);
-
-/// A context's registration with a token.
+/// A context's registration with a token, owned by the context (`keep_canceller`).
 struct Watch {
     token: CancellationToken,
-    handle: CancelHandle,
+    handle: WeakCancelHandle,
     /// The token's `cancelled()` future, polled once: while it lives, its waker is in the
     /// token's waiter list. Dropping it (with the watch) unregisters the waker.
     cancelled: Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>,
+}
+
+impl Watch {
+    fn cancel(&self) {
+        if let Some(handle) = self.handle.upgrade() {
+            handle.cancel();
+        }
+    }
 }
 
 struct WatchWaker(Weak<Watch>);
@@ -159,7 +169,7 @@ impl Wake for WatchWaker {
             return;
         };
         if watch.token.is_cancelled() {
-            watch.handle.cancel();
+            watch.cancel();
             return;
         }
         // Not cancelled (a wake-up tokio does not make today): register again.
@@ -173,18 +183,11 @@ impl Wake for WatchWaker {
             })
         };
         if ready {
-            watch.handle.cancel(); // outside the lock: callbacks run in `cancel`
+            watch.cancel(); // outside the lock: callbacks run in `cancel`
         }
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl fmt::Debug for WatchOwner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancellationTokenWatch")
-            .finish_non_exhaustive()
-    }
 }

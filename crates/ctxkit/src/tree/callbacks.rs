@@ -21,8 +21,8 @@ impl Node {
 
     /// Adds callbacks, or returns `false` if this node is already done (the caller fires
     /// them). Also takes the callbacks of a dropped child, which this node can still cancel
-    /// ([S19](crate::guarantees#s19)). A node with its own timer is pinned while callbacks
-    /// are pending on it (N8).
+    /// ([S19](crate::guarantees#s19)). A node with its own timer, or with a canceller outside
+    /// the tree, is pinned while callbacks are pending on it (N8).
     fn add_regs(self: &Arc<Self>, regs: &[Arc<Reg>]) -> bool {
         let mut inner = lock(&self.inner);
         if self.state.claim().is_some() {
@@ -34,7 +34,7 @@ impl Node {
         }
         b.regs.extend_from_slice(regs);
         b.pending += regs.len();
-        let fires = self.timer_queue().is_some_and(|q| q.can_fire());
+        let fires = b.canceller.is_some() || self.timer_queue().is_some_and(|q| q.can_fire());
         if fires && b.pin.is_none() {
             b.pin = Some(Arc::clone(self));
         }

@@ -57,9 +57,10 @@
 //! - **N7 (stack safety)**: cancellation walks the subtree with an explicit work list, and
 //!   dropping a chain of contexts detaches each parent before dropping it, from a loop
 //!   instead of recursively (`release.rs`, [S23](crate::guarantees#s23)).
-//! - **N8 (pins)**: a node with its own timer pins itself (holds an `Arc` to itself) while
-//!   callbacks are pending on it, so that its deadline can still fire them after its handles
-//!   and clones are gone ([S19](crate::guarantees#s19)). The pin goes when the node is done,
+//! - **N8 (pins)**: a node with its own timer, or with a canceller outside the tree (a
+//!   token's watch), pins itself (holds an `Arc` to itself) while callbacks are pending on
+//!   it, so that its deadline or canceller can still fire them after its handles and clones
+//!   are gone ([S19](crate::guarantees#s19)). The pin goes when the node is done,
 //!   when no callback is pending any more (stopped, or fired through another parent), or when
 //!   its manual clock is abandoned (T5). A node without its own timer hands its pending
 //!   callbacks to its parents when dropped.

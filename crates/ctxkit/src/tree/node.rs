@@ -1,6 +1,7 @@
 //! A node of the cancellation tree: what it holds, how it is made and linked into its
 //! parents, and what can be read from it.
 
+use std::any::Any;
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
@@ -84,6 +85,9 @@ pub(super) struct Extra {
     pub(super) pin: Option<Arc<Node>>,
     /// The second parent of a merged context (set at creation, never changed).
     pub(super) merge: Option<Arc<MergeParent>>,
+    /// What cancels this node from outside the tree (a token's watch), kept for as long as
+    /// the node lives; while callbacks are pending, it pins the node like a timer (N8).
+    pub(super) canceller: Option<Box<dyn Any + Send + Sync>>,
 }
 
 /// The second parent of a merged context, shared so that it can be used without the
@@ -285,6 +289,24 @@ impl Node {
         let inner = lock(&self.inner);
         let cause = extra_ref(&inner).and_then(|e| e.cause.clone());
         Some(cause.unwrap_or_else(|| Cause::sentinel(err)))
+    }
+
+    /// Gives the node something outside the tree that can cancel it (a watch on a token),
+    /// kept as long as the node. From now on, pending callbacks pin the node (N8), so that
+    /// `canceller` can still reach it after every handle and clone is gone
+    /// ([S19](crate::guarantees#s19)). Returns `false`, keeping nothing, if the node is done.
+    #[cfg_attr(not(feature = "tokio-util"), allow(dead_code))]
+    pub(crate) fn set_canceller(&self, canceller: Box<dyn Any + Send + Sync>) -> bool {
+        let mut inner = lock(&self.inner);
+        if self.state.claim().is_some() {
+            drop(inner);
+            drop(canceller); // with no lock held (N6)
+            return false;
+        }
+        let replaced = extra(&mut inner).canceller.replace(canceller);
+        drop(inner);
+        drop(replaced);
+        true
     }
 
     /// The queue this node's own timer is in, if it has one.
