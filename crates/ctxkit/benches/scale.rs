@@ -1,6 +1,7 @@
 //! Scale figures for ctxkit beside Go's context (`tools/bench/go/` prints the same lines for
 //! Go): fan-out wake-ups, a wide and a deep tree of a million contexts, a million live timers,
-//! and how late 10,000 timers fire.
+//! how late 10,000 timers fire, and how late a deadline fires behind a storm of 100,000
+//! deadlines with callbacks (and how many threads the process has then).
 //!
 //! ```text
 //! cargo bench -p ctxkit --bench scale                           # full sizes (about a minute)
@@ -423,6 +424,42 @@ fn timer_lateness(n: usize) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// 6) a storm: n deadlines at one instant, each with an after_func, and a probe 100 ms later
+// ---------------------------------------------------------------------------------------
+
+/// The threads of this process, from `/proc` (Linux); 0 elsewhere.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+fn storm(n: usize) {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let at = Instant::now() + Duration::from_millis(200);
+    let storm: Vec<(Context, CancelHandle)> = (0..n)
+        .map(|_| {
+            let (ctx, h) = Context::background().with_deadline(at);
+            let ran = Arc::clone(&ran);
+            drop(ctx.after_func(move || {
+                ran.fetch_add(1, Ordering::Relaxed);
+            }));
+            (ctx, h)
+        })
+        .collect();
+    let (probe, _h) = Context::background().with_deadline(at + Duration::from_millis(100));
+    probe.wait();
+    let late = Instant::now().saturating_duration_since(probe.deadline().expect("a deadline"));
+    let alive = threads();
+    line(&format!("storm/n={n}/probe_late"), ms(late), "ms");
+    line(&format!("storm/n={n}/threads"), alive as f64, "threads");
+    let start = Instant::now();
+    while ran.load(Ordering::Relaxed) < n && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), n, "every callback ran");
+    drop(storm);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; without it (`cargo test`), the sizes default to small.
     let mut div = if std::env::args().any(|a| a == "--bench") {
@@ -442,7 +479,7 @@ fn main() {
             },
             "--only" => only = args.next(),
             "-h" | "--help" => {
-                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness)");
+                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness, storm)");
                 return;
             }
             other => panic!("unknown argument {other}"),
@@ -472,5 +509,9 @@ fn main() {
     }
     if run("lateness") {
         timer_lateness(10_000 / div);
+    }
+    if run("storm") {
+        storm(10_000 / div);
+        storm(100_000 / div);
     }
 }
