@@ -13,9 +13,8 @@
 //! Under `cfg(loom)` the tree's mutexes and atomics (`src/sync.rs`) are loom's, so every model
 //! below explores every interleaving of their operations (each model is exhaustive within
 //! loom's default bounds unless its comment says it sets a preemption bound). Reference counts
-//! (`Arc`/`Weak`) stay std's, and `release`'s thread-local work list is std's; loom runs all
-//! model threads on one OS thread, so a `release` interrupted by a switch can find another
-//! model thread's drop queued behind it, which is a legal (if rarer) schedule.
+//! (`Arc`/`Weak`) stay std's; dropping a chain uses a work list local to the drop, no
+//! thread-local.
 //!
 //! The models here use no deadlines, `todo()` or blocking waits: those go through std threads
 //! and statics outside the model. `after_func` hands its callback to a std thread pool; the
@@ -157,7 +156,7 @@ fn parent_and_child_cancels_racing() {
     });
 }
 
-/// A leaf with nothing behind its lock cancels itself without its lock (node.rs, N9) while
+/// A leaf with nothing behind its lock cancels itself without its lock (`tree/state.rs`, N9) while
 /// its parent's walk, carrying a cause, reaches it under the lock: exactly one wins, and
 /// the leaf's err and cause are the winner's, never a mix.
 #[test]
@@ -464,7 +463,7 @@ fn merge_derived_while_both_parents_cancel() {
 /// cancelled and `stop()` called, all at once: exactly one of {f runs, stop returns true},
 /// and the child is freed. Three threads: preemptions bounded to 2, as above.
 #[test]
-fn stop_racing_hand_down_and_parent_cancel() {
+fn stop_racing_hand_to_parents_and_parent_cancel() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(|| {
@@ -515,5 +514,38 @@ fn merge_dropped_while_both_parents_cancel() {
         u.join().unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(freed.load(StdOrdering::SeqCst), "leak: merge not freed");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Overlapping cancels (S4, N1b)
+// ---------------------------------------------------------------------------------------
+
+/// Three cancels of one chain L0 → L1 → L2 → L3 → leaves, at once: C cancels L3, A cancels
+/// L0 (and may find L3 done by C, its walk still under way), and the model's thread cancels
+/// L2. When L2's cancel returns, everything below L2 is done, whoever walked it. Three
+/// threads: preemptions bounded to 2, as above.
+#[test]
+fn overlapping_cancels_each_return_once_their_subtree_is_done() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let (l0, h0) = Context::background().with_cancel();
+        let (l1, _h1) = l0.with_cancel();
+        let (l2, h2) = l1.with_cancel();
+        let (l3, h3) = l2.with_cancel();
+        let (leaf, _hl) = l3.with_cancel();
+        let (waited, _hw) = l3.with_cancel();
+        drop(waited.on_cancel(|| {})); // behind its lock: the locked path of the walk
+        let c = thread::spawn(move || h3.cancel());
+        let a = thread::spawn(move || h0.cancel());
+        h2.cancel();
+        assert!(
+            leaf.is_done() && waited.is_done(),
+            "L2's cancel returned before its subtree was done"
+        );
+        c.join().unwrap();
+        a.join().unwrap();
+        drop((l1, l3));
     });
 }

@@ -203,8 +203,15 @@ fn a_cancel_returns_only_once_its_subtree_is_done_whatever_else_walks_it() {
         }
         // L2 is done (by A): cancelling it returns only once all below it is done.
         h2.cancel();
-        let undone = leaves.iter().rev().filter(|(leaf, _)| !leaf.is_done()).count();
-        assert_eq!(undone, 0, "round {round}: cancel() of L2 returned before its subtree was done");
+        let undone = leaves
+            .iter()
+            .rev()
+            .filter(|(leaf, _)| !leaf.is_done())
+            .count();
+        assert_eq!(
+            undone, 0,
+            "round {round}: cancel() of L2 returned before its subtree was done"
+        );
         a.join().unwrap();
         c.join().unwrap();
     }
@@ -259,8 +266,8 @@ impl Drop for PanicsWhenDropped {
 fn a_cause_dropped_by_a_cancel_may_derive_from_its_own_context() {
     within("cancel dropping a cause that derives", || {
         let slot = Arc::new(std::sync::Mutex::new(None));
-        let (ctx, handle) = Context::background()
-            .with_timeout_cause(HOUR, DerivesOnDrop(Arc::clone(&slot)));
+        let (ctx, handle) =
+            Context::background().with_timeout_cause(HOUR, DerivesOnDrop(Arc::clone(&slot)));
         *slot.lock().unwrap() = Some(ctx.clone());
         handle.cancel_with_cause("replaced"); // the deadline's cause gives way, and drops
         assert_eq!(ctx.cause().unwrap().to_string(), "replaced");
@@ -289,7 +296,11 @@ fn a_cause_that_panics_when_dropped_leaves_the_tree_consistent() {
         let panicked = catch_unwind(AssertUnwindSafe(|| ph.cancel())).is_err();
         assert!(panicked, "the cause's panic reaches the canceller");
         assert!(child.is_done() && sibling.is_done());
-        assert_eq!(waiter.join().unwrap(), Error::Canceled, "waiters were still woken");
+        assert_eq!(
+            waiter.join().unwrap(),
+            Error::Canceled,
+            "waiters were still woken"
+        );
         gh.cancel(); // returns: no walking bit was left behind
         assert!(grandparent.is_done());
         ph.cancel(); // and again
@@ -332,7 +343,10 @@ fn a_storm_of_deadlines_with_callbacks_starts_few_threads_and_fires_them_all() {
     let (probe, _h) = Context::background().with_deadline(at + Duration::from_millis(100));
     assert_eq!(probe.wait_timeout(LONG), Some(Error::DeadlineExceeded));
     if let Some(threads) = threads() {
-        assert!(threads <= 64, "{threads} threads alive when the probe fired");
+        assert!(
+            threads <= 64,
+            "{threads} threads alive when the probe fired"
+        );
     }
     assert!(
         eventually(|| ran.load(Ordering::Relaxed) == n),
@@ -381,7 +395,9 @@ fn a_tokens_context_runs_its_after_func_after_every_clone_is_dropped() {
         drop(ctx);
         let handle = keep_handle.then_some(handle);
         token.cancel();
-        on_cancel_rx.try_recv().expect("on_cancel ran before the token's cancel returned");
+        on_cancel_rx
+            .try_recv()
+            .expect("on_cancel ran before the token's cancel returned");
         rx.recv_timeout(LONG).expect("the after_func ran");
         drop(handle);
     }
@@ -398,5 +414,8 @@ fn a_tokens_context_without_callbacks_is_freed_when_dropped() {
     let stopped = ctx.after_func(|| {});
     assert!(stopped.stop());
     drop((ctx, handle));
-    assert!(dropped.load(Ordering::SeqCst), "the token keeps nothing alive");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the token keeps nothing alive"
+    );
 }

@@ -66,6 +66,40 @@ fn with_displays_the_type_name() {
 
 // API S2
 #[test]
+fn values_display_their_key_and_type_without_module_paths() {
+    let keyed = Context::background().with_value(&USER, "gopher");
+    assert_eq!(
+        keyed.to_string(),
+        "context.Background.WithValue(user, &str)"
+    );
+    let typed = Context::background().with(Tenant(3));
+    assert_eq!(typed.to_string(), "context.Background.WithValue(Tenant)");
+    let nested = Context::background().with(vec![Some(Tenant(1))]);
+    assert_eq!(
+        nested.to_string(),
+        "context.Background.WithValue(Vec<Option<Tenant>>)"
+    );
+}
+
+// API S2
+#[test]
+fn a_manual_clock_displays_the_exact_time_left_and_past_deadlines_as_negative() {
+    let clock = ManualClock::new();
+    let root = Context::background().with_clock(&clock);
+    let (ctx, _h) = root.with_timeout(Duration::from_secs(5));
+    assert_eq!(
+        ctx.to_string(),
+        "context.Background.WithClock.WithDeadline([5s])"
+    );
+    clock.advance(Duration::from_millis(7500));
+    assert_eq!(
+        ctx.to_string(),
+        "context.Background.WithClock.WithDeadline([-2.5s])"
+    );
+}
+
+// API S2
+#[test]
 fn deadline_display_contains_the_time_left() {
     let clock = ManualClock::new();
     let root = Context::background().with_clock(&clock);
