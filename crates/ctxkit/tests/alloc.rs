@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use ctxkit::Context;
+use ctxkit::{Context, Key};
 
 mod common;
 use common::{REQUEST, USER};
@@ -13,7 +13,7 @@ use common::{REQUEST, USER};
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 
-use counting_alloc::{thread_allocs, total_allocs, Counting};
+use counting_alloc::{live_bytes, thread_allocs, total_allocs, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -245,4 +245,25 @@ fn the_counting_allocator_counts_each_allocation_once_for_its_thread_and_the_pro
     .unwrap();
     assert_eq!(on_other_thread, 1);
     drop(boxed);
+}
+
+/// Ten thousand distinct keys: each element of a `static` array is a key of its own.
+static KEYS: [Key<usize>; 10_000] = [const { Key::new("many") }; 10_000];
+
+#[test]
+fn a_chain_of_many_distinct_keys_costs_memory_far_below_the_square_of_the_keys() {
+    let before = live_bytes();
+    let ctx = KEYS
+        .iter()
+        .enumerate()
+        .fold(Context::background(), |ctx, (i, key)| {
+            ctx.with_value(key, i)
+        });
+    let used = live_bytes() - before;
+    for (i, key) in KEYS.iter().enumerate().step_by(97) {
+        assert_eq!(ctx.value(key), Some(&i));
+    }
+    drop(ctx);
+    // Copying every table would hold 10,000² / 2 rows of 16 B: 800 MB.
+    assert!(used < 32 << 20, "{used} bytes for a chain of 10,000 keys");
 }

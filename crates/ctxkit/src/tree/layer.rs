@@ -6,6 +6,14 @@
 //! one comparison with the layer's own key and a binary search of the table: its cost
 //! depends on how many distinct keys are set, never on the depth of the chain.
 //!
+//! Copying the table costs one row per visible key on every `with_value`, which is nothing
+//! for the handful of keys real programs set, but would grow with the square of the keys for
+//! a chain that sets thousands of distinct ones. So past [`ROWS_MAX`] visible keys a layer
+//! carries no table and a lookup goes on to its parent, and only every [`HOPS_MAX`]-th such
+//! layer carries a full table again (V5). Past `ROWS_MAX` keys a lookup then walks at most
+//! `HOPS_MAX` layers before its binary search, and a chain of `n` distinct keys holds about
+//! `n² / (2 · HOPS_MAX)` rows of 16 B in all (10,000 keys: about 6 MB) instead of `n² / 2`.
+//!
 //! A layer is one concrete type, not a trait object, so that a pointer to it is one word: a
 //! `Context` is two words (16 B on 64-bit targets), and so is a row of a table. Programs
 //! that hold many children of one parent pay for every word of a `Context` once per child.
@@ -14,9 +22,9 @@
 //! and the table (unless it is empty).
 //!
 //! # Invariants
-//! - **V1 (flat tables)**: `inherited` holds, for every key set above this layer and not
-//!   shadowed by this layer's own key, the nearest layer that set it; sorted by [`KeyId`],
-//!   one entry per key. It never holds the layer's own key.
+//! - **V1 (flat tables)**: a table of rows holds, for every key set above its layer and not
+//!   shadowed by the layer's own key, the nearest layer that set it; sorted by [`KeyId`], one
+//!   entry per key. It never holds the layer's own key.
 //! - **V2 (key identity)**: a key is identified by the address of its `static`, a type by
 //!   its `TypeId`; the two namespaces never compare equal ([`KeyId`],
 //!   [S15](crate::guarantees#s15)).
@@ -26,6 +34,10 @@
 //! - **V4 (stack safety)**: dropping a layer hands its parent context and its rows' layers to the
 //!   work list of `release.rs`, which drops them from a loop (N7): a chain of 1,000,000 values, or
 //!   as many nested merges, drops without recursion ([S23](crate::guarantees#s23)).
+//! - **V5 (bounded tables)**: a layer has a table of rows (V1), or, past [`ROWS_MAX`] keys,
+//!   [`Table::Parent`]: everything visible at it but its own value is visible at its parent's
+//!   layer, which is `hops - 1` layers from one with rows (`hops < HOPS_MAX`). Merges always
+//!   have rows.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -48,13 +60,32 @@ struct Entry {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Entry>() == 16);
 
+/// A layer copies its parent's table while it would have at most this many rows (V5).
+pub(crate) const ROWS_MAX: usize = 128;
+/// Past [`ROWS_MAX`] keys, one layer in this many has a table of rows (V5).
+pub(crate) const HOPS_MAX: u32 = 128;
+
 /// A link in a context's chain of values: the value it sets, if any, and a table of every
-/// other value visible at it (V1). One concrete type, so that `Arc<Layer>` is one word.
+/// other value visible at it (V1, V5). One concrete type, so that `Arc<Layer>` is one word.
 pub(crate) struct Layer {
-    /// Every value visible at this layer but its own, one row per key, sorted (V1).
-    inherited: Box<[Entry]>,
+    /// Every value visible at this layer but its own.
+    inherited: Table,
     /// What made this layer, and the value it sets.
     body: Body,
+}
+
+/// Where the values visible at a layer, other than its own, are.
+enum Table {
+    /// Here: one row per key, sorted (V1).
+    Rows(Box<[Entry]>),
+    /// At the parent's layer, `hops - 1` layers from one with rows (V5).
+    Parent { hops: u32 },
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table::Rows(Box::default())
+    }
 }
 
 /// What made a [`Layer`].
@@ -102,13 +133,33 @@ impl Layer {
 
     /// The value of `key` visible at this layer.
     pub(crate) fn find(&self, key: KeyId) -> Option<&AnyValue> {
-        match self.own() {
-            Some((own, value)) if own == key => Some(value),
-            _ => {
-                let table = &self.inherited;
-                let i = table.binary_search_by(|e| e.key.cmp(&key)).ok()?;
-                table[i].layer.own().map(|(_, value)| value) // always `Some` (V3)
+        let mut layer = self;
+        loop {
+            if let Some((own, value)) = layer.own() {
+                if own == key {
+                    return Some(value);
+                }
             }
+            match &layer.inherited {
+                Table::Rows(table) => {
+                    let i = table.binary_search_by(|e| e.key.cmp(&key)).ok()?;
+                    return table[i].layer.own().map(|(_, value)| value); // `Some` (V3)
+                }
+                Table::Parent { .. } => layer = layer.parent_layer()?, // V5
+            }
+        }
+    }
+
+    /// The layer of the context this one was derived from (`None` for a merge's layer).
+    fn parent_layer(&self) -> Option<&Arc<Layer>> {
+        self.display_parent()?.layer.as_ref()
+    }
+
+    /// How many layers this one is from the nearest with rows (V5).
+    fn hops(&self) -> u32 {
+        match self.inherited {
+            Table::Rows(_) => 0,
+            Table::Parent { hops } => hops,
         }
     }
 
@@ -138,7 +189,10 @@ impl Layer {
             Body::Value(own) => Some(std::mem::take(&mut own.parent)),
             Body::Merge => None,
         };
-        let rows = std::mem::take(&mut self.inherited).into_vec();
+        let rows = match std::mem::take(&mut self.inherited) {
+            Table::Rows(rows) => rows.into_vec(),
+            Table::Parent { .. } => Vec::new(),
+        };
         parent
             .into_iter()
             .chain(rows.into_iter().map(|entry| Pair::from_layer(entry.layer)))
@@ -150,22 +204,78 @@ type Row<'a> = (KeyId, &'a Arc<Layer>);
 
 /// Every value visible at `layer`, its own included, as rows in key order: what a layer made
 /// on top of it inherits.
-fn visible(layer: &Arc<Layer>) -> impl Iterator<Item = Row<'_>> + Clone {
+fn visible(layer: &Arc<Layer>) -> Visible<'_> {
     fn row(entry: &Entry) -> Row<'_> {
         (entry.key, &entry.layer)
     }
-    let table = &*layer.inherited;
+    let table = match &layer.inherited {
+        Table::Rows(table) => &**table,
+        Table::Parent { .. } => return Visible::Collected(collect_visible(layer).into_iter()),
+    };
     let own = layer.own().map(|(key, _)| (key, layer));
     // The table lacks the own key (V1): the own row goes between the smaller and larger keys.
     let at = own.map_or(table.len(), |(key, _)| {
         table.partition_point(|e| e.key < key)
     });
     let (below, above) = table.split_at(at);
-    below
-        .iter()
-        .map(row)
-        .chain(own)
-        .chain(above.iter().map(row))
+    let row: fn(&Entry) -> Row<'_> = row;
+    Visible::Table(
+        below
+            .iter()
+            .map(row)
+            .chain(own)
+            .chain(above.iter().map(row)),
+    )
+}
+
+/// The rows of a layer without a table (V5): the values set on the way to the nearest layer
+/// with rows, then that layer's rows, the nearest of each key kept, in key order.
+fn collect_visible(layer: &Arc<Layer>) -> Vec<Row<'_>> {
+    let mut rows = Vec::new();
+    let mut at = layer;
+    loop {
+        rows.extend(at.own().map(|(key, _)| (key, at)));
+        match &at.inherited {
+            Table::Rows(table) => {
+                rows.extend(table.iter().map(|e| (e.key, &e.layer)));
+                break;
+            }
+            Table::Parent { .. } => match at.parent_layer() {
+                Some(parent) => at = parent,
+                None => break,
+            },
+        }
+    }
+    // Nearest first so far; a stable sort keeps that order within a key.
+    rows.sort_by_key(|&(key, _)| key);
+    rows.dedup_by_key(|&mut (key, _)| key);
+    rows
+}
+
+/// The rows [`visible`] gives: a table's, read in place, or collected from a chain (V5).
+#[derive(Clone)]
+enum Visible<'a> {
+    Table(TableRows<'a>),
+    Collected(std::vec::IntoIter<Row<'a>>),
+}
+
+type TableRows<'a> = std::iter::Chain<
+    std::iter::Chain<
+        std::iter::Map<std::slice::Iter<'a, Entry>, fn(&'a Entry) -> Row<'a>>,
+        std::option::IntoIter<Row<'a>>,
+    >,
+    std::iter::Map<std::slice::Iter<'a, Entry>, fn(&'a Entry) -> Row<'a>>,
+>;
+
+impl<'a> Iterator for Visible<'a> {
+    type Item = Row<'a>;
+
+    fn next(&mut self) -> Option<Row<'a>> {
+        match self {
+            Visible::Table(rows) => rows.next(),
+            Visible::Collected(rows) => rows.next(),
+        }
+    }
 }
 
 /// `rows` as a table, allocated at its exact length: nothing for an empty table, and no
@@ -186,8 +296,19 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
     label: Label,
     value: T,
 ) -> Arc<Layer> {
-    let rows = parent.layer.iter().flat_map(visible);
-    let inherited = exact(rows.filter(move |&(k, _)| k != key)); // shadowed by the new layer (V1)
+    let inherited = match parent.layer.as_ref() {
+        None => Table::default(),
+        Some(p) => {
+            let small = matches!(&p.inherited, Table::Rows(rows) if rows.len() < ROWS_MAX);
+            let hops = p.hops() + 1;
+            if small || hops == HOPS_MAX {
+                // Shadowed by the new layer: its own key is not a row (V1).
+                Table::Rows(exact(visible(p).filter(move |&(k, _)| k != key)))
+            } else {
+                Table::Parent { hops } // V5
+            }
+        }
+    };
     Arc::new(Layer {
         inherited,
         body: Body::Value(Own {
@@ -225,7 +346,7 @@ pub(crate) fn merge(a: &Pair, b: &Pair, a_only: KeyId) -> Option<Arc<Layer>> {
         return None; // `b` had nothing but a clock: a layer would hold no value
     }
     Some(Arc::new(Layer {
-        inherited,
+        inherited: Table::Rows(inherited),
         body: Body::Merge,
     }))
 }
@@ -250,9 +371,16 @@ mod tests {
         pair.layer.as_ref()?.find(key(k))?.downcast_ref().copied()
     }
 
+    fn rows(layer: &Layer) -> &[Entry] {
+        match &layer.inherited {
+            Table::Rows(rows) => rows,
+            Table::Parent { .. } => &[],
+        }
+    }
+
     /// V1: one row per key, sorted, never the layer's own key.
     fn check_table(layer: &Layer) {
-        let keys: Vec<KeyId> = layer.inherited.iter().map(|e| e.key).collect();
+        let keys: Vec<KeyId> = rows(layer).iter().map(|e| e.key).collect();
         assert!(
             keys.windows(2).all(|w| w[0] < w[1]),
             "sorted, one row per key"
@@ -260,10 +388,7 @@ mod tests {
         if let Some((own, _)) = layer.own() {
             assert!(!keys.contains(&own), "the own key is not inherited");
         }
-        assert!(
-            layer.inherited.iter().all(|e| e.layer.own().is_some()),
-            "V3"
-        );
+        assert!(rows(layer).iter().all(|e| e.layer.own().is_some()), "V3");
     }
 
     #[test]
@@ -276,7 +401,7 @@ mod tests {
         let layer = pair.layer.as_ref().unwrap();
         check_table(layer);
         assert_eq!(
-            layer.inherited.len(),
+            rows(layer).len(),
             2,
             "keys 1 and 3; its own key 2 is not a row"
         );
@@ -293,7 +418,7 @@ mod tests {
         assert_eq!(find(&merged, 9), Some(91));
         let layer = merged.layer.as_ref().unwrap();
         check_table(layer);
-        assert_eq!(layer.inherited.len(), 4);
+        assert_eq!(rows(layer).len(), 4);
         assert!(layer.label().is_none(), "a merge's layer sets no value");
     }
 
@@ -309,7 +434,7 @@ mod tests {
         let only_clock = chain(&[(clock, 70)]);
         assert!(merge(&Pair::default(), &only_clock, key(clock)).is_none());
         let merged = merge(&a, &only_clock, key(clock)).unwrap();
-        assert_eq!(merged.inherited.len(), 1);
+        assert_eq!(rows(&merged).len(), 1);
     }
 
     #[test]
@@ -318,5 +443,50 @@ mod tests {
         let same = merge(&a, &Pair::default(), key(100)).unwrap();
         assert!(Arc::ptr_eq(&same, a.layer.as_ref().unwrap()));
         assert!(merge(&Pair::default(), &Pair::default(), key(100)).is_none());
+    }
+
+    #[test]
+    fn past_rows_max_keys_tables_are_bounded_and_every_value_is_found() {
+        let n = 2000u64;
+        let mut values: Vec<(u64, u32)> = (0..n).map(|k| (k, k as u32)).collect();
+        values.push((5, 555)); // shadows the first value of key 5, past a checkpoint
+        let pair = chain(&values);
+        for k in 0..n {
+            let expected = if k == 5 { 555 } else { k as u32 };
+            assert_eq!(find(&pair, k), Some(expected), "key {k}");
+        }
+        assert_eq!(find(&pair, n + 1), None);
+        // V5: the rows of the whole chain, and the longest walk to a layer with rows.
+        let (mut total, mut at) = (0usize, pair.layer.clone());
+        while let Some(layer) = at {
+            assert!(layer.hops() < HOPS_MAX);
+            if let Table::Rows(_) = layer.inherited {
+                check_table(&layer);
+            }
+            total += rows(&layer).len();
+            at = layer.parent_layer().cloned();
+        }
+        let n = n as usize;
+        let bound = ROWS_MAX * ROWS_MAX / 2 + n * n / (2 * HOPS_MAX as usize) + n;
+        assert!(total <= bound, "{total} rows for {n} keys (bound {bound})");
+    }
+
+    #[test]
+    fn a_merge_of_chains_past_rows_max_finds_every_value() {
+        let a = chain(&(0..300).map(|k| (k, 1)).collect::<Vec<_>>());
+        let b = chain(&(200..600).map(|k| (k, 2)).collect::<Vec<_>>());
+        let merged = Pair::from_layer(merge(&a, &b, key(10_000)).unwrap());
+        check_table(merged.layer.as_ref().unwrap());
+        for k in 0..600 {
+            let expected = if k < 300 { 1 } else { 2 };
+            assert_eq!(find(&merged, k), Some(expected), "key {k}");
+        }
+        // And a chain on top of the merge goes on past it.
+        let on_top = (600..900).fold(merged, |pair, k| {
+            Pair::from_layer(with_value(&pair, key(k), Label::Type, 3u32))
+        });
+        assert_eq!(find(&on_top, 0), Some(1));
+        assert_eq!(find(&on_top, 599), Some(2));
+        assert_eq!(find(&on_top, 899), Some(3));
     }
 }

@@ -340,13 +340,26 @@ static WAITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 static COMPLETION: (std::sync::Mutex<()>, std::sync::Condvar) =
     (std::sync::Mutex::new(()), std::sync::Condvar::new());
 
-/// Under loom, waiting is a yielding loop: loom runs every model thread on one OS thread.
+/// Under loom: the same protocol on loom's mutex and condition variable (without the count
+/// of waiters, an optimisation of the real one), so that the models explore it.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref COMPLETION: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+}
+
 #[cfg(loom)]
 fn wait_while(busy: impl Fn() -> bool) {
+    let (mutex, condvar) = &*COMPLETION;
+    let mut guard = mutex.lock().unwrap();
     while busy() {
-        loom::thread::yield_now();
+        guard = condvar.wait(guard).unwrap();
     }
 }
 
 #[cfg(loom)]
-fn walks_ended() {}
+fn walks_ended() {
+    let (mutex, condvar) = &*COMPLETION;
+    let _guard = mutex.lock().unwrap();
+    condvar.notify_all();
+}
