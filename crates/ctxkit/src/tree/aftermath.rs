@@ -28,12 +28,8 @@ pub(super) struct Aftermath {
     /// Every node the walk reached, in the order reached, kept alive until every lock is
     /// released and every callback has run (N6).
     pub(super) reached: Vec<Arc<Node>>,
-    /// For each node of `reached`, the index of the node the walk found it through
-    /// ([`THE_ROOT`] for the walk's own node's children).
-    pub(super) via: Vec<u32>,
-    /// The nodes of `reached` this walk made done under their lock (with a merge's second
-    /// parent, to leave).
-    pub(super) walked: Vec<(usize, Option<Arc<MergeParent>>)>,
+    /// The nodes of `reached` this walk made done under their lock, in the order walked.
+    pub(super) walked: Vec<Walked>,
     /// The nodes of `reached` the walk found done already: their subtrees may still be under
     /// another walk (N1b).
     pub(super) found_done: Vec<usize>,
@@ -45,8 +41,17 @@ pub(super) struct Aftermath {
     pub(super) orphans: Vec<Node>,
 }
 
-/// `via` of the children of the node a walk started from.
-pub(super) const THE_ROOT: u32 = u32::MAX;
+/// A node a walk made done under its lock.
+pub(super) struct Walked {
+    /// Its index in `reached`.
+    pub(super) at: usize,
+    /// The index in `reached` of its first child: its children follow it there, up to the
+    /// next walked node's first child (N1b: so that a walk can tell which nodes it found
+    /// a node through).
+    pub(super) first_child: usize,
+    /// A merge's second parent, to leave.
+    pub(super) merge: Option<Arc<MergeParent>>,
+}
 
 type Panic = Box<dyn Any + Send + 'static>;
 
@@ -61,7 +66,6 @@ impl Aftermath {
         regs: Vec::new(),
         found: Vec::new(),
         reached: Vec::new(),
-        via: Vec::new(),
         walked: Vec::new(),
         found_done: Vec::new(),
         unpinned: Vec::new(),
@@ -83,7 +87,6 @@ impl Aftermath {
         let small = self.wakers.capacity() <= KEEP
             && self.found.capacity() <= KEEP
             && self.reached.capacity() <= KEEP
-            && self.via.capacity() <= KEEP
             && self.walked.capacity() <= KEEP
             && self.found_done.capacity() <= KEEP
             && self.unpinned.capacity() <= KEEP
@@ -107,7 +110,6 @@ impl Aftermath {
                 self.orphans = orphans;
                 self.walked.clear();
                 self.found_done.clear();
-                self.via.clear();
                 let idle = self.wakers.is_empty()
                     && self.regs.is_empty()
                     && self.causes.is_empty()
@@ -143,12 +145,12 @@ impl Aftermath {
         for node in self.orphans.drain(..) {
             note(catch_unwind(AssertUnwindSafe(|| drop(node))));
         }
-        for node in self.reached.drain(..).chain(self.unpinned.drain(..)) {
-            note(catch_unwind(AssertUnwindSafe(|| drop(node))));
-        }
+        // Most of these are not the last reference; a drop that runs a value's `Drop` may
+        // panic, and then the rest are still dropped (and a second panic aborts, as in std).
+        note(catch_unwind(AssertUnwindSafe(|| self.reached.clear())));
+        note(catch_unwind(AssertUnwindSafe(|| self.unpinned.clear())));
         self.walked.clear();
         self.found_done.clear();
-        self.via.clear();
         self.recycle();
         if let Some(payload) = first {
             std::panic::resume_unwind(payload);

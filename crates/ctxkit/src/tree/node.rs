@@ -321,6 +321,7 @@ impl Node {
     /// reference came out of the timer queue while it cleaned up, for the caller to drop
     /// where user code may run (N6).
     #[must_use]
+    #[inline]
     pub(super) fn forget_timer(&self) -> Vec<Node> {
         match self.timer_queue() {
             Some(queue) => queue.forget(self.shard, self.deadline),

@@ -4,10 +4,10 @@
 //!
 //! Dropping the last reference to a node or a layer must not drop its parent in place: the
 //! parent's drop would drop the grandparent, and so on, one stack frame per level. So a
-//! node or layer hands its parents to a work list that takes every one it holds the last
-//! reference to out of its `Arc`, detaches that one's own parents first, and only then drops
-//! it: its `Drop` finds nothing left to release. The work list is local to the call and no
-//! thread-local is touched, so dropping works anywhere, thread-local destructors included.
+//! node or layer hands its parents to a work list of references to release, local to the
+//! drop: one that was the last reference is taken out of its `Arc`, its own parents go on
+//! the list, and only then is it dropped, finding nothing left to release. No thread-local
+//! is touched, so dropping works anywhere, thread-local destructors included.
 
 use std::sync::Arc;
 
@@ -18,27 +18,35 @@ use crate::callback::Reg;
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(left) = self.leave() {
-            let mut work = Orphans::default();
-            work.adopt_left(left);
-            work.drain();
+        let Some((parent, merge)) = self.leave() else {
+            return;
+        };
+        if let Some(merge) = merge {
+            let mut work = Releases::default();
+            work.release(parent);
+            work.release(merge);
+            return work.drain();
         }
+        // The common case: one parent, and this was not the last reference to its node (or
+        // it has none): nothing is taken out of an `Arc`, no list is made.
+        let Pair { node, layer } = parent;
+        let node = node.and_then(Arc::into_inner);
+        let layer = layer.and_then(Arc::into_inner);
+        if node.is_none() && layer.is_none() {
+            return;
+        }
+        let mut work = Releases::default();
+        work.adopt(node, layer);
+        work.drain();
     }
-}
-
-/// What a node that left the tree still holds: its parents, and nodes whose last reference
-/// came out of its timer queue as it left.
-struct Left {
-    parent: Pair,
-    merge: Option<Pair>,
-    orphans: Vec<Node>,
 }
 
 impl Node {
     /// Leaves the tree, once: a node dropped before it was done leaves its parents' child
     /// lists and its timer queue, and hands its pending callbacks to its parents (N2, N8).
     /// Returns its parents, for the caller to release.
-    fn leave(&mut self) -> Option<Left> {
+    #[inline]
+    fn leave(&mut self) -> Option<(Pair, Option<Pair>)> {
         if !self.state.leave_once() {
             return None;
         }
@@ -47,10 +55,11 @@ impl Node {
         let branch = crate::sync::get_mut(&mut self.inner).take();
         let mut extra = branch.and_then(|b| b.extra);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
-        let mut orphans = Vec::new();
         if !self.is_done() {
             self.leave_parents_on_drop(merge.clone());
-            orphans = self.forget_timer();
+            // Nodes whose last reference came out of the timer queue: their drops release
+            // their own parents.
+            drop(self.forget_timer());
             if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
                     e.regs.into_iter().filter(|r| r.is_pending()).collect();
@@ -59,82 +68,72 @@ impl Node {
                 }
             }
         }
-        Some(Left {
-            parent: std::mem::take(&mut self.parent),
-            merge: merge.and_then(Arc::into_inner).map(|m| m.pair),
-            orphans,
-        })
+        let merge = merge.and_then(Arc::into_inner).map(|m| m.pair);
+        Some((std::mem::take(&mut self.parent), merge))
     }
 }
 
 impl Drop for Layer {
     fn drop(&mut self) {
-        let mut parents = self.take_parents();
-        if let Some(first) = parents.next() {
-            let mut work = Orphans::default();
-            work.adopt(first);
-            parents.for_each(|p| work.adopt(p));
-            work.drain();
+        let mut work = Releases::default();
+        for parent in self.take_parents() {
+            work.release(parent);
         }
+        work.drain();
     }
 }
 
-/// A node or a layer whose last reference was taken: dropped once its parents are out.
-enum Orphan {
-    Node(Node),
-    Layer(Layer),
-}
-
-/// The work list of one [`release`]. The first orphan waits in `next`, so a chain (one
-/// parent a level) is dropped without allocating.
+/// The work list of one drop: the parents of nodes and layers whose last reference it took,
+/// still to release. The first waits in `next`, so a chain (one parent a level) is dropped
+/// without allocating.
 #[derive(Default)]
-struct Orphans {
-    next: Option<Orphan>,
-    more: Vec<Orphan>,
+struct Releases {
+    next: Option<Pair>,
+    more: Vec<Pair>,
 }
 
-impl Orphans {
-    /// Takes the last references `pair` holds; other references are just dropped.
-    fn adopt(&mut self, pair: Pair) {
+impl Releases {
+    /// Drops the references `pair` holds; a node or layer of which one was the last gives
+    /// its own parents to the list, and is dropped finding nothing left to release.
+    fn release(&mut self, pair: Pair) {
         let Pair { node, layer } = pair;
-        if let Some(node) = node.and_then(Arc::into_inner) {
-            self.push(Orphan::Node(node));
+        self.adopt(
+            node.and_then(Arc::into_inner),
+            layer.and_then(Arc::into_inner),
+        );
+    }
+
+    /// Puts the parents of a node and a layer whose last references were taken on the list;
+    /// then they are dropped, finding nothing left to release.
+    fn adopt(&mut self, node: Option<Node>, layer: Option<Layer>) {
+        if let Some(mut node) = node {
+            if let Some((parent, merge)) = node.leave() {
+                self.push(parent);
+                if let Some(merge) = merge {
+                    self.push(merge);
+                }
+            }
         }
-        if let Some(layer) = layer.and_then(Arc::into_inner) {
-            self.push(Orphan::Layer(layer));
+        if let Some(mut layer) = layer {
+            for parent in layer.take_parents() {
+                self.push(parent);
+            }
         }
     }
 
-    fn adopt_left(&mut self, left: Left) {
-        self.adopt(left.parent);
-        left.merge.into_iter().for_each(|m| self.adopt(m));
-        left.orphans
-            .into_iter()
-            .for_each(|n| self.push(Orphan::Node(n)));
-    }
-
-    fn push(&mut self, orphan: Orphan) {
+    fn push(&mut self, pair: Pair) {
+        if pair.node.is_none() && pair.layer.is_none() {
+            return; // `background()`: nothing to release
+        }
         match self.next {
-            None => self.next = Some(orphan),
-            Some(_) => self.more.push(orphan),
+            None => self.next = Some(pair),
+            Some(_) => self.more.push(pair),
         }
     }
 
     fn drain(&mut self) {
-        while let Some(orphan) = self.next.take().or_else(|| self.more.pop()) {
-            match orphan {
-                Orphan::Node(mut node) => {
-                    if let Some(left) = node.leave() {
-                        self.adopt_left(left);
-                    }
-                }
-                Orphan::Layer(mut layer) => {
-                    for parent in layer.take_parents() {
-                        self.adopt(parent);
-                    }
-                }
-            }
-            // Dropped here, with nothing left to release.
+        while let Some(pair) = self.next.take().or_else(|| self.more.pop()) {
+            self.release(pair);
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::aftermath::{Aftermath, THE_ROOT};
+use super::aftermath::{Aftermath, Walked};
 use super::node::{extra, extra_mut, Inner, MergeParent, Node};
 use super::state::Walk;
 use crate::callback::Callbacks;
@@ -44,6 +44,7 @@ impl Node {
 
     /// [`cancel`](Self::cancel), for a cancel (`OwnTimer::Forget`) or an expiry
     /// (`OwnTimer::Fired`).
+    #[inline]
     pub(super) fn walk(
         self: &Arc<Self>,
         err: Error,
@@ -58,6 +59,18 @@ impl Node {
             drop(self.leave_tree(None, own_timer, Leave::Locking));
             return;
         }
+        self.walk_locked(err, cause, own_timer, callbacks);
+    }
+
+    /// The walk of a node with something behind its lock (N9).
+    #[inline(never)]
+    fn walk_locked(
+        self: &Arc<Self>,
+        err: Error,
+        cause: Option<Cause>,
+        own_timer: OwnTimer,
+        callbacks: Callbacks,
+    ) {
         let mut after = Aftermath::take();
         let (cause, merge) = {
             let mut inner = lock(&self.inner);
@@ -83,12 +96,11 @@ impl Node {
             let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
             (cause, merge)
         };
-        // The walk goes through `reached` in order, appending the children it finds (N7),
-        // and remembers through which node it found each (`via`, for N1b).
+        // The walk goes through `reached` in order, appending the children it finds (N7);
+        // the walk's own node's children come first, up to `root_end`.
         let mut reached = std::mem::take(&mut after.reached);
-        let mut via = std::mem::take(&mut after.via);
-        via.extend(after.found.iter().map(|_| THE_ROOT));
         reached.append(&mut after.found);
+        let root_end = reached.len();
         let mut at = 0;
         while let Some(node) = reached.get(at) {
             at += 1;
@@ -108,14 +120,16 @@ impl Node {
                 }
                 node.finish(&mut inner, err, cause.clone(), &mut after)
             };
-            after.walked.push((at - 1, merge));
-            via.extend(after.found.iter().map(|_| (at - 1) as u32));
+            after.walked.push(Walked {
+                at: at - 1,
+                first_child: reached.len(),
+                merge,
+            });
             reached.append(&mut after.found);
         }
         after.reached = reached;
-        after.via = via;
         drop(cause);
-        self.end_walk(merge, own_timer, &mut after);
+        self.end_walk(merge, own_timer, root_end, &mut after);
         after.run(callbacks);
     }
 
@@ -132,51 +146,38 @@ impl Node {
         self: &Arc<Self>,
         merge: Option<Arc<MergeParent>>,
         own_timer: OwnTimer,
+        root_end: usize,
         after: &mut Aftermath,
     ) {
-        // The nodes found done that another walk still walks: a node reached twice (through
-        // two parents, in a merge) was made done by this very walk, whose bits are its own.
-        let mut foreign: Vec<usize> = Vec::new();
-        if after
-            .found_done
-            .iter()
-            .any(|&i| after.reached[i].state.is_walking())
-        {
-            let ours: HashSet<*const Node> = after
-                .walked
-                .iter()
-                .map(|&(i, _)| Arc::as_ptr(&after.reached[i]))
-                .chain([Arc::as_ptr(self)])
-                .collect();
-            foreign.extend(after.found_done.iter().copied().filter(|&i| {
-                let node = &after.reached[i];
-                node.state.is_walking() && !ours.contains(&Arc::as_ptr(node))
-            }));
-        }
-        // Which nodes must keep their bit: those on the way to a node another walk still walks.
+        let foreign = self.found_under_other_walks(after);
+        // Which walked nodes keep their bit: those on the way to a node another walk still
+        // walks. The node a reached node was found through is the walked node whose children
+        // start last at or before it (children are appended right after their parent is
+        // walked).
         let mut kept = vec![
             false;
             if foreign.is_empty() {
                 0
             } else {
-                after.reached.len()
+                after.walked.len()
             }
         ];
         let mut root_kept = false;
-        for &i in &foreign {
-            let mut up = after.via[i];
+        for &found in &foreign {
+            let mut child = found;
             loop {
-                if up == THE_ROOT {
+                if child < root_end {
                     root_kept = true;
                     break;
                 }
-                if std::mem::replace(&mut kept[up as usize], true) {
+                let w = after.walked.partition_point(|w| w.first_child <= child) - 1;
+                if std::mem::replace(&mut kept[w], true) {
                     break; // marked from here up already
                 }
-                up = after.via[up as usize];
+                child = after.walked[w].at;
             }
         }
-        let is_kept = |i: usize| kept.get(i).copied().unwrap_or(false);
+        let is_kept = |w: usize| kept.get(w).copied().unwrap_or(false);
         // Nodes leave their parents only once their bit is clear: until then, a cancel of
         // another parent must still find them there, and wait.
         let mut merge = Some(merge);
@@ -184,9 +185,9 @@ impl Node {
             if root_kept == keep {
                 self.state.end_walk();
             }
-            for &(i, _) in &after.walked {
-                if is_kept(i) == keep {
-                    after.reached[i].state.end_walk();
+            for (w, walked) in after.walked.iter().enumerate() {
+                if is_kept(w) == keep {
+                    after.reached[walked.at].state.end_walk();
                 }
             }
             walks_ended();
@@ -194,11 +195,11 @@ impl Node {
                 let orphans = self.leave_tree(merge.take().flatten(), own_timer, Leave::Locking);
                 after.orphans.extend(orphans);
             }
-            for (i, merge) in &mut after.walked {
-                if is_kept(*i) == keep {
-                    let node = &after.reached[*i];
-                    let orphans =
-                        node.leave_tree(merge.take(), OwnTimer::Forget, Leave::LookingFirst);
+            for w in 0..after.walked.len() {
+                if is_kept(w) == keep {
+                    let merge = after.walked[w].merge.take();
+                    let node = &after.reached[after.walked[w].at];
+                    let orphans = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
                     after.orphans.extend(orphans);
                 }
             }
@@ -210,6 +211,23 @@ impl Node {
             }
             clear(after, true);
         }
+    }
+
+    /// The nodes this walk found done that another walk still walks. A node reached twice
+    /// (through two parents, in a merge) was made done by this very walk: its bit is its own.
+    fn found_under_other_walks(self: &Arc<Self>, after: &Aftermath) -> Vec<usize> {
+        let walking = |&i: &usize| after.reached[i].state.is_walking();
+        if !after.found_done.iter().any(walking) {
+            return Vec::new();
+        }
+        let ours: HashSet<*const Node> = after
+            .walked
+            .iter()
+            .map(|w| Arc::as_ptr(&after.reached[w.at]))
+            .chain([Arc::as_ptr(self)])
+            .collect();
+        let foreign = |&i: &usize| walking(&i) && !ours.contains(&Arc::as_ptr(&after.reached[i]));
+        after.found_done.iter().copied().filter(foreign).collect()
     }
 
     /// Waits until no cancellation is walking this node's subtree (N1b).
