@@ -132,7 +132,7 @@ impl Reg {
 
 /// Fires every registration; all run even if some panic ([S21](crate::guarantees#s21)).
 /// Returns the first panic.
-pub(crate) fn fire_all(regs: Vec<Arc<Reg>>) -> Option<Panic> {
+pub(crate) fn fire_all(regs: impl IntoIterator<Item = Arc<Reg>>) -> Option<Panic> {
     let mut first = None;
     for reg in regs {
         if let Some(panic) = reg.fire() {

@@ -35,10 +35,18 @@ pub(super) struct Aftermath {
     pub(super) found_done: Vec<usize>,
     /// Pins of nodes made done (N8).
     pub(super) unpinned: Vec<Arc<Node>>,
-    /// Causes replaced under a lock (a pending deadline cause that a cancel overrode).
-    pub(super) causes: Vec<Cause>,
-    /// Nodes whose last reference came out of a timer shard while the walk forgot timers.
-    pub(super) orphans: Vec<Node>,
+    /// What went out of use under a lock, to drop after: causes a cancel replaced, nodes
+    /// whose last reference came out of a timer shard.
+    pub(super) garbage: Vec<Garbage>,
+}
+
+/// User-supplied things a walk lets go of (N6): held only to be dropped.
+#[allow(dead_code)]
+pub(super) enum Garbage {
+    /// A pending deadline cause that a cancel overrode.
+    Cause(Cause),
+    /// A node whose last reference came out of a timer shard as the walk forgot timers.
+    Node(Node),
 }
 
 /// A node a walk made done under its lock.
@@ -69,8 +77,7 @@ impl Aftermath {
         walked: Vec::new(),
         found_done: Vec::new(),
         unpinned: Vec::new(),
-        causes: Vec::new(),
-        orphans: Vec::new(),
+        garbage: Vec::new(),
     };
 
     /// An empty aftermath with the buffers of this thread's last one: a cancellation
@@ -85,13 +92,13 @@ impl Aftermath {
     fn recycle(self) {
         const KEEP: usize = 64;
         let small = self.wakers.capacity() <= KEEP
+            && self.regs.capacity() <= KEEP
             && self.found.capacity() <= KEEP
             && self.reached.capacity() <= KEEP
             && self.walked.capacity() <= KEEP
             && self.found_done.capacity() <= KEEP
             && self.unpinned.capacity() <= KEEP
-            && self.causes.capacity() <= KEEP
-            && self.orphans.capacity() <= KEEP;
+            && self.garbage.capacity() <= KEEP;
         if small {
             let _ = SPARE.try_with(|spare| spare.set(self));
         }
@@ -101,23 +108,29 @@ impl Aftermath {
     /// here, or on the pool for [`Callbacks::Pool`].
     pub(super) fn run(mut self, callbacks: Callbacks) {
         match callbacks {
-            Callbacks::Inline => self.run_here(),
+            Callbacks::Inline => {
+                self.run_here();
+                self.recycle();
+            }
             Callbacks::Pool => {
                 // Release what is not the last reference here; hand the rest over.
                 let nodes = self.reached.drain(..).chain(self.unpinned.drain(..));
-                let mut orphans = std::mem::take(&mut self.orphans);
-                orphans.extend(nodes.filter_map(Arc::into_inner));
-                self.orphans = orphans;
+                let orphans = nodes.filter_map(Arc::into_inner).map(Garbage::Node);
+                let mut garbage = std::mem::take(&mut self.garbage);
+                garbage.extend(orphans);
+                self.garbage = garbage;
                 self.walked.clear();
                 self.found_done.clear();
-                let idle = self.wakers.is_empty()
-                    && self.regs.is_empty()
-                    && self.causes.is_empty()
-                    && self.orphans.is_empty();
+                let idle =
+                    self.wakers.is_empty() && self.regs.is_empty() && self.garbage.is_empty();
                 if idle {
                     self.recycle();
                 } else {
-                    callback::execute(Box::new(move || self.run_here()), Priority::Urgent);
+                    let job = move || {
+                        self.run_here();
+                        self.recycle();
+                    };
+                    callback::execute(Box::new(job), Priority::Urgent);
                 }
             }
         }
@@ -125,7 +138,7 @@ impl Aftermath {
 
     /// Wakes the waiters, runs the callbacks, then drops what was collected. Panics of any of
     /// it are resumed once all of it is done ([S21](crate::guarantees#s21)).
-    fn run_here(mut self) {
+    fn run_here(&mut self) {
         let mut first: Option<Panic> = None;
         let mut note = |result: Result<(), Panic>| {
             if let Err(payload) = result {
@@ -136,22 +149,25 @@ impl Aftermath {
             // A broken waker must not keep the other waiters and the callbacks from hearing.
             note(catch_unwind(AssertUnwindSafe(|| waker.wake())));
         }
-        if let Some(payload) = callback::fire_all(std::mem::take(&mut self.regs)) {
-            note(Err(payload));
+        if !self.regs.is_empty() {
+            // Drained, not taken: the buffer is kept for the thread's next cancellation.
+            if let Some(payload) = callback::fire_all(self.regs.drain(..)) {
+                note(Err(payload));
+            }
         }
-        for cause in self.causes.drain(..) {
-            note(catch_unwind(AssertUnwindSafe(|| drop(cause))));
-        }
-        for node in self.orphans.drain(..) {
-            note(catch_unwind(AssertUnwindSafe(|| drop(node))));
+        for garbage in self.garbage.drain(..) {
+            note(catch_unwind(AssertUnwindSafe(|| drop(garbage))));
         }
         // Most of these are not the last reference; a drop that runs a value's `Drop` may
         // panic, and then the rest are still dropped (and a second panic aborts, as in std).
-        note(catch_unwind(AssertUnwindSafe(|| self.reached.clear())));
-        note(catch_unwind(AssertUnwindSafe(|| self.unpinned.clear())));
+        if !self.reached.is_empty() || !self.unpinned.is_empty() {
+            note(catch_unwind(AssertUnwindSafe(|| {
+                self.reached.clear();
+                self.unpinned.clear();
+            })));
+        }
         self.walked.clear();
         self.found_done.clear();
-        self.recycle();
         if let Some(payload) = first {
             std::panic::resume_unwind(payload);
         }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::aftermath::{Aftermath, Walked};
+use super::aftermath::{Aftermath, Garbage, Walked};
 use super::node::{extra, extra_mut, Inner, MergeParent, Node};
 use super::state::Walk;
 use crate::callback::Callbacks;
@@ -87,7 +87,7 @@ impl Node {
             let pending = extra_mut(&mut inner).and_then(|e| e.cause.take());
             let cause = match cause {
                 Some(cause) => {
-                    after.causes.extend(pending);
+                    after.garbage.extend(pending.map(Garbage::Cause));
                     Some(cause)
                 }
                 None => pending,
@@ -106,7 +106,9 @@ impl Node {
             at += 1;
             if cause.is_none() && node.state.cancel_unclaimed(err) {
                 // N9. It has one parent, done by this walk: only its timer is left.
-                after.orphans.append(&mut node.forget_timer());
+                after
+                    .garbage
+                    .extend(node.forget_timer().into_iter().map(Garbage::Node));
                 continue;
             }
             let merge = {
@@ -193,14 +195,14 @@ impl Node {
             walks_ended();
             if root_kept == keep {
                 let orphans = self.leave_tree(merge.take().flatten(), own_timer, Leave::Locking);
-                after.orphans.extend(orphans);
+                after.garbage.extend(orphans.into_iter().map(Garbage::Node));
             }
             for w in 0..after.walked.len() {
                 if is_kept(w) == keep {
                     let merge = after.walked[w].merge.take();
                     let node = &after.reached[after.walked[w].at];
                     let orphans = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
-                    after.orphans.extend(orphans);
+                    after.garbage.extend(orphans.into_iter().map(Garbage::Node));
                 }
             }
         };
@@ -258,7 +260,8 @@ impl Node {
             }
             Some(e) => {
                 // A pending deadline cause that gives way is dropped after the walk (N6).
-                after.causes.extend(std::mem::replace(&mut e.cause, cause));
+                let replaced = std::mem::replace(&mut e.cause, cause);
+                after.garbage.extend(replaced.map(Garbage::Cause));
                 let wakers = std::mem::take(&mut e.wakers);
                 after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
                 after.regs.append(&mut e.regs);
