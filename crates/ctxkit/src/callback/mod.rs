@@ -23,9 +23,11 @@ mod pool;
 pub(crate) use pool::{execute, Priority};
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
+use std::task::Waker;
 
 use crate::sync::{lock, AtomicU8, Mutex, Ordering};
 
@@ -128,6 +130,33 @@ impl Reg {
             }
         }
     }
+}
+
+thread_local! {
+    /// Wakers of the deadlines the timer thread expired in its current pass.
+    static WAKE_LATER: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps `wakers` to be woken from the pool by [`flush_wakes`], with those of every other
+/// deadline of the timer thread's current pass: one hand-over per pass, not per deadline.
+pub(crate) fn wake_later(wakers: impl Iterator<Item = Waker>) {
+    WAKE_LATER.with(|later| later.borrow_mut().extend(wakers));
+}
+
+/// Wakes, from a pool thread, the wakers kept by [`wake_later`].
+pub(crate) fn flush_wakes() {
+    let wakers = WAKE_LATER.with(|later| std::mem::take(&mut *later.borrow_mut()));
+    if wakers.is_empty() {
+        return;
+    }
+    let wake_all = move || {
+        for waker in wakers {
+            // A broken waker must not keep the others from hearing; its panic is reported
+            // by the panic hook.
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+        }
+    };
+    pool::execute(Box::new(wake_all), Priority::Urgent);
 }
 
 /// Fires every registration; all run even if some panic ([S21](crate::guarantees#s21)).

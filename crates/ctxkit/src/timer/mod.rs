@@ -56,7 +56,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::callback::{Callbacks, Panic};
+use crate::callback::{self, Callbacks, Panic};
 use crate::sync::{lock, AtomicBool, AtomicI64, Condvar, Mutex, Ordering};
 use crate::time::{self, Nanos, NO_DEADLINE};
 
@@ -282,8 +282,10 @@ impl<T: Timed> TimerQueue<T> {
         loop {
             let next = match self.look(self.now(), &mut due) {
                 Look::Fire => {
-                    // T4: with `Callbacks::Pool`, expiring runs no user code on this thread.
+                    // T4: with `Callbacks::Pool`, expiring runs no user code on this thread;
+                    // the waiters of the whole pass are woken from the pool at once.
                     drop(Self::fire(&mut due, Callbacks::Pool));
+                    callback::flush_wakes();
                     continue;
                 }
                 Look::Again => continue,

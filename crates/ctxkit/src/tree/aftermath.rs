@@ -113,7 +113,9 @@ impl Aftermath {
                 self.recycle();
             }
             Callbacks::Pool => {
-                // Release what is not the last reference here; hand the rest over.
+                // Wakers go with those of the timer's whole pass (T4); release what is not
+                // the last reference here; hand the rest over.
+                callback::wake_later(self.wakers.drain(..));
                 let nodes = self.reached.drain(..).chain(self.unpinned.drain(..));
                 let orphans = nodes.filter_map(Arc::into_inner).map(Garbage::Node);
                 let mut garbage = std::mem::take(&mut self.garbage);
