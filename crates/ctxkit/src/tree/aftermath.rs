@@ -52,11 +52,11 @@ pub(super) enum Garbage {
 /// A node a walk made done under its lock.
 pub(super) struct Walked {
     /// Its index in `reached`.
-    pub(super) at: usize,
+    pub(super) at: u32,
     /// The index in `reached` of its first child: its children follow it there, up to the
     /// next walked node's first child (N1b: so that a walk can tell which nodes it found
     /// a node through).
-    pub(super) first_child: usize,
+    pub(super) first_child: u32,
     /// A merge's second parent, to leave.
     pub(super) merge: Option<Arc<MergeParent>>,
 }
@@ -79,6 +79,14 @@ impl Aftermath {
         unpinned: Vec::new(),
         garbage: Vec::new(),
     };
+
+    /// Keeps the nodes whose last reference came out of a timer shard, to drop after.
+    #[inline]
+    pub(super) fn forgot(&mut self, gone: Vec<Node>) {
+        if !gone.is_empty() {
+            self.garbage.extend(gone.into_iter().map(Garbage::Node));
+        }
+    }
 
     /// An empty aftermath with the buffers of this thread's last one: a cancellation
     /// allocates nothing for its bookkeeping in the steady state. (A cancellation inside a

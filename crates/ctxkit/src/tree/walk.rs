@@ -106,9 +106,7 @@ impl Node {
             at += 1;
             if cause.is_none() && node.state.cancel_unclaimed(err) {
                 // N9. It has one parent, done by this walk: only its timer is left.
-                after
-                    .garbage
-                    .extend(node.forget_timer().into_iter().map(Garbage::Node));
+                after.forgot(node.forget_timer());
                 continue;
             }
             let merge = {
@@ -122,9 +120,10 @@ impl Node {
                 }
                 node.finish(&mut inner, err, cause.clone(), &mut after)
             };
+            // Indices fit in `u32`: 2^32 nodes would need hundreds of GiB.
             after.walked.push(Walked {
-                at: at - 1,
-                first_child: reached.len(),
+                at: (at - 1) as u32,
+                first_child: reached.len() as u32,
                 merge,
             });
             reached.append(&mut after.found);
@@ -152,23 +151,33 @@ impl Node {
         after: &mut Aftermath,
     ) {
         let foreign = self.found_under_other_walks(after);
+        if foreign.is_empty() {
+            // No other walk below: every bit clears now, every node leaves its parents.
+            self.state.end_walk();
+            for walked in &after.walked {
+                after.reached[walked.at as usize].state.end_walk();
+            }
+            walks_ended();
+            let gone = self.leave_tree(merge, own_timer, Leave::Locking);
+            after.forgot(gone);
+            for w in 0..after.walked.len() {
+                let merge = after.walked[w].merge.take();
+                let node = &after.reached[after.walked[w].at as usize];
+                let gone = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
+                after.forgot(gone);
+            }
+            return;
+        }
         // Which walked nodes keep their bit: those on the way to a node another walk still
         // walks. The node a reached node was found through is the walked node whose children
         // start last at or before it (children are appended right after their parent is
         // walked).
-        let mut kept = vec![
-            false;
-            if foreign.is_empty() {
-                0
-            } else {
-                after.walked.len()
-            }
-        ];
+        let mut kept = vec![false; after.walked.len()];
         let mut root_kept = false;
         for &found in &foreign {
-            let mut child = found;
+            let mut child = found as u32;
             loop {
-                if child < root_end {
+                if (child as usize) < root_end {
                     root_kept = true;
                     break;
                 }
@@ -179,40 +188,38 @@ impl Node {
                 child = after.walked[w].at;
             }
         }
-        let is_kept = |w: usize| kept.get(w).copied().unwrap_or(false);
         // Nodes leave their parents only once their bit is clear: until then, a cancel of
         // another parent must still find them there, and wait.
         let mut merge = Some(merge);
         let mut clear = |after: &mut Aftermath, keep: bool| {
+            let matches = |w: usize| kept[w] == keep;
             if root_kept == keep {
                 self.state.end_walk();
             }
             for (w, walked) in after.walked.iter().enumerate() {
-                if is_kept(w) == keep {
-                    after.reached[walked.at].state.end_walk();
+                if matches(w) {
+                    after.reached[walked.at as usize].state.end_walk();
                 }
             }
             walks_ended();
             if root_kept == keep {
-                let orphans = self.leave_tree(merge.take().flatten(), own_timer, Leave::Locking);
-                after.garbage.extend(orphans.into_iter().map(Garbage::Node));
+                let gone = self.leave_tree(merge.take().flatten(), own_timer, Leave::Locking);
+                after.forgot(gone);
             }
             for w in 0..after.walked.len() {
-                if is_kept(w) == keep {
+                if matches(w) {
                     let merge = after.walked[w].merge.take();
-                    let node = &after.reached[after.walked[w].at];
-                    let orphans = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
-                    after.garbage.extend(orphans.into_iter().map(Garbage::Node));
+                    let node = &after.reached[after.walked[w].at as usize];
+                    let gone = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
+                    after.forgot(gone);
                 }
             }
         };
         clear(after, false);
-        if !foreign.is_empty() {
-            for &i in &foreign {
-                after.reached[i].await_walk();
-            }
-            clear(after, true);
+        for &i in &foreign {
+            after.reached[i].await_walk();
         }
+        clear(after, true);
     }
 
     /// The nodes this walk found done that another walk still walks. A node reached twice
@@ -225,7 +232,7 @@ impl Node {
         let ours: HashSet<*const Node> = after
             .walked
             .iter()
-            .map(|w| Arc::as_ptr(&after.reached[w.at]))
+            .map(|w| Arc::as_ptr(&after.reached[w.at as usize]))
             .chain([Arc::as_ptr(self)])
             .collect();
         let foreign = |&i: &usize| walking(&i) && !ours.contains(&Arc::as_ptr(&after.reached[i]));
