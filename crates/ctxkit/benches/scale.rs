@@ -1,7 +1,8 @@
 //! Scale figures for ctxkit beside Go's context (`tools/bench/go/` prints the same lines for
 //! Go): fan-out wake-ups, a wide and a deep tree of a million contexts, a million live timers,
 //! how late 10,000 timers fire, and how late a deadline fires behind a storm of 100,000
-//! deadlines with callbacks (and how many threads the process has then).
+//! deadlines with callbacks (and how many threads the process has then), and what a chain of
+//! 10,000 distinct value keys costs.
 //!
 //! ```text
 //! cargo bench -p ctxkit --bench scale                           # full sizes (about a minute)
@@ -460,6 +461,27 @@ fn storm(n: usize) {
     drop(storm);
 }
 
+// ---------------------------------------------------------------------------------------
+// 7) many distinct keys in one chain of values
+// ---------------------------------------------------------------------------------------
+
+/// Distinct keys: each element of a `static` array is a key of its own.
+static KEYS: [ctxkit::Key<usize>; 10_000] = [const { ctxkit::Key::new("many") }; 10_000];
+
+fn keys(n: usize) {
+    let before = live_bytes();
+    let start = Instant::now();
+    let ctx = KEYS[..n]
+        .iter()
+        .enumerate()
+        .fold(Context::background(), |ctx, (i, key)| ctx.with_value(key, i));
+    let took = start.elapsed();
+    let bytes = live_bytes() - before;
+    assert_eq!(ctx.value(&KEYS[0]), Some(&0));
+    line(&format!("keys/n={n}/with_value"), per(took, n), "ns");
+    line(&format!("keys/n={n}/bytes"), bytes as f64 / n as f64, "B/key");
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; without it (`cargo test`), the sizes default to small.
     let mut div = if std::env::args().any(|a| a == "--bench") {
@@ -479,7 +501,7 @@ fn main() {
             },
             "--only" => only = args.next(),
             "-h" | "--help" => {
-                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness, storm)");
+                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness, storm, keys)");
                 return;
             }
             other => panic!("unknown argument {other}"),
@@ -513,5 +535,8 @@ fn main() {
     if run("storm") {
         storm(10_000 / div);
         storm(100_000 / div);
+    }
+    if run("keys") {
+        keys(10_000 / div);
     }
 }
