@@ -474,12 +474,18 @@ fn keys(n: usize) {
     let ctx = KEYS[..n]
         .iter()
         .enumerate()
-        .fold(Context::background(), |ctx, (i, key)| ctx.with_value(key, i));
+        .fold(Context::background(), |ctx, (i, key)| {
+            ctx.with_value(key, i)
+        });
     let took = start.elapsed();
     let bytes = live_bytes() - before;
     assert_eq!(ctx.value(&KEYS[0]), Some(&0));
     line(&format!("keys/n={n}/with_value"), per(took, n), "ns");
-    line(&format!("keys/n={n}/bytes"), bytes as f64 / n as f64, "B/key");
+    line(
+        &format!("keys/n={n}/bytes"),
+        bytes as f64 / n as f64,
+        "B/key",
+    );
 }
 
 fn main() {
