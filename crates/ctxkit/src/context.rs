@@ -1,5 +1,6 @@
 //! The [`Context`] handle: how contexts are made, observed, waited on and displayed.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -258,6 +259,23 @@ impl Context {
         }
     }
 
+    /// A child that shares this context's cancellation, deadline and values and carries the
+    /// name `name`, for people reading it: [`name`](Context::name) reads it back, and
+    /// Display shows it as `.WithName("…")` ([S28](crate::guarantees#s28)). A name is
+    /// inherited like a value. Allocates at most once (the layer; an owned `String` name is
+    /// moved in, not copied).
+    ///
+    /// ```
+    /// let (ctx, _h) = ctxkit::Context::background().with_cancel();
+    /// let request = ctx.with_name("GET /orders");
+    /// let (call, _c) = request.with_timeout(std::time::Duration::from_secs(1));
+    /// assert_eq!(call.name(), Some("GET /orders"));
+    /// assert_eq!(request.to_string(), r#"context.Background.WithCancel.WithName("GET /orders")"#);
+    /// ```
+    pub fn with_name(&self, name: impl Into<Cow<'static, str>>) -> Context {
+        self.with_layer(tree::with_name(&self.pair, name.into()))
+    }
+
     /// A child with this context's values (and clock) that is never done and has no deadline:
     /// cancelling this context does not reach it (Go's `WithoutCancel`,
     /// [S16](crate::guarantees#s16)).
@@ -409,6 +427,20 @@ impl Context {
     /// ```
     pub fn value<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         self.find(KeyId::of_key(key))
+    }
+
+    /// The nearest name given by [`with_name`](Context::with_name) to this context or above
+    /// it; `None` if none was ([S28](crate::guarantees#s28)).
+    ///
+    /// ```
+    /// let ctx = ctxkit::Context::background();
+    /// assert_eq!(ctx.name(), None);
+    /// let named = ctx.with_name("worker").with_name(format!("job {}", 7));
+    /// assert_eq!(named.name(), Some("job 7"));
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.find::<Cow<'static, str>>(tree::name_key())
+            .map(|name| &**name)
     }
 
     /// The value set by the nearest [`with::<T>`](Context::with) above this context.

@@ -89,7 +89,8 @@ impl fmt::Display for Context {
 }
 
 /// A value layer's link: `.WithValue(key, Type)`, `.WithValue(Type)` for a value keyed by its
-/// type, `.WithClock`; nothing for a merge's layer (its node prints the link).
+/// type, `.WithClock`, `.WithName("name")`; nothing for a merge's layer (its node prints the
+/// link).
 fn fmt_layer(layer: &Layer, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Some((label, type_name)) = layer.label() else {
         return Ok(());
@@ -106,6 +107,8 @@ fn fmt_layer(layer: &Layer, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str(")")
         }
         Label::Clock => f.write_str(".WithClock"),
+        // Escaped as a Rust string literal: a name of any characters prints on one line.
+        Label::Name => write!(f, ".WithName({:?})", layer.name().unwrap_or_default()),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The guarantees of ctxkit: the rules every [`Context`] keeps, numbered so that docs, tests
 //! and code can cite them (`S12` links here, to [S12](#s12)).
 //!
-//! S1–S19 and S22–S23 are Go's `context` semantics in Rust terms; S20, S24 and S25 are
-//! ctxkit's additions (`on_cancel`, `merge`, [`ManualClock`]). The crate's tests check each
-//! rule under its number.
+//! S1–S19 and S22–S23 are Go's `context` semantics in Rust terms; S20, S24, S25 and S28 are
+//! ctxkit's additions (`on_cancel`, `merge`, [`ManualClock`], names). The crate's tests check
+//! each rule under its number. (S26, S27 and S29–S33 are kept for provenance, the live tree
+//! and movable deadlines.)
 //!
 //! # Roots
 //!
@@ -140,6 +141,15 @@
 //! `with_timeout(d)` has deadline `clock.now() + d`; `remaining()` uses `clock.now()`;
 //! `clock.advance(by)` fires every deadline that becomes due, and the contexts report done
 //! before `advance` returns. Real time passing does not fire them.
+//!
+//! # Names
+//!
+//! <a id="s28"></a>**S28.** `with_name(n)` derives a context that shares its parent's
+//! cancellation, deadline and values and carries the name `n`, of any length and any
+//! characters. `name()` is the nearest name on the context or above it: a name is inherited
+//! like a value ([S15](#s15), [S16](#s16); through a merge, the first context's name first,
+//! [S24](#s24)). Display shows a name as `.WithName("n")`, escaped like a Rust string
+//! literal. `with_name` allocates at most once.
 
 #[allow(unused_imports)] // for the links above
 use crate::{AfterFunc, CancelGuard, CancelHandle, Context, Done, Error, ManualClock};

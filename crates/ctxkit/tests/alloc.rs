@@ -123,6 +123,28 @@ fn with_timeout_and_cancel_allocate_at_most_twice() {
 /// three allocations. In the order below the counts are 2, 1, 3, 2, 3 and 3. Before `Context`
 /// became two words, the value was stored inside the layer (a trait object) and the table
 /// was shrunk after shadowing: 1, 1, 2, 2, 3 (one a shrinking `realloc`) and 2.
+// API S28
+#[test]
+fn with_name_allocates_at_most_once() {
+    let (parent, _h) = Context::background().with_cancel();
+    let parent = parent.with_value(&USER, "u").with_value(&REQUEST, 7);
+    check(
+        "with_name(&'static str) under values",
+        1, // the layer alone: no table, the name in the layer
+        measure(|| {
+            black_box(parent.with_name("GET /orders"));
+        }),
+    );
+    let name = String::from("GET /orders");
+    check(
+        "with_name(String) under values",
+        2, // the clone this test makes, then the layer; the String is moved in
+        measure(|| {
+            black_box(parent.with_name(name.clone()));
+        }),
+    );
+}
+
 #[test]
 fn with_value_allocates_at_most_three_times() {
     let bg = Context::background();

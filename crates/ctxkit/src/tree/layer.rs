@@ -34,16 +34,18 @@
 //! - **V4 (stack safety)**: dropping a layer hands its parent context and its rows' layers to the
 //!   work list of `release.rs`, which drops them from a loop (N7): a chain of 1,000,000 values, or
 //!   as many nested merges, drops without recursion ([S23](crate::guarantees#s23)).
-//! - **V5 (bounded tables)**: a layer has a table of rows (V1), or, past [`ROWS_MAX`] keys,
-//!   [`Table::Parent`]: everything visible at it but its own value is visible at its parent's
+//! - **V5 (bounded tables)**: a layer has a table of rows (V1), or, past [`ROWS_MAX`] keys and
+//!   for a name's layer, [`Table::Parent`]: everything visible at it but its own value is
+//!   visible at its parent's
 //!   layer, which is `hops - 1` layers from one with rows (`hops < HOPS_MAX`). Merges always
 //!   have rows.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::Pair;
-use crate::key::KeyId;
+use crate::key::{Key, KeyId};
 
 /// A value as a layer holds it: of any type, behind one pointer.
 pub(crate) type AnyValue = dyn Any + Send + Sync;
@@ -92,6 +94,9 @@ impl Default for Table {
 enum Body {
     /// `with_value`, `with` and `with_clock`: one value on top of the parent's.
     Value(Own),
+    /// `with_name`: a name, looked up like a value under [`name_key`], kept in the layer
+    /// itself so that naming a context allocates the layer alone.
+    Name(Named),
     /// `merge`: no value of its own. The merged contexts' values are all in the table, and
     /// the merge's node displays the link (S24).
     Merge,
@@ -111,6 +116,21 @@ struct Own {
     parent: Pair,
 }
 
+/// A name a layer carries.
+struct Named {
+    name: Cow<'static, str>,
+    /// The context this layer was derived from.
+    parent: Pair,
+}
+
+/// The key under which names are found, like values (S28).
+static NAME: Key<Cow<'static, str>> = Key::new("name");
+
+/// The key of a context's name.
+pub(crate) fn name_key() -> KeyId {
+    KeyId::of_key(&NAME)
+}
+
 /// What set a layer's value, which decides how it displays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Label {
@@ -120,6 +140,8 @@ pub(crate) enum Label {
     Type,
     /// `with_clock`.
     Clock,
+    /// `with_name`.
+    Name,
 }
 
 impl Layer {
@@ -127,6 +149,7 @@ impl Layer {
     fn own(&self) -> Option<(KeyId, &AnyValue)> {
         match &self.body {
             Body::Value(own) => Some((own.key, &*own.value)),
+            Body::Name(named) => Some((name_key(), &named.name as &AnyValue)),
             Body::Merge => None,
         }
     }
@@ -150,6 +173,14 @@ impl Layer {
         }
     }
 
+    /// The name this layer sets, if it is a name's layer.
+    pub(crate) fn name(&self) -> Option<&str> {
+        match &self.body {
+            Body::Name(named) => Some(&named.name),
+            _ => None,
+        }
+    }
+
     /// The layer of the context this one was derived from (`None` for a merge's layer).
     fn parent_layer(&self) -> Option<&Arc<Layer>> {
         self.display_parent()?.layer.as_ref()
@@ -168,6 +199,7 @@ impl Layer {
     pub(crate) fn display_parent(&self) -> Option<&Pair> {
         match &self.body {
             Body::Value(own) => Some(&own.parent),
+            Body::Name(named) => Some(&named.parent),
             Body::Merge => None,
         }
     }
@@ -176,6 +208,7 @@ impl Layer {
     pub(crate) fn label(&self) -> Option<(Label, &'static str)> {
         match &self.body {
             Body::Value(own) => Some((own.label, own.type_name)),
+            Body::Name(_) => Some((Label::Name, "")),
             Body::Merge => None,
         }
     }
@@ -187,6 +220,7 @@ impl Layer {
     pub(super) fn take_parents(&mut self) -> impl Iterator<Item = Pair> {
         let parent = match &mut self.body {
             Body::Value(own) => Some(std::mem::take(&mut own.parent)),
+            Body::Name(named) => Some(std::mem::take(&mut named.parent)),
             Body::Merge => None,
         };
         let rows = match std::mem::take(&mut self.inherited) {
@@ -316,6 +350,26 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
             label,
             type_name: std::any::type_name::<T>(),
             value: Box::new(value),
+            parent: parent.clone(),
+        }),
+    })
+}
+
+/// A new layer naming the context on top of `parent`'s values (S28). It copies no table
+/// (V5), so that naming allocates the layer alone, except once every [`HOPS_MAX`] layers.
+pub(crate) fn with_name(parent: &Pair, name: Cow<'static, str>) -> Arc<Layer> {
+    let inherited = match parent.layer.as_ref() {
+        None => Table::default(),
+        Some(p) if p.hops() + 1 < HOPS_MAX => Table::Parent { hops: p.hops() + 1 },
+        Some(p) => {
+            let key = name_key();
+            Table::Rows(exact(visible(p).filter(move |&(k, _)| k != key)))
+        }
+    };
+    Arc::new(Layer {
+        inherited,
+        body: Body::Name(Named {
+            name,
             parent: parent.clone(),
         }),
     })

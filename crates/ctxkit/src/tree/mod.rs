@@ -87,7 +87,9 @@ mod walk;
 use std::sync::Arc;
 
 pub(crate) use clock::{clock_key, Queue};
-pub(crate) use layer::{merge as merge_layers, with_value, AnyValue, Label, Layer};
+pub(crate) use layer::{
+    merge as merge_layers, name_key, with_name, with_value, AnyValue, Label, Layer,
+};
 pub(crate) use node::{Kind, Node};
 
 use crate::key::KeyId;
