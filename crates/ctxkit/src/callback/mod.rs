@@ -35,7 +35,7 @@ const PENDING: u8 = 0;
 const STARTED: u8 = 1;
 const STOPPED: u8 = 2;
 
-pub(crate) type Callback = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Callback = pool::Job;
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
 
 /// Which call registered a callback, which decides where it runs.

@@ -151,28 +151,16 @@ impl Node {
         after: &mut Aftermath,
     ) {
         let foreign = self.found_under_other_walks(after);
-        if foreign.is_empty() {
-            // No other walk below: every bit clears now, every node leaves its parents.
-            self.state.end_walk();
-            for walked in &after.walked {
-                after.reached[walked.at as usize].state.end_walk();
-            }
-            walks_ended();
-            let gone = self.leave_tree(merge, own_timer, Leave::Locking);
-            after.forgot(gone);
-            for w in 0..after.walked.len() {
-                let merge = after.walked[w].merge.take();
-                let node = &after.reached[after.walked[w].at as usize];
-                let gone = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
-                after.forgot(gone);
-            }
-            return;
-        }
         // Which walked nodes keep their bit: those on the way to a node another walk still
         // walks. The node a reached node was found through is the walked node whose children
         // start last at or before it (children are appended right after their parent is
-        // walked).
-        let mut kept = vec![false; after.walked.len()];
+        // walked). Empty, allocating nothing, when no other walk is below.
+        let size = if foreign.is_empty() {
+            0
+        } else {
+            after.walked.len()
+        };
+        let mut kept = vec![false; size];
         let mut root_kept = false;
         for &found in &foreign {
             let mut child = found as u32;
@@ -192,7 +180,7 @@ impl Node {
         // another parent must still find them there, and wait.
         let mut merge = Some(merge);
         let mut clear = |after: &mut Aftermath, keep: bool| {
-            let matches = |w: usize| kept[w] == keep;
+            let matches = |w: usize| kept.get(w).copied().unwrap_or(false) == keep;
             if root_kept == keep {
                 self.state.end_walk();
             }
@@ -216,10 +204,12 @@ impl Node {
             }
         };
         clear(after, false);
-        for &i in &foreign {
-            after.reached[i].await_walk();
+        if !foreign.is_empty() {
+            for &i in &foreign {
+                after.reached[i].await_walk();
+            }
+            clear(after, true);
         }
-        clear(after, true);
     }
 
     /// The nodes this walk found done that another walk still walks. A node reached twice
