@@ -15,7 +15,8 @@ use crate::key::{Key, KeyId};
 use crate::manual_clock::ManualClock;
 use crate::time::{self, Nanos, NO_DEADLINE};
 use crate::timer::Timed;
-use crate::tree::{self, Kind, Label, Node, Pair};
+use crate::origin::Origin;
+use crate::tree::{self, Birth, Kind, Label, Node, Pair};
 use crate::Error;
 
 /// Carries cancellation, a deadline and request-scoped values across API boundaries and
@@ -87,7 +88,7 @@ impl Context {
     /// ```
     pub fn todo() -> Context {
         static TODO: OnceLock<Arc<Node>> = OnceLock::new();
-        let node = TODO.get_or_init(|| Node::never_done(Kind::Todo, Pair::default()));
+        let node = TODO.get_or_init(|| Node::never_done(Kind::Todo, Pair::default(), Birth { site: None, born: time::coarse_now() }));
         Context::from_node(Arc::clone(node), None)
     }
 }
@@ -122,8 +123,14 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::Canceled));
     /// assert_eq!(ctx.to_string(), "context.Background.WithCancel");
     /// ```
+    #[track_caller]
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        let node = Node::child(Kind::Cancel, self.pair.deadline(), &self.pair, None, None);
+        self.cancel_child(Birth::here())
+    }
+
+    fn cancel_child(&self, birth: Birth) -> (Context, CancelHandle) {
+        let deadline = self.pair.deadline();
+        let node = Node::child(Kind::Cancel, deadline, &self.pair, None, None, birth);
         self.with_node(node)
     }
 
@@ -138,8 +145,9 @@ impl Context {
     /// let (ctx, _handle) = Context::background().with_deadline(Instant::now() - Duration::from_secs(1));
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
+    #[track_caller]
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(time::to_nanos(deadline), None, None)
+        self.deadline_child(time::to_nanos(deadline), None, None, Birth::here())
     }
 
     /// A child cancelled after `timeout`, measured on this context's clock (Go's
@@ -152,9 +160,11 @@ impl Context {
     /// let (ctx, _handle) = Context::background().with_timeout(Duration::from_millis(10));
     /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
     /// ```
+    #[track_caller]
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
         let now = self.pair.now();
-        self.deadline_child(time::add_duration(now, timeout), None, Some(now))
+        let at = time::add_duration(now, timeout);
+        self.deadline_child(at, None, Some(now), Birth::here())
     }
 
     /// [`with_deadline`](Context::with_deadline), with `cause` as the
@@ -167,13 +177,14 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// assert_eq!(ctx.cause().unwrap().to_string(), "too slow");
     /// ```
+    #[track_caller]
     pub fn with_deadline_cause(
         &self,
         deadline: Instant,
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
         let cause = Cause::custom(cause.into());
-        self.deadline_child(time::to_nanos(deadline), Some(cause), None)
+        self.deadline_child(time::to_nanos(deadline), Some(cause), None, Birth::here())
     }
 
     /// [`with_timeout`](Context::with_timeout), with `cause` as the cause when the deadline
@@ -186,6 +197,7 @@ impl Context {
     /// ctx.wait();
     /// assert_eq!(ctx.cause().unwrap().to_string(), "lookup took too long");
     /// ```
+    #[track_caller]
     pub fn with_timeout_cause(
         &self,
         timeout: Duration,
@@ -193,7 +205,8 @@ impl Context {
     ) -> (Context, CancelHandle) {
         let now = self.pair.now();
         let at = time::add_duration(now, timeout);
-        self.deadline_child(at, Some(Cause::custom(cause.into())), Some(now))
+        let cause = Some(Cause::custom(cause.into()));
+        self.deadline_child(at, cause, Some(now), Birth::here())
     }
 
     /// A child with its own deadline `at`. `now` is the clock reading `at` was computed from,
@@ -203,12 +216,17 @@ impl Context {
         at: Nanos,
         cause: Option<Cause>,
         now: Option<Nanos>,
+        mut birth: Birth,
     ) -> (Context, CancelHandle) {
         let inherited = self.pair.deadline();
         if at == NO_DEADLINE || inherited < at {
-            return self.with_cancel(); // S12, S13
+            return self.cancel_child(birth); // S12, S13
         }
-        let node = Node::child(Kind::Deadline, at, &self.pair, None, cause);
+        if let (Some(now), true) = (now, self.pair.is_real_time()) {
+            // The exact reading: an origin shows the deadline's budget to the millisecond.
+            birth.born = time::to_coarse(now);
+        }
+        let node = Node::child(Kind::Deadline, at, &self.pair, None, cause, birth);
         if !node.is_done() {
             let queue = self.pair.timer_queue();
             if at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node) {
@@ -286,8 +304,9 @@ impl Context {
     /// handle.cancel();
     /// assert!(!detached.is_done());
     /// ```
+    #[track_caller]
     pub fn without_cancel(&self) -> Context {
-        let node = Node::never_done(Kind::WithoutCancel, self.pair.clone());
+        let node = Node::never_done(Kind::WithoutCancel, self.pair.clone(), Birth::here());
         Context::from_node(node, self.pair.layer.clone())
     }
 
@@ -304,10 +323,11 @@ impl Context {
     /// shutdown.cancel();
     /// assert_eq!(ctx.err(), Some(Error::Canceled));
     /// ```
+    #[track_caller]
     pub fn merge(&self, other: &Context) -> (Context, CancelHandle) {
         let (a, b) = (&self.pair, &other.pair);
         let deadline = a.deadline().min(b.deadline());
-        let node = Node::child(Kind::Merge, deadline, a, Some(b), None);
+        let node = Node::child(Kind::Merge, deadline, a, Some(b), None, Birth::here());
         let layer = tree::merge_layers(a, b, tree::clock_key());
         (
             Context::from_node(Arc::clone(&node), layer),
@@ -362,6 +382,27 @@ impl Context {
     /// ```
     pub fn cause(&self) -> Option<Cause> {
         self.pair.node.as_ref().and_then(|n| n.cause())
+    }
+
+    /// Where the cancellation that made this context done began: what started it, the call
+    /// site, the thread, the name of the context it began at
+    /// ([S26–S29](crate::guarantees#s26)). `None` while the context is not done. Every
+    /// context one cancellation reached reports an equal origin, and it never changes.
+    ///
+    /// ```
+    /// use ctxkit::{Context, OriginKind};
+    /// let (request, handle) = Context::background().with_name("GET /orders").with_cancel();
+    /// let (call, _c) = request.with_cancel();
+    /// assert!(call.origin().is_none());
+    /// handle.cancel(); // charged to this line
+    /// let origin = call.origin().unwrap();
+    /// assert_eq!(origin.kind(), OriginKind::Cancel);
+    /// assert_eq!(origin.location().unwrap().line(), line!() - 3);
+    /// assert_eq!(origin.context_name(), Some("GET /orders"));
+    /// assert_eq!(Some(origin), request.origin());
+    /// ```
+    pub fn origin(&self) -> Option<Origin> {
+        self.pair.node.as_ref().and_then(|n| n.origin())
     }
 
     /// Whether the context is done: `err().is_some()`. One atomic load.

@@ -16,10 +16,11 @@
 
 use std::any::Any;
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::Scope;
 
+use crate::origin::{Began, OriginKind};
 use crate::{CancelHandle, Context};
 
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
@@ -187,7 +188,9 @@ where
 
     /// Records how a counted task ended, cancels on the first failure (E2), then uncounts
     /// it (E1).
-    pub(crate) fn finish(&self, outcome: Outcome<E>) {
+    /// `spawned_at`: the `spawn` of the task, the origin of the group's cancellation if this
+    /// is its first failure ([S27](crate::guarantees#s27)).
+    pub(crate) fn finish(&self, outcome: Outcome<E>, spawned_at: &'static Location<'static>) {
         let first = {
             let mut state = self.state();
             let first = !state.failed;
@@ -208,7 +211,11 @@ where
             }
         };
         if let Some(cause) = first {
-            self.handle.cancel_with_cause(cause);
+            let began = Began {
+                kind: OriginKind::Group,
+                at: spawned_at,
+            };
+            self.handle.cancel_with_cause_as(cause, began);
         }
         self.state().running -= 1;
         self.finished.notify_all();
@@ -244,12 +251,12 @@ where
     }
 
     /// The body of a task's thread: runs `f`, catching a panic, and records the outcome.
-    fn run(&self, f: impl FnOnce() -> Result<(), E>) {
+    fn run(&self, f: impl FnOnce() -> Result<(), E>, spawned_at: &'static Location<'static>) {
         let outcome = match catch_unwind(AssertUnwindSafe(f)) {
             Ok(result) => Outcome::Done(result),
             Err(payload) => Outcome::Panicked(payload),
         };
-        self.finish(outcome);
+        self.finish(outcome, spawned_at);
     }
 }
 
@@ -347,6 +354,7 @@ where
     /// drop(tx);
     /// assert_eq!(rx.iter().sum::<i32>(), 3);
     /// ```
+    #[track_caller]
     pub fn spawn<F>(&self, f: F)
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
@@ -368,6 +376,7 @@ where
     /// drop(release);
     /// group.wait().unwrap();
     /// ```
+    #[track_caller]
     pub fn try_spawn<F>(&self, f: F) -> bool
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
@@ -379,12 +388,14 @@ where
         true
     }
 
+    #[track_caller]
     fn start_thread<F>(&self, f: F)
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new().spawn(move || shared.run(f));
+        let at = Location::caller();
+        let spawned = std::thread::Builder::new().spawn(move || shared.run(f, at));
         if let Err(err) = spawned {
             self.shared.unstart();
             panic!("ctxkit::Group: cannot start a thread: {err}");
@@ -472,6 +483,7 @@ where
     /// assert_eq!(group.wait(), Ok(()));
     /// assert_eq!(lens.into_inner().unwrap().iter().sum::<usize>(), 14);
     /// ```
+    #[track_caller]
     pub fn spawn_scoped<'scope, 'env, F>(&'scope self, scope: &'scope Scope<'scope, 'env>, f: F)
     where
         F: FnOnce() -> Result<(), E> + Send + 'scope,
@@ -494,6 +506,7 @@ where
     /// group.wait().unwrap();
     /// assert_eq!(hits, [1, 1]);
     /// ```
+    #[track_caller]
     pub fn try_spawn_scoped<'scope, 'env, F>(
         &'scope self,
         scope: &'scope Scope<'scope, 'env>,
@@ -509,12 +522,14 @@ where
         true
     }
 
+    #[track_caller]
     fn start_scoped<'scope, 'env, F>(&'scope self, scope: &'scope Scope<'scope, 'env>, f: F)
     where
         F: FnOnce() -> Result<(), E> + Send + 'scope,
     {
         let shared = &*self.shared;
-        let spawned = std::thread::Builder::new().spawn_scoped(scope, move || shared.run(f));
+        let at = Location::caller();
+        let spawned = std::thread::Builder::new().spawn_scoped(scope, move || shared.run(f, at));
         if let Err(err) = spawned {
             self.shared.unstart();
             panic!("ctxkit::Group: cannot start a thread: {err}");

@@ -4,7 +4,10 @@ use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+use std::panic::Location;
+
 use crate::error::{BoxError, Cause};
+use crate::origin::{Began, OriginKind};
 use crate::tree::Node;
 use crate::Error;
 
@@ -47,9 +50,15 @@ impl CancelHandle {
     /// handle.cancel(); // no effect
     /// assert!(ctx.is_done());
     /// ```
+    #[track_caller]
     pub fn cancel(&self) {
-        self.node
-            .cancel(Error::Canceled, Some(Cause::sentinel(Error::Canceled)));
+        self.cancel_as(Began::here(OriginKind::Cancel));
+    }
+
+    /// [`cancel`](Self::cancel), charged to `began` ([S27](crate::guarantees#s27)).
+    pub(crate) fn cancel_as(&self, began: Began) {
+        let cause = Some(Cause::sentinel(Error::Canceled));
+        self.node.cancel(Error::Canceled, cause, began);
     }
 
     /// Cancels with [`Error::Canceled`] and `cause` as the context's
@@ -63,12 +72,19 @@ impl CancelHandle {
     /// assert_eq!(ctx.err(), Some(Error::Canceled));
     /// assert_eq!(ctx.cause().unwrap().to_string(), "backend unavailable");
     /// ```
+    #[track_caller]
     pub fn cancel_with_cause(&self, cause: impl Into<BoxError>) {
+        self.cancel_with_cause_as(cause, Began::here(OriginKind::Cancel));
+    }
+
+    /// [`cancel_with_cause`](Self::cancel_with_cause), charged to `began`
+    /// ([S27](crate::guarantees#s27)).
+    pub(crate) fn cancel_with_cause_as(&self, cause: impl Into<BoxError>, began: Began) {
         if self.node.is_done() {
             return; // skip boxing the cause (S8)
         }
-        self.node
-            .cancel(Error::Canceled, Some(Cause::custom(cause.into())));
+        let cause = Some(Cause::custom(cause.into()));
+        self.node.cancel(Error::Canceled, cause, began);
     }
 
     /// Turns the handle into a guard that cancels when dropped (Go's `defer cancel()`).
@@ -80,8 +96,12 @@ impl CancelHandle {
     /// }
     /// assert!(ctx.is_done());
     /// ```
+    #[track_caller]
     pub fn drop_guard(self) -> CancelGuard {
-        CancelGuard { handle: Some(self) }
+        CancelGuard {
+            handle: Some(self),
+            at: Location::caller(),
+        }
     }
 }
 
@@ -140,6 +160,9 @@ impl fmt::Debug for CancelHandle {
 #[must_use = "a CancelGuard cancels as soon as it is dropped"]
 pub struct CancelGuard {
     handle: Option<CancelHandle>,
+    /// Where [`drop_guard`](CancelHandle::drop_guard) was called: the origin of the
+    /// cancellation when the guard is dropped ([S27](crate::guarantees#s27)).
+    at: &'static Location<'static>,
 }
 
 impl CancelGuard {
@@ -162,7 +185,10 @@ impl CancelGuard {
 impl Drop for CancelGuard {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            handle.cancel();
+            handle.cancel_as(Began {
+                kind: OriginKind::Guard,
+                at: self.at,
+            });
         }
     }
 }

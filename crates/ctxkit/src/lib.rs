@@ -31,12 +31,12 @@
 //! |---|---|---|
 //! | 9 | `guarantees.rs` | the rules, S1–S25 and S28 (documentation only) |
 //! | 8 | `glue/` | integrations with other crates, over the public API and the groups' core |
-//! | 7 | `group.rs`, `display.rs` | task groups ([`Group`]); how a context prints |
+//! | 7 | `group.rs`, `display.rs`, `inspect.rs` | task groups ([`Group`]); how a context prints; the live tree ([`inspect::Snapshot`]) |
 //! | 6 | `context.rs` | [`Context`]: deriving, observing, waiting, callbacks |
 //! | 5 | `handle.rs`, `done.rs`, `manual_clock.rs` | [`CancelHandle`], [`CancelGuard`], [`Done`], [`ManualClock`] |
 //! | 4 | `tree/` | the cancellation tree and the value layers: one closed group, with its invariants (N1–N9, V1–V4) |
 //! | 3 | `timer/` | timer queues, generic over what they expire (T1–T7) |
-//! | 2 | `callback/` | [`AfterFunc`] registrations and the pool that runs them (C1–C3) |
+//! | 2 | `callback/`, `origin.rs` | [`AfterFunc`] registrations and the pool that runs them (C1–C3); [`Origin`], where a cancellation began |
 //! | 1 | `time.rs`, `error.rs`, `key.rs`, `sync.rs`, `diagnostics.rs` | time as nanoseconds, [`Error`] and [`Cause`], [`Key`], the loom shim, leak counters |
 //!
 //! [`Group`] is Go's errgroup for threads; `ctxkit::tokio::Group` does the same for tokio
@@ -81,6 +81,7 @@ mod sync;
 mod time;
 
 mod callback;
+mod origin;
 
 mod timer;
 
@@ -94,6 +95,7 @@ mod context;
 
 mod display;
 pub mod group;
+pub mod inspect;
 
 mod glue;
 
@@ -107,6 +109,7 @@ pub use group::{Group, Panicked};
 pub use handle::{CancelGuard, CancelHandle};
 pub use key::Key;
 pub use manual_clock::ManualClock;
+pub use origin::{Origin, OriginKind};
 
 #[cfg(feature = "crossbeam-channel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-channel")))]

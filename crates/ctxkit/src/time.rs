@@ -55,6 +55,92 @@ pub(crate) fn add_duration(now: Nanos, d: Duration) -> Nanos {
     now.checked_add(d).unwrap_or(NO_DEADLINE)
 }
 
+/// The real clock in whole milliseconds since the epoch, plus one, wrapping every 49.7 days:
+/// what a context records as its birth, to show its age ([S30](crate::guarantees#s30)).
+pub(crate) fn to_coarse(n: Nanos) -> u32 {
+    ((n.max(0) / 1_000_000) as u32).wrapping_add(1)
+}
+
+/// [`to_coarse`] of the real clock, within one tick of the `ctxkit-clock` thread (4 ms):
+/// one relaxed load, no clock read. See [`coarse`].
+#[inline]
+pub(crate) fn coarse_now() -> u32 {
+    coarse::now()
+}
+
+/// A clock that costs one load to read: a process-wide copy of the real clock, refreshed
+/// every [`TICK`](coarse::TICK) by a thread (`ctxkit-clock`) while contexts are being made.
+///
+/// The thread ticks for about a second after the last time a reader found the copy stale,
+/// then writes "stale" (0) and sleeps once more; if no reader refreshed the copy meanwhile,
+/// it parks until one does. So a process that makes contexts pays one refresh a second and
+/// a wake-up a tick; an idle process pays nothing. Without the thread (it could not be
+/// started), every read refreshes: slower, never wrong.
+mod coarse {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    use std::thread::Thread;
+    use std::time::Duration;
+
+    /// How often the copy is refreshed: the resolution of ages.
+    pub(super) const TICK: Duration = Duration::from_millis(4);
+    /// Ticks between two checks that someone still reads the copy.
+    const TICKS_PER_CHECK: u32 = 250;
+
+    /// [`to_coarse`](super::to_coarse) of the clock at the last tick; 0: stale.
+    static COARSE: AtomicU32 = AtomicU32::new(0);
+
+    #[inline]
+    pub(super) fn now() -> u32 {
+        match COARSE.load(Ordering::Relaxed) {
+            0 => refresh(),
+            t => t,
+        }
+    }
+
+    #[cold]
+    fn refresh() -> u32 {
+        let t = super::to_coarse(super::now());
+        if cfg!(loom) {
+            return t; // no thread inside a model
+        }
+        if let Some(ticker) = ticker() {
+            COARSE.store(t, Ordering::Relaxed);
+            ticker.unpark();
+        }
+        t
+    }
+
+    fn ticker() -> Option<&'static Thread> {
+        static TICKER: OnceLock<Option<Thread>> = OnceLock::new();
+        TICKER
+            .get_or_init(|| {
+                std::thread::Builder::new()
+                    .name("ctxkit-clock".into())
+                    .spawn(tick)
+                    .ok()
+                    .map(|handle| handle.thread().clone())
+            })
+            .as_ref()
+    }
+
+    fn tick() {
+        let store = || COARSE.store(super::to_coarse(super::now()), Ordering::Relaxed);
+        loop {
+            for _ in 0..TICKS_PER_CHECK {
+                std::thread::sleep(TICK);
+                store();
+            }
+            COARSE.store(0, Ordering::Relaxed);
+            std::thread::sleep(TICK);
+            if COARSE.load(Ordering::Relaxed) == 0 {
+                std::thread::park(); // until a reader refreshes (spurious wake-ups: harmless)
+            }
+            store();
+        }
+    }
+}
+
 /// The time left from `now` to `deadline`, zero if it has passed.
 pub(crate) fn remaining(deadline: Nanos, now: Nanos) -> Duration {
     Duration::from_nanos(deadline.saturating_sub(now).max(0) as u64)
@@ -80,6 +166,17 @@ mod tests {
             NO_DEADLINE
         );
         assert_eq!(add_duration(5, Duration::from_nanos(7)), 12);
+    }
+
+    #[test]
+    fn the_coarse_clock_follows_the_real_one() {
+        let before = to_coarse(now());
+        let read = coarse_now();
+        let after = to_coarse(now());
+        // Within a tick and a little scheduling delay of the real clock.
+        assert!(read.wrapping_sub(before) as i32 <= 1, "{read} {before}");
+        assert!(after.wrapping_sub(read) < 1_000, "{after} {read}");
+        assert_ne!(to_coarse(0), 0, "0 means stale");
     }
 
     #[test]

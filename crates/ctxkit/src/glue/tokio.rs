@@ -175,6 +175,7 @@ where
     /// group.wait().await.unwrap();
     /// # }
     /// ```
+    #[track_caller]
     pub fn spawn<F>(&self, fut: F)
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
@@ -200,12 +201,17 @@ where
     /// group.wait().await.unwrap();
     /// # }
     /// ```
-    pub async fn spawn_wait<F>(&self, fut: F)
+    #[track_caller]
+    pub fn spawn_wait<F>(&self, fut: F) -> impl Future<Output = ()> + Send + '_
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
-        acquire_slot(&self.shared).await;
-        self.start_task(fut, true);
+        // Taken here: `#[track_caller]` does not reach into an `async` body.
+        let at = std::panic::Location::caller();
+        async move {
+            acquire_slot(&self.shared).await;
+            self.start_task_at(fut, true, at);
+        }
     }
 
     /// Spawns `fut` if the group is under its [limit](Group::set_limit) and returns true;
@@ -220,6 +226,7 @@ where
     /// group.wait().await.unwrap();
     /// # }
     /// ```
+    #[track_caller]
     pub fn try_spawn<F>(&self, fut: F) -> bool
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
@@ -231,8 +238,20 @@ where
         true
     }
 
+    #[track_caller]
     fn start_task<F>(&self, fut: F, has_slot: bool)
     where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        self.start_task_at(fut, has_slot, std::panic::Location::caller());
+    }
+
+    fn start_task_at<F>(
+        &self,
+        fut: F,
+        has_slot: bool,
+        spawned_at: &'static std::panic::Location<'static>,
+    ) where
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
         // Counted before it can finish, so `wait` cannot miss it (E1 in `group.rs`). Relaxed:
@@ -241,6 +260,7 @@ where
         let mut guard = TaskGuard {
             shared: Some(Arc::clone(&self.shared)),
             has_slot,
+            spawned_at,
         };
         ::tokio::spawn(async move {
             if !guard.has_slot {
@@ -340,6 +360,8 @@ where
 {
     shared: Option<Arc<Shared<E>>>,
     has_slot: bool,
+    /// The `spawn` that started the task: the group's origin if it fails first.
+    spawned_at: &'static std::panic::Location<'static>,
 }
 
 impl<E> TaskGuard<E>
@@ -351,7 +373,7 @@ where
             return;
         };
         if self.has_slot {
-            shared.core.finish(outcome);
+            shared.core.finish(outcome, self.spawned_at);
             shared.slot_freed.notify_one();
         }
         // Release: publishes the recorded outcome to `wait`'s Acquire load.

@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::Waker;
 
-use super::node::{MergeParent, Node};
+use super::node::Node;
 use crate::callback::{self, Callbacks, Priority, Reg};
 use crate::error::Cause;
 
@@ -57,8 +57,6 @@ pub(super) struct Walked {
     /// next walked node's first child (N1b: so that a walk can tell which nodes it found
     /// a node through).
     pub(super) first_child: u32,
-    /// A merge's second parent, to leave.
-    pub(super) merge: Option<Arc<MergeParent>>,
 }
 
 type Panic = Box<dyn Any + Send + 'static>;

@@ -64,7 +64,13 @@ impl<T> Children<T> {
         child
     }
 
+    /// Every child, first the one in its own field, then the others in slot order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.first.iter().chain(self.rest.iter().flatten())
+    }
+
     /// Takes every child out.
+    #[cfg(test)]
     pub(super) fn take(&mut self) -> impl Iterator<Item = T> {
         self.free.clear();
         let rest = std::mem::take(&mut self.rest).into_iter().flatten();

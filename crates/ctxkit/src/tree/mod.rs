@@ -18,7 +18,9 @@
 //! | `aftermath.rs` | what a cancellation does once its locks are released (N6) |
 //! | `waiters.rs` | wakers of `Done` futures and blocked threads |
 //! | `callbacks.rs` | registrations and the pin of a node with a timer (N8) |
+//! | `provenance.rs` | where a cancellation began: recorded once, found from any node (N10) |
 //! | `release.rs` | dropping nodes and chains without recursion (N2, N7) |
+//! | `inspect.rs` | the live tree under a context, read one node at a time (S30, S31) |
 //! | `layer.rs` | value layers and their flat tables (V1–V4) |
 //! | `clock.rs` | which timer queue a context's deadlines go to |
 //!
@@ -28,8 +30,7 @@
 //!   `Release` under the node's lock, after the cause is written; readers load it with
 //!   `Acquire`, so a reader that sees it done also sees the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
-//!   carries the `WALKING` bit (if it has children) until its whole subtree is done, and
-//!   leaves its parents' child lists only after that. A cancel that finds a node done with
+//!   carries the `WALKING` bit (if it has children) until its whole subtree is done. A cancel that finds a node done with
 //!   `WALKING` set waits for the bit to clear, so that every `cancel()` returns only once the
 //!   subtree is done ([S4](crate::guarantees#s4)), even when another thread's cancellation got
 //!   there first. A walk that finds, below a node it made done, a node still walked by another
@@ -41,11 +42,13 @@
 //!   of a child frees it, cancelled or not ([S22](crate::guarantees#s22)).
 //! - **N3 (slots)**: `slot` (and a merge's second `slot`) is the child's entry in the parent's
 //!   child list, or `UNLINKED`. It is read and written only under the parent's lock, and is
-//!   set to `UNLINKED` by whoever removes the entry, so removal happens at most once. While a
-//!   parent is live, a child whose slot is not `UNLINKED` is in the parent's child list; once
-//!   the parent is done its list has been emptied and slots are not looked at again.
+//!   set to `UNLINKED` by whoever removes the entry, so removal happens at most once. A child
+//!   stays in its parents' lists, done or not, until it is dropped, so that a snapshot lists
+//!   the done contexts still held ([S30](crate::guarantees#s30)). Once a parent is done, its
+//!   list never changes again: it takes no new child, and a child dropped after that leaves
+//!   its `Weak` in place (the parent is not locked) until the parent itself is dropped.
 //! - **N4 (done is final and downward-closed)**: a node becomes done under its own lock, and
-//!   in the same critical section takes its children, waiters and callbacks out (or, with
+//!   in the same critical section reads its children and takes its waiters and callbacks out (or, with
 //!   nothing behind its lock, without it: N9). A node is registered with a parent only under
 //!   the parent's lock and only while the parent is live, so every child of a done parent was
 //!   reached by the parent's cancellation or created done.
@@ -72,13 +75,22 @@
 //!   no lock. The swap and `claim` are read-modify-writes of one atomic, so exactly one of
 //!   them comes first: a swap that wins leaves `claim` seeing the node done; a `claim` that
 //!   wins makes the swap fail, and the cancellation takes the locked path.
+//! - **N10 (origins)**: a cancellation records where it began on the one node where it
+//!   began, and nowhere else: the kind in the state word, in the same write that makes the
+//!   node done, and the location and thread in `origin_at`/`origin_thread` (under the lock
+//!   before that write on the locked path; right after the swap on the N9 path, so a reader
+//!   that finds the kind but no location yet waits for it). A node a cancellation reached
+//!   records nothing: its origin is found by going up to the parent that is done (N4 says
+//!   there is one), or, for a merge, to the node whose walk reached it (`reached_from`).
 
 mod aftermath;
 mod callbacks;
 mod children;
 mod clock;
+mod inspect;
 mod layer;
 mod node;
+mod provenance;
 mod release;
 mod state;
 mod waiters;
@@ -87,10 +99,11 @@ mod walk;
 use std::sync::Arc;
 
 pub(crate) use clock::{clock_key, Queue};
+pub(crate) use inspect::{snapshot, Seen};
 pub(crate) use layer::{
     merge as merge_layers, name_key, with_name, with_value, AnyValue, Label, Layer,
 };
-pub(crate) use node::{Kind, Node};
+pub(crate) use node::{Birth, Kind, Node};
 
 use crate::key::KeyId;
 use crate::time::{Nanos, NO_DEADLINE};

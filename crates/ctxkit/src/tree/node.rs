@@ -2,6 +2,9 @@
 //! parents, and what can be read from it.
 
 use std::any::Any;
+use std::panic::Location;
+
+use crossbeam_utils::atomic::AtomicCell;
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
@@ -35,6 +38,19 @@ pub(crate) enum Kind {
     Todo,
 }
 
+impl Kind {
+    /// The word Display uses for the derivation ([S2](crate::guarantees#s2)).
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Kind::Cancel => "WithCancel",
+            Kind::Deadline => "WithDeadline",
+            Kind::Merge => "Merge",
+            Kind::WithoutCancel => "WithoutCancel",
+            Kind::Todo => "TODO",
+        }
+    }
+}
+
 /// A context that can be done (or a `without_cancel`/`todo` context, which cannot). See the
 /// invariants in `tree/mod.rs`.
 pub(crate) struct Node {
@@ -49,6 +65,35 @@ pub(crate) struct Node {
     pub(super) inner: Mutex<Inner>,
     /// The context this one was derived from (its first parent, for a merge).
     pub(super) parent: Pair,
+    /// The call that derived it (`None` for the `todo()` root).
+    pub(super) site: Option<&'static Location<'static>>,
+    /// When it was derived, as [`time::coarse_now`](crate::time::coarse_now).
+    pub(super) born: u32,
+    /// Where a cancellation that began at this node is charged (N10): `None` until then.
+    pub(super) origin_at: AtomicCell<Option<&'static Location<'static>>>,
+    /// The cancelling thread's name, as [`origin::thread_tag`](crate::origin::thread_tag)
+    /// (N10).
+    pub(super) origin_thread: AtomicU32,
+}
+
+/// Where and when a node is made: the call site of the deriving call, and its birth on the
+/// coarse clock.
+#[derive(Clone, Copy)]
+pub(crate) struct Birth {
+    pub(crate) site: Option<&'static Location<'static>>,
+    pub(crate) born: u32,
+}
+
+impl Birth {
+    /// Born now at the caller's call site.
+    #[track_caller]
+    #[inline]
+    pub(crate) fn here() -> Birth {
+        Birth {
+            site: Some(Location::caller()),
+            born: crate::time::coarse_now(),
+        }
+    }
 }
 
 /// A node's lock and what it guards. Boxed and made on first use: most contexts are leaves
@@ -85,6 +130,9 @@ pub(super) struct Extra {
     pub(super) pin: Option<Arc<Node>>,
     /// The second parent of a merged context (set at creation, never changed).
     pub(super) merge: Option<Arc<MergeParent>>,
+    /// For a merge made done by a cancellation that began elsewhere: the node where that
+    /// walk started, whose origin it reports (N10). An ancestor, alive as long as this node.
+    pub(super) reached_from: Option<Weak<Node>>,
     /// What cancels this node from outside the tree (a token's watch), kept for as long as
     /// the node lives; while callbacks are pending, it pins the node like a timer (N8).
     pub(super) canceller: Option<Box<dyn Any + Send + Sync>>,
@@ -121,6 +169,7 @@ impl Node {
         parent: Pair,
         merge: Option<Arc<MergeParent>>,
         cause: Option<Cause>,
+        birth: Birth,
     ) -> Node {
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_created();
@@ -146,12 +195,16 @@ impl Node {
             deadline,
             inner: Mutex::new(inner),
             parent,
+            site: birth.site,
+            born: birth.born,
+            origin_at: AtomicCell::new(None),
+            origin_thread: AtomicU32::new(0),
         }
     }
 
     /// A node that is never done (`todo`, `without_cancel`).
-    pub(crate) fn never_done(kind: Kind, parent: Pair) -> Arc<Node> {
-        Arc::new(Node::new(kind, NO_DEADLINE, parent, None, None))
+    pub(crate) fn never_done(kind: Kind, parent: Pair, birth: Birth) -> Arc<Node> {
+        Arc::new(Node::new(kind, NO_DEADLINE, parent, None, None, birth))
     }
 
     /// A child of `parent` (and of `other`, for a merge), linked into every parent that can
@@ -163,6 +216,7 @@ impl Node {
         parent: &Pair,
         other: Option<&Pair>,
         deadline_cause: Option<Cause>,
+        birth: Birth,
     ) -> Arc<Node> {
         let merge = other.map(|pair| {
             Arc::new(MergeParent {
@@ -176,6 +230,7 @@ impl Node {
             parent.clone(),
             merge.clone(),
             deadline_cause,
+            birth,
         ));
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
@@ -188,8 +243,10 @@ impl Node {
         if let Some(merge) = merge {
             if let Some(other) = merge.pair.cancel_node() {
                 if let Err((err, cause)) = other.link(&node, &merge.slot) {
-                    // `node` may be reachable from `parent` by now: cancel it properly.
-                    node.cancel(err, Some(cause.unwrap_or_else(|| Cause::sentinel(err))));
+                    // `node` may be reachable from `parent` by now: cancel it properly, with
+                    // the origin of the cancellation that reached `other` (N10).
+                    let cause = Some(cause.unwrap_or_else(|| Cause::sentinel(err)));
+                    node.reached_through(other, err, cause);
                 } else if node.is_done() {
                     // `parent` cancelled it before it was linked into `other` (N3 makes
                     // this second unlink harmless if the walk already did it).
@@ -238,7 +295,7 @@ impl Node {
             (None, Some(e)) => e.cause.take(),
             (cause, _) => std::mem::replace(&mut extra(&mut inner).cause, cause),
         };
-        self.state.finish(err, Walk::Over);
+        self.state.finish(err, Walk::Over, None); // N10: its origin is its parent's
         drop(inner);
         drop(replaced); // a user's error: dropped with no lock held (N6)
     }
@@ -344,7 +401,14 @@ impl Timed for Node {
     /// ([`Callbacks::Pool`]), the node is not dropped there even if this was its last
     /// reference: its drop runs user code (T4).
     fn expire(self: Arc<Self>, callbacks: Callbacks) {
-        self.walk(Error::DeadlineExceeded, None, OwnTimer::Fired, callbacks);
+        let began = self.deadline_began();
+        self.walk(
+            Error::DeadlineExceeded,
+            None,
+            OwnTimer::Fired,
+            callbacks,
+            Some(began),
+        );
         if callbacks == Callbacks::Pool {
             if let Some(node) = Arc::into_inner(self) {
                 callback::execute(Box::new(move || drop(node)), Priority::Urgent);

@@ -55,8 +55,9 @@ impl Node {
         let branch = crate::sync::get_mut(&mut self.inner).take();
         let mut extra = branch.and_then(|b| b.extra);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
+        // Done or not, it is still listed by its parents that are live (N3).
+        self.leave_parents_on_drop(merge.clone());
         if !self.is_done() {
-            self.leave_parents_on_drop(merge.clone());
             // Nodes whose last reference came out of the timer queue: their drops release
             // their own parents.
             drop(self.forget_timer());

@@ -1,7 +1,8 @@
-//! A node's state word: its err, whether a walk is still under way below it, and whether its
-//! lock guards anything (N1, N1b, N9). One byte, read with one load on every `err()` and
-//! `is_done()`.
+//! A node's state word: its err, whether a walk is still under way below it, whether its
+//! lock guards anything, and whether a cancellation began at it (N1, N1b, N9, N10). One byte,
+//! read with one load on every `err()` and `is_done()`.
 
+use crate::origin::OriginKind;
 use crate::sync::{AtomicU8, Ordering};
 use crate::Error;
 
@@ -14,12 +15,20 @@ const WALKING: u8 = 0b100;
 const CLAIMED: u8 = 0b1000;
 /// Set once the node has left the tree, as its last reference went (`release.rs`).
 const LEFT: u8 = 0b1_0000;
+/// The [`OriginKind`] of the cancellation that began at this node, or 0 (N10). Set in the
+/// same write that makes the node done.
+const ORIGIN_SHIFT: u32 = 5;
 
 fn encode(err: Error) -> u8 {
     match err {
         Error::Canceled => 1,
         Error::DeadlineExceeded => 2,
     }
+}
+
+/// The state bits that say a cancellation began here (N10); 0 for a node reached by one.
+fn origin_bits(began: Option<OriginKind>) -> u8 {
+    began.map_or(0, |kind| kind.bits() << ORIGIN_SHIFT)
 }
 
 fn decode(state: u8) -> Option<Error> {
@@ -73,21 +82,28 @@ impl State {
 
     /// N9: makes an unclaimed node (nothing behind its lock) done with one compare-and-swap.
     /// Returns `false`, changing nothing, if the node is claimed or done.
-    pub(super) fn cancel_unclaimed(&self, err: Error) -> bool {
+    /// `began`: the kind of the cancellation if it begins at this node (N10).
+    pub(super) fn cancel_unclaimed(&self, err: Error, began: Option<OriginKind>) -> bool {
+        let done = encode(err) | origin_bits(began);
         self.0
-            .compare_exchange(LIVE, encode(err), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(LIVE, done, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Makes the node done, under its lock, after its cause was written (N1). `CLAIMED`
     /// stays set: a done node's cause is behind its lock.
-    pub(super) fn finish(&self, err: Error, walk: Walk) {
+    pub(super) fn finish(&self, err: Error, walk: Walk, began: Option<OriginKind>) {
         let walking = match walk {
             Walk::Over => 0,
             Walk::UnderWay => WALKING,
         };
-        self.0
-            .store(encode(err) | walking | CLAIMED, Ordering::Release);
+        let done = encode(err) | walking | CLAIMED | origin_bits(began);
+        self.0.store(done, Ordering::Release);
+    }
+
+    /// The kind of the cancellation that began at this node, once done (N10).
+    pub(super) fn began(&self) -> Option<OriginKind> {
+        OriginKind::from_bits(self.0.load(Ordering::Acquire) >> ORIGIN_SHIFT)
     }
 
     /// Clears the walking bit set by [`finish`](Self::finish) (N1b). Only the walk that set it
@@ -121,9 +137,9 @@ mod tests {
         let state = State::new(false);
         assert_eq!(state.err(), None);
         assert!(!state.is_done());
-        assert!(state.cancel_unclaimed(Error::DeadlineExceeded));
+        assert!(state.cancel_unclaimed(Error::DeadlineExceeded, None));
         assert_eq!(state.err(), Some(Error::DeadlineExceeded));
-        assert!(!state.cancel_unclaimed(Error::Canceled), "done is final");
+        assert!(!state.cancel_unclaimed(Error::Canceled, None), "done is final");
         assert_eq!(state.claim(), Some(Error::DeadlineExceeded));
     }
 
@@ -131,15 +147,15 @@ mod tests {
     fn a_claimed_node_is_not_cancelled_lock_free() {
         let state = State::new(false);
         assert_eq!(state.claim(), None);
-        assert!(!state.cancel_unclaimed(Error::Canceled));
+        assert!(!state.cancel_unclaimed(Error::Canceled, None));
         assert!(!state.is_done());
-        assert!(!State::new(true).cancel_unclaimed(Error::Canceled));
+        assert!(!State::new(true).cancel_unclaimed(Error::Canceled, None));
     }
 
     #[test]
     fn the_walking_bit_does_not_change_the_err() {
         let state = State::new(true);
-        state.finish(Error::Canceled, Walk::UnderWay);
+        state.finish(Error::Canceled, Walk::UnderWay, None);
         assert!(state.is_walking());
         assert_eq!(state.err(), Some(Error::Canceled));
         state.end_walk();
@@ -153,7 +169,8 @@ mod tests {
     fn a_walk_without_children_is_over_at_once() {
         let state = State::new(false);
         assert_eq!(state.claim(), None);
-        state.finish(Error::DeadlineExceeded, Walk::Over);
+        state.finish(Error::DeadlineExceeded, Walk::Over, Some(OriginKind::Deadline));
+        assert_eq!(state.began(), Some(OriginKind::Deadline));
         assert!(!state.is_walking());
         assert_eq!(state.err(), Some(Error::DeadlineExceeded));
     }

@@ -9,6 +9,7 @@ use super::node::{extra, extra_mut, Inner, MergeParent, Node};
 use super::state::Walk;
 use crate::callback::Callbacks;
 use crate::error::Cause;
+use crate::origin::{Began, OriginKind};
 use crate::sync::lock;
 use crate::Error;
 
@@ -21,15 +22,14 @@ pub(super) enum OwnTimer {
     Fired,
 }
 
-/// How a node made done leaves its parents' child lists.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Leave {
-    /// Lock each parent straight away: on a parent shared between threads, reading its cache
-    /// line and then locking costs two transfers of the line instead of one.
-    Locking,
-    /// Look first: a walk reached the node through a parent that is done now, and a done
-    /// parent emptied its list when it became done (N3).
-    LookingFirst,
+/// How a cancellation came to a node it makes done (N10).
+#[derive(Clone, Copy)]
+enum Reached<'a> {
+    /// It is the node the walk started at: the kind of the cancellation that began there (its
+    /// origin was recorded), or `None` if it came from a merge's other parent.
+    Began(Option<OriginKind>),
+    /// Found below the node the walk started at.
+    From(&'a Arc<Node>),
 }
 
 impl Node {
@@ -37,13 +37,16 @@ impl Node {
     /// the cause given to `with_*_cause`, or the sentinel). Does nothing if already done
     /// ([S8](crate::guarantees#s8)). When this returns, the whole subtree is done
     /// ([S4](crate::guarantees#s4)) and every `on_cancel` callback has run
-    /// ([S20](crate::guarantees#s20)).
-    pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: Option<Cause>) {
-        self.walk(err, cause, OwnTimer::Forget, Callbacks::Inline);
+    /// ([S20](crate::guarantees#s20)). `began` is what started the cancellation, recorded on
+    /// this node if it makes it done (N10).
+    pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: Option<Cause>, began: Began) {
+        self.walk(err, cause, OwnTimer::Forget, Callbacks::Inline, Some(began));
     }
 
     /// [`cancel`](Self::cancel), for a cancel (`OwnTimer::Forget`) or an expiry
     /// (`OwnTimer::Fired`).
+    /// `began`: what started it, if it begins here (`None`: it reached this node from a
+    /// parent that is done, N10).
     #[inline]
     pub(super) fn walk(
         self: &Arc<Self>,
@@ -51,15 +54,25 @@ impl Node {
         cause: Option<Cause>,
         own_timer: OwnTimer,
         callbacks: Callbacks,
+        began: Option<Began>,
     ) {
         let sentinel = cause.as_ref().is_none_or(|c| c.is_sentinel(err));
-        if sentinel && self.state.cancel_unclaimed(err) {
-            // N9: no children, waiters or callbacks. What the timer shard gives back is
-            // dropped here, with no lock held (N6); the timer thread never forgets (`Fired`).
-            drop(self.leave_tree(None, own_timer, Leave::Locking));
+        if sentinel && self.state.cancel_unclaimed(err, began.map(|b| b.kind)) {
+            // N9: no children, waiters or callbacks. N10: the origin is written right after
+            // the swap that made the node done; a reader waits for it.
+            if let Some(began) = began {
+                self.record_origin(began);
+            }
+            // What the timer shard gives back is dropped here, with no lock held (N6); the
+            // timer thread never forgets (`Fired`).
+            drop(self.leave_timer(own_timer));
+            #[cfg(feature = "tracing")]
+            if began.is_some() {
+                self.trace_origin(callbacks);
+            }
             return;
         }
-        self.walk_locked(err, cause, own_timer, callbacks);
+        self.walk_locked(err, cause, own_timer, callbacks, began);
     }
 
     /// The walk of a node with something behind its lock (N9).
@@ -70,9 +83,10 @@ impl Node {
         cause: Option<Cause>,
         own_timer: OwnTimer,
         callbacks: Callbacks,
+        began: Option<Began>,
     ) {
         let mut after = Aftermath::take();
-        let (cause, merge) = {
+        let cause = {
             let mut inner = lock(&self.inner);
             if self.state.claim().is_some() {
                 drop(inner);
@@ -93,8 +107,12 @@ impl Node {
                 None => pending,
             };
             let cause = cause.filter(|c| !c.is_sentinel(err));
-            let merge = self.finish(&mut inner, err, cause.clone(), &mut after);
-            (cause, merge)
+            if let Some(began) = began {
+                self.record_origin(began); // N10: before the state says done
+            }
+            let reached = Reached::Began(began.map(|b| b.kind));
+            self.finish(&mut inner, err, cause.clone(), reached, &mut after);
+            cause
         };
         // The walk goes through `reached` in order, appending the children it finds (N7);
         // the walk's own node's children come first, up to `root_end`.
@@ -104,12 +122,12 @@ impl Node {
         let mut at = 0;
         while let Some(node) = reached.get(at) {
             at += 1;
-            if cause.is_none() && node.state.cancel_unclaimed(err) {
+            if cause.is_none() && node.state.cancel_unclaimed(err, None) {
                 // N9. It has one parent, done by this walk: only its timer is left.
                 after.forgot(node.forget_timer());
                 continue;
             }
-            let merge = {
+            {
                 let mut inner = lock(&node.inner);
                 if node.state.claim().is_some() {
                     // Done already: it keeps its own err and cause (S8), but its subtree may
@@ -118,25 +136,28 @@ impl Node {
                     after.found_done.push(at - 1);
                     continue;
                 }
-                node.finish(&mut inner, err, cause.clone(), &mut after)
-            };
+                node.finish(&mut inner, err, cause.clone(), Reached::From(self), &mut after);
+            }
             // Indices fit in `u32`: 2^32 nodes would need hundreds of GiB.
             after.walked.push(Walked {
                 at: (at - 1) as u32,
                 first_child: reached.len() as u32,
-                merge,
             });
             reached.append(&mut after.found);
         }
         after.reached = reached;
         drop(cause);
-        self.end_walk(merge, own_timer, root_end, &mut after);
+        self.end_walk(own_timer, root_end, &mut after);
         after.run(callbacks);
+        #[cfg(feature = "tracing")]
+        if began.is_some() {
+            self.trace_origin(callbacks);
+        }
     }
 
-    /// N1b: clears this walk's bits and leaves the parents' child lists, first for the nodes
-    /// with nothing still under another walk below them, then, once the other walks this one
-    /// found have ended, for the rest.
+    /// N1b: clears this walk's bits and forgets the timers of the nodes it made done, first
+    /// for the nodes with nothing still under another walk below them, then, once the other
+    /// walks this one found have ended, for the rest.
     ///
     /// A walk keeps the bit of a node set while a node below it (found through it) is still
     /// under another walk, so that a cancel of that node waits as long as its subtree is not
@@ -145,7 +166,6 @@ impl Node {
     /// waiting always goes down the tree, towards walks that wait for nothing.
     fn end_walk(
         self: &Arc<Self>,
-        merge: Option<Arc<MergeParent>>,
         own_timer: OwnTimer,
         root_end: usize,
         after: &mut Aftermath,
@@ -176,10 +196,7 @@ impl Node {
                 child = after.walked[w].at;
             }
         }
-        // Nodes leave their parents only once their bit is clear: until then, a cancel of
-        // another parent must still find them there, and wait.
-        let mut merge = Some(merge);
-        let mut clear = |after: &mut Aftermath, keep: bool| {
+        let clear = |after: &mut Aftermath, keep: bool| {
             let matches = |w: usize| kept.get(w).copied().unwrap_or(false) == keep;
             if root_kept == keep {
                 self.state.end_walk();
@@ -191,14 +208,13 @@ impl Node {
             }
             walks_ended();
             if root_kept == keep {
-                let gone = self.leave_tree(merge.take().flatten(), own_timer, Leave::Locking);
+                let gone = self.leave_timer(own_timer);
                 after.forgot(gone);
             }
             for w in 0..after.walked.len() {
                 if matches(w) {
-                    let merge = after.walked[w].merge.take();
                     let node = &after.reached[after.walked[w].at as usize];
-                    let gone = node.leave_tree(merge, OwnTimer::Forget, Leave::LookingFirst);
+                    let gone = node.leave_timer(OwnTimer::Forget);
                     after.forgot(gone);
                 }
             }
@@ -234,26 +250,27 @@ impl Node {
         wait_while(|| self.state.is_walking());
     }
 
-    /// Marks this node done and takes out everything that must hear of it (N1, N4). Returns
-    /// the second parent of a merge, which the node must leave.
+    /// Marks this node done and takes out everything that must hear of it (N1, N4). Its
+    /// children stay listed, for snapshots ([S30](crate::guarantees#s30)), until dropped
+    /// (N3).
     fn finish(
         &self,
         inner: &mut Inner,
         err: Error,
         cause: Option<Cause>,
+        reached: Reached<'_>,
         after: &mut Aftermath,
-    ) -> Option<Arc<MergeParent>> {
+    ) {
         if let Some(b) = inner.as_deref_mut() {
             after
                 .found
-                .extend(b.children.take().filter_map(|c| c.upgrade()));
+                .extend(b.children.iter().filter_map(|c| c.upgrade()));
         }
-        let merge = match extra_mut(inner) {
+        match extra_mut(inner) {
             None => {
                 if cause.is_some() {
                     extra(inner).cause = cause;
                 }
-                None
             }
             Some(e) => {
                 // A pending deadline cause that gives way is dropped after the walk (N6).
@@ -264,40 +281,42 @@ impl Node {
                 after.regs.append(&mut e.regs);
                 // Dropped after the walk, with no lock held (N6).
                 after.unpinned.extend(e.pin.take());
-                e.merge.clone()
+                if let (Some(_), Reached::From(root)) = (&e.merge, reached) {
+                    // A merge has two parents: it keeps which walk reached it (N10).
+                    e.reached_from = Some(Arc::downgrade(root));
+                }
             }
-        };
+        }
         // A node with no children to walk has its whole subtree done already (N1b).
         let walk = if after.found.is_empty() {
             Walk::Over
         } else {
             Walk::UnderWay
         };
-        self.state.finish(err, walk);
-        merge
+        let began = match reached {
+            Reached::Began(kind) => kind,
+            Reached::From(_) => None,
+        };
+        self.state.finish(err, walk, began);
     }
 
-    /// Bookkeeping after a node became done, with no lock held: leave the parents' child
-    /// lists and the timer queue. Returns nodes whose last reference came out of the timer
-    /// queue, for the caller to drop where user code may run.
+    /// Bookkeeping after a node became done, with no lock held: its own timer entry is
+    /// counted dead. Returns nodes whose last reference came out of the timer queue, for the
+    /// caller to drop where user code may run. The node stays in its parents' child lists
+    /// until it is dropped (N3).
     #[must_use]
-    fn leave_tree(
-        &self,
-        merge: Option<Arc<MergeParent>>,
-        own_timer: OwnTimer,
-        leave: Leave,
-    ) -> Vec<Node> {
-        self.leave_parents(merge, leave);
+    fn leave_timer(&self, own_timer: OwnTimer) -> Vec<Node> {
         match own_timer {
             OwnTimer::Forget => self.forget_timer(),
             OwnTimer::Fired => Vec::new(),
         }
     }
 
-    /// Leaves the parents' child lists: the first parent, and `merge`'s for a merge.
-    fn leave_parents(&self, merge: Option<Arc<MergeParent>>, leave: Leave) {
-        // A parent done already emptied its children when it became done (N3).
-        let live = |p: &&Arc<Node>| leave == Leave::Locking || !p.is_done();
+    /// A node being dropped leaves its parents' child lists (N2, N3): the first parent, and
+    /// `merge`'s for a merge. A parent that is done is not locked: it lists no child any more
+    /// once it is dropped, and never takes a new one.
+    pub(super) fn leave_parents_on_drop(&self, merge: Option<Arc<MergeParent>>) {
+        let live = |p: &&Arc<Node>| !p.is_done();
         if let Some(p) = self.parent.cancel_node().filter(live) {
             p.unlink(&self.slot);
         }
@@ -306,11 +325,6 @@ impl Node {
                 p.unlink(&merge.slot);
             }
         }
-    }
-
-    /// A node dropped before it was done leaves its parents (N2).
-    pub(super) fn leave_parents_on_drop(&self, merge: Option<Arc<MergeParent>>) {
-        self.leave_parents(merge, Leave::Locking);
     }
 }
 
