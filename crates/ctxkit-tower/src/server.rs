@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ctxkit::{CancelHandle, Context};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -76,6 +76,11 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 ///      plain [`Error::Canceled`](ctxkit::Error::Canceled) (as Go's `net/http` does when
 ///      `ServeHTTP` returns; no cause is allocated on this, the common path) or
 ///      [`ServerCause::ClientGone`];
+///    - the handler answered with a response that has no body to send: an empty body, or
+///      one the protocol omits (the response to `HEAD`, a 2xx to `CONNECT`, any 1xx, 204
+///      or 304): `Canceled`, cause plain [`Error::Canceled`](ctxkit::Error::Canceled), as
+///      soon as the handler answered. The server drops an omitted body unsent, which is
+///      never taken for the client going away;
 ///    - the root is cancelled (server shutdown): its cause, e.g. [`ServerCause::Shutdown`].
 ///
 /// A client that goes away when its deadline is (nearly) due has gone because of it. Its own
@@ -251,6 +256,7 @@ where
                 .map(|at| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))),
             _ => None,
         };
+        let method = BodylessMethod::of(req.method());
         req.extensions_mut().insert(ctx.clone());
         ServerFuture {
             inner: Some(self.inner.call(req)),
@@ -261,6 +267,7 @@ where
             }),
             grace,
             grpc,
+            method,
         }
     }
 }
@@ -313,6 +320,46 @@ pin_project! {
         guard: Option<RequestGuard>,
         grace: Option<Pin<Box<tokio::time::Sleep>>>,
         grpc: bool,
+        method: BodylessMethod,
+    }
+}
+
+/// The request methods whose responses can go without a body (RFC 9110, 9.3.2 and 9.3.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodylessMethod {
+    /// `HEAD`: no response has content.
+    Head,
+    /// `CONNECT`: a 2xx response has none (the connection becomes a tunnel).
+    Connect,
+    /// Any other: only the status decides.
+    Other,
+}
+
+impl BodylessMethod {
+    fn of(method: &Method) -> BodylessMethod {
+        if method == Method::HEAD {
+            BodylessMethod::Head
+        } else if method == Method::CONNECT {
+            BodylessMethod::Connect
+        } else {
+            BodylessMethod::Other
+        }
+    }
+
+    /// Whether the protocol sends the response to this request without its body: a response
+    /// to `HEAD`, a 2xx to `CONNECT`, and every 1xx, 204 and 304 (RFC 9110, 6.4.1). The server
+    /// (hyper over HTTP/1.1) drops such a body unpolled, or a router (axum, for `HEAD`)
+    /// swaps it for an empty one; either way it is never sent.
+    fn omits_body(self, status: StatusCode) -> bool {
+        match self {
+            BodylessMethod::Head => true,
+            BodylessMethod::Connect if status.is_success() => true,
+            _ => {
+                status.is_informational()
+                    || status == StatusCode::NO_CONTENT
+                    || status == StatusCode::NOT_MODIFIED
+            }
+        }
     }
 }
 
@@ -336,9 +383,14 @@ where
                 let guard = this.guard.take();
                 return Poll::Ready(match result {
                     Ok(res) => {
-                        // An empty body is sent with the headers: the request is over.
+                        // An empty body is sent with the headers, and a body the protocol
+                        // omits is never sent: either way the request is over once its
+                        // response head is ready. A dropped body is then not a sign of the
+                        // client leaving (the server drops an omitted body unpolled: that is
+                        // how it omits it), so the guard must not stay in the body.
                         let guard = guard.filter(|g| {
-                            let over = res.body().is_end_stream();
+                            let over =
+                                res.body().is_end_stream() || this.method.omits_body(res.status());
                             if over {
                                 g.cancel(None);
                             }
