@@ -28,7 +28,8 @@ struct Config {
 }
 
 /// A [`tower::Layer`](tower_layer::Layer) for HTTP clients (a tonic `Channel`, a hyper
-/// client) that honours the [`Context`] found in each request's extensions:
+/// client) that honours the [`Context`] each request carries (set with
+/// [`RequestContextExt`](crate::RequestContextExt)):
 ///
 /// - a context that is already done fails the call at once, without sending it;
 /// - the time left goes to the server: as `grpc-timeout` for gRPC (rounded up, never
@@ -175,7 +176,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.headers());
-        let Some(ctx) = req.extensions().get::<Context>().cloned() else {
+        let Some(ctx) = crate::ext::get(req.extensions()).cloned() else {
             return ClientFuture::new(Some(self.inner.call(req)), None, grpc);
         };
         if let Some(err) = ctx.err() {

@@ -60,14 +60,17 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 /// A [`tower::Layer`](tower_layer::Layer) that gives each request a [`Context`] derived from a
 /// server-wide root, with the deadline the client sent.
 ///
-/// Handlers read the context from the request's extensions (`req.extensions().get::<Context>()`,
-/// or [`RequestContextExt::context`](crate::RequestContextExt::context)); with the `axum`
-/// feature, `RequestContext` is an extractor.
+/// Handlers read the context with [`RequestContextExt::context`](crate::RequestContextExt::context)
+/// (on `http::Request`, its `Parts` and `tonic::Request`); with the `axum` feature,
+/// `RequestContext` is an extractor. It is stored in the request's extensions under a type
+/// private to this crate, so a `Context` the application puts there itself (axum's
+/// `Extension(root)`) neither hides it nor is hidden by it.
 ///
 /// # Lifecycle of a request's context
 /// 1. Made in `call` as a child of the layer's root context, with the deadline read from the
 ///    request's headers (the smallest of them, clamped to the server's maximum).
-/// 2. Stored in the request's extensions, where handlers find it.
+/// 2. Stored in the request's extensions (under a type private to this crate), where
+///    handlers find it.
 /// 3. Done, with the first of these that happens:
 ///    - the deadline passes: `DeadlineExceeded` (the core's timer does it);
 ///    - the response future is dropped before it finished (client disconnect, HTTP/2
@@ -257,7 +260,7 @@ where
             _ => None,
         };
         let method = BodylessMethod::of(req.method());
-        req.extensions_mut().insert(ctx.clone());
+        crate::ext::set(req.extensions_mut(), ctx.clone());
         ServerFuture {
             inner: Some(self.inner.call(req)),
             guard: Some(RequestGuard {
