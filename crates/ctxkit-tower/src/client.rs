@@ -41,8 +41,9 @@ struct Config {
 ///   for a timeout) becomes `DEADLINE_EXCEEDED`.
 ///
 /// Errors are boxed: a done context fails a gRPC call with a `tonic::Status`
-/// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic`), and any other call with a
-/// [`ctxkit::Error`]. Requests without a context pass through untouched.
+/// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic` or `tonic-0_13`; with both,
+/// a Status of either version is found by that version's `Status::from_error`), and any
+/// other call with a [`ctxkit::Error`]. Requests without a context pass through untouched.
 ///
 /// # Examples
 ///
@@ -141,18 +142,43 @@ pub(crate) fn send_deadline(
 
 /// The error for a call stopped because `ctx` is done.
 fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
-    #[cfg(feature = "tonic")]
+    #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
         let message = ctx
             .cause()
             .map_or_else(|| err.to_string(), |c| c.to_string());
-        return Box::new(match err {
-            Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
-            Error::Canceled => tonic::Status::cancelled(message),
-        });
+        return grpc_status(err, message);
     }
     let _ = (ctx, grpc);
     Box::new(err)
+}
+
+/// A `tonic::Status` of the version the call's channel speaks. Which one that is, the layer
+/// cannot tell (it sees only `http` types), so with both versions enabled the error is the
+/// current version's `Status` with the previous version's as its source: each version's
+/// `Status::from_error`, through which a generated client passes the layer's error, takes
+/// its own `Status` from the error itself or from its chain of sources.
+#[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
+fn grpc_status(err: Error, message: String) -> BoxError {
+    macro_rules! status {
+        ($tonic:ident) => {
+            match err {
+                Error::DeadlineExceeded => $tonic::Status::deadline_exceeded(message.clone()),
+                Error::Canceled => $tonic::Status::cancelled(message.clone()),
+            }
+        };
+    }
+    #[cfg(all(feature = "tonic", feature = "tonic-0_13"))]
+    let status = {
+        let mut status = status!(tonic);
+        status.set_source(Arc::new(status!(tonic_0_13)));
+        status
+    };
+    #[cfg(all(feature = "tonic", not(feature = "tonic-0_13")))]
+    let status = status!(tonic);
+    #[cfg(not(feature = "tonic"))]
+    let status = status!(tonic_0_13);
+    Box::new(status)
 }
 
 /// Whether the deadline has passed (the timer may not have fired yet).

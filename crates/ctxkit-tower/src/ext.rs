@@ -80,14 +80,24 @@ impl RequestContextExt for http::request::Parts {
     }
 }
 
-#[cfg(feature = "tonic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
-impl<T> RequestContextExt for tonic::Request<T> {
-    fn context(&self) -> Context {
-        get(self.extensions()).cloned().unwrap_or_default()
-    }
+/// `RequestContextExt` for the `Request` type of one tonic major version.
+#[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
+macro_rules! tonic_request_context {
+    ($tonic:ident, $feature:literal) => {
+        #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]
+        impl<T> RequestContextExt for $tonic::Request<T> {
+            fn context(&self) -> Context {
+                get(self.extensions()).cloned().unwrap_or_default()
+            }
 
-    fn set_context(&mut self, ctx: Context) {
-        set(self.extensions_mut(), ctx);
-    }
+            fn set_context(&mut self, ctx: Context) {
+                set(self.extensions_mut(), ctx);
+            }
+        }
+    };
 }
+
+#[cfg(feature = "tonic")]
+tonic_request_context!(tonic, "tonic");
+#[cfg(feature = "tonic-0_13")]
+tonic_request_context!(tonic_0_13, "tonic-0_13");
