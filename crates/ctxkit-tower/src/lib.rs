@@ -146,6 +146,6 @@ pub use ext::RequestContextExt;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use otel::TraceContext;
 pub use server::{
-    ServerBody, ServerCause, ServerFuture, ServerLayer, ServerService, CONNECT_TIMEOUT_MS,
-    GRPC_TIMEOUT,
+    MalformedTimeout, ServerBody, ServerCause, ServerFuture, ServerLayer, ServerService,
+    ServerStats, CONNECT_TIMEOUT_MS, GRPC_TIMEOUT,
 };

@@ -102,7 +102,13 @@ let body = ctx.run(res.bytes()).await??; // the body, too, stops with the contex
                 let (client, request) = self.builder.build_split();
                 let mut request = request.map_err(SendError::Reqwest)?;
                 let grpc = crate::server::is_grpc(request.headers());
-                send_deadline(&self.ctx, request.headers_mut(), grpc, self.header.as_ref());
+                send_deadline(
+                    &self.ctx,
+                    request.headers_mut(),
+                    grpc,
+                    self.header.as_ref(),
+                    std::time::Duration::ZERO,
+                );
                 #[cfg(feature = "opentelemetry")]
                 crate::otel::inject(&self.ctx, request.headers_mut());
                 match self.ctx.run(client.execute(request)).await {

@@ -127,12 +127,17 @@ pub type GrpcClient = WorkerClient<ClientService<tonic::transport::Channel>>;
 
 /// A gRPC client on one HTTP/2 connection to `addr`, behind [`ClientLayer`].
 pub async fn grpc_client(addr: SocketAddr) -> GrpcClient {
+    grpc_client_with(addr, ClientLayer::new()).await
+}
+
+/// A gRPC client on one HTTP/2 connection to `addr`, behind `layer`.
+pub async fn grpc_client_with(addr: SocketAddr, layer: ClientLayer) -> GrpcClient {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    WorkerClient::new(ClientLayer::new().layer(channel))
+    WorkerClient::new(layer.layer(channel))
 }
 
 /// A worker that records its context, optionally waits, optionally calls the next service
