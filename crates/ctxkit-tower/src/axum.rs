@@ -10,6 +10,10 @@ use ctxkit::Context;
 /// The request's [`Context`] as an axum extractor. Needs [`ServerLayer`](crate::ServerLayer)
 /// around the router; without it the request is answered `500` with a message saying so.
 ///
+/// It is always the context the layer made for the request, whatever else the application
+/// puts in the request's extensions: an `Extension(Context)` layer of the application's own
+/// is a separate entry, read with `Extension<Context>`.
+///
 /// ```
 /// use ctxkit_tower::RequestContext;
 ///
@@ -34,7 +38,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = (StatusCode, &'static str);
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Context>() {
+        match crate::ext::get(&parts.extensions) {
             Some(ctx) => Ok(RequestContext(ctx.clone())),
             None => Err((
                 StatusCode::INTERNAL_SERVER_ERROR,

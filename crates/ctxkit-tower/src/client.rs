@@ -22,13 +22,15 @@ use crate::server::{is_grpc, GRPC_TIMEOUT};
 /// A boxed error, as tower and tonic pass them around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Config {
     ms_header: Option<HeaderName>,
+    headroom: Duration,
 }
 
 /// A [`tower::Layer`](tower_layer::Layer) for HTTP clients (a tonic `Channel`, a hyper
-/// client) that honours the [`Context`] found in each request's extensions:
+/// client) that honours the [`Context`] each request carries (set with
+/// [`RequestContextExt`](crate::RequestContextExt)):
 ///
 /// - a context that is already done fails the call at once, without sending it;
 /// - the time left goes to the server: as `grpc-timeout` for gRPC (rounded up, never
@@ -40,8 +42,9 @@ struct Config {
 ///   for a timeout) becomes `DEADLINE_EXCEEDED`.
 ///
 /// Errors are boxed: a done context fails a gRPC call with a `tonic::Status`
-/// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic`), and any other call with a
-/// [`ctxkit::Error`]. Requests without a context pass through untouched.
+/// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic` or `tonic-0_13`; with both,
+/// a Status of either version is found by that version's `Status::from_error`), and any
+/// other call with a [`ctxkit::Error`]. Requests without a context pass through untouched.
 ///
 /// # Examples
 ///
@@ -82,13 +85,52 @@ impl ClientLayer {
     ///
     /// # Panics
     /// If `name` is not a valid header name.
-    pub fn timeout_ms_header(self, name: &str) -> ClientLayer {
+    pub fn timeout_ms_header(mut self, name: &str) -> ClientLayer {
         let name = HeaderName::try_from(name).expect("a valid header name");
-        ClientLayer {
-            config: Arc::new(Config {
-                ms_header: Some(name),
-            }),
-        }
+        Arc::make_mut(&mut self.config).ms_header = Some(name);
+        self
+    }
+
+    /// Keep `headroom` of the context's time for the caller: the server is sent the time left
+    /// less `headroom`, so its answer (even its `DEADLINE_EXCEEDED`) arrives while the caller
+    /// still has about `headroom` to use it; and a call with no more than `headroom` left
+    /// fails at once, without being sent, with `DEADLINE_EXCEEDED` (a `tonic::Status` for
+    /// gRPC, else [`ctxkit::Error::DeadlineExceeded`]). The call itself still runs until
+    /// the context's own deadline. Default: none.
+    ///
+    /// With [`ServerLayer::min_budget`](crate::ServerLayer::min_budget) on the next service,
+    /// a chain A → B → C spends its time where it can still be used: see the example there.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxkit::Context;
+    /// use ctxkit_tower::{ClientLayer, RequestContextExt};
+    /// use tower::ServiceExt;
+    /// use tower_layer::Layer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inner = tower::service_fn(|req: http::Request<()>| async move {
+    ///     let sent = req.headers()["x-timeout-ms"].to_str().unwrap().to_owned();
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
+    /// });
+    /// let client = ClientLayer::new()
+    ///     .timeout_ms_header("x-timeout-ms")
+    ///     .headroom(Duration::from_millis(300))
+    ///     .layer(inner);
+    ///
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(1));
+    /// let res = client.clone().oneshot(http::Request::new(()).with_context(ctx)).await.unwrap();
+    /// let sent: u64 = res.body().get_ref().parse().unwrap();
+    /// assert!(sent > 600 && sent <= 700); // 1 s less the 300 ms kept
+    ///
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(200));
+    /// let err = client.oneshot(http::Request::new(()).with_context(ctx)).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref(), Some(&ctxkit::Error::DeadlineExceeded)); // not sent
+    /// # }
+    /// ```
+    pub fn headroom(mut self, headroom: Duration) -> ClientLayer {
+        Arc::make_mut(&mut self.config).headroom = headroom;
+        self
     }
 }
 
@@ -117,10 +159,12 @@ pub(crate) fn send_deadline(
     headers: &mut HeaderMap,
     grpc: bool,
     ms_header: Option<&HeaderName>,
+    headroom: Duration,
 ) {
     let Some(left) = ctx.remaining() else {
         return;
     };
+    let left = left.saturating_sub(headroom);
     if grpc {
         let existing = headers
             .get(&GRPC_TIMEOUT)
@@ -140,18 +184,55 @@ pub(crate) fn send_deadline(
 
 /// The error for a call stopped because `ctx` is done.
 fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
-    #[cfg(feature = "tonic")]
+    #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
         let message = ctx
             .cause()
             .map_or_else(|| err.to_string(), |c| c.to_string());
-        return Box::new(match err {
-            Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
-            Error::Canceled => tonic::Status::cancelled(message),
-        });
+        return grpc_status(err, message);
     }
     let _ = (ctx, grpc);
     Box::new(err)
+}
+
+/// A `tonic::Status` of the version the call's channel speaks. Which one that is, the layer
+/// cannot tell (it sees only `http` types), so with both versions enabled the error is the
+/// current version's `Status` with the previous version's as its source: each version's
+/// `Status::from_error`, through which a generated client passes the layer's error, takes
+/// its own `Status` from the error itself or from its chain of sources.
+#[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
+fn grpc_status(err: Error, message: String) -> BoxError {
+    macro_rules! status {
+        ($tonic:ident) => {
+            match err {
+                Error::DeadlineExceeded => $tonic::Status::deadline_exceeded(message.clone()),
+                Error::Canceled => $tonic::Status::cancelled(message.clone()),
+            }
+        };
+    }
+    #[cfg(all(feature = "tonic", feature = "tonic-0_13"))]
+    let status = {
+        let mut status = status!(tonic);
+        status.set_source(Arc::new(status!(tonic_0_13)));
+        status
+    };
+    #[cfg(all(feature = "tonic", not(feature = "tonic-0_13")))]
+    let status = status!(tonic);
+    #[cfg(not(feature = "tonic"))]
+    let status = status!(tonic_0_13);
+    Box::new(status)
+}
+
+/// The error for a call not sent because no more than `headroom` was left.
+#[cold]
+fn headroom_error(headroom: Duration, grpc: bool) -> BoxError {
+    #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
+    if grpc {
+        let message = format!("not sent: no more than the headroom of {headroom:?} left");
+        return grpc_status(Error::DeadlineExceeded, message);
+    }
+    let _ = (headroom, grpc);
+    Box::new(Error::DeadlineExceeded)
 }
 
 /// Whether the deadline has passed (the timer may not have fired yet).
@@ -175,7 +256,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.headers());
-        let Some(ctx) = req.extensions().get::<Context>().cloned() else {
+        let Some(ctx) = crate::ext::get(req.extensions()).cloned() else {
             return ClientFuture::new(Some(self.inner.call(req)), None, grpc);
         };
         if let Some(err) = ctx.err() {
@@ -184,11 +265,18 @@ where
             fut.failed = Some(error);
             return fut;
         }
+        let headroom = self.config.headroom;
+        if !headroom.is_zero() && ctx.remaining().is_some_and(|left| left <= headroom) {
+            let mut fut = ClientFuture::new(None, None, grpc);
+            fut.failed = Some(headroom_error(headroom, grpc));
+            return fut;
+        }
         send_deadline(
             &ctx,
             req.headers_mut(),
             grpc,
             self.config.ms_header.as_ref(),
+            headroom,
         );
         #[cfg(feature = "opentelemetry")]
         crate::otel::inject(&ctx, req.headers_mut());

@@ -93,13 +93,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Features
-//! - `tonic` (default): a done context fails a gRPC call with a `tonic::Status`;
-//!   [`RequestContextExt`] for `tonic::Request`.
-//! - `axum`: the `RequestContext` extractor.
-//! - `reqwest`: `RequestBuilderExt`.
-//! - `opentelemetry`: the W3C trace context (with the global propagator) is extracted into
-//!   the request context on the server and injected from it on the client.
+//! # Features and supported versions
+//!
+//! One feature per supported major version of each integration: the plain name is the current
+//! major version, `name-0_NN` the previous one where it is supported. Both may be on in one
+//! build (two crates of a program may each need one).
+//!
+//! | Feature | Crate and versions | Enables |
+//! |---|---|---|
+//! | `tonic` (default) | tonic 0.14 | a done context fails a gRPC call with a `tonic::Status`; [`RequestContextExt`] for `tonic::Request` |
+//! | `tonic-0_13` | tonic 0.13 | the same for tonic 0.13 |
+//! | `axum` | axum 0.8 | the `RequestContext` extractor |
+//! | `reqwest` | reqwest 0.13 | `RequestBuilderExt` for reqwest request builders |
+//! | `reqwest-0_12` | reqwest 0.12 | the same for reqwest 0.12, in `reqwest_0_12` (and at the crate root when `reqwest` is off) |
+//! | `opentelemetry` | opentelemetry 0.33, opentelemetry-http 0.33 | the W3C trace context (with the global propagator) is extracted into the request context on the server and injected from it on the client |
+//!
+//! The layers themselves work with any server or client built on `http` 1 and
+//! `tower-service` 0.3: hyper 1 (and hyper-util 0.1), axum 0.8, tonic 0.13 and 0.14. Only the
+//! current opentelemetry is supported: `TraceContext` holds that
+//! version's `Context`, so an older one would need a type of its own.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -110,7 +122,7 @@ pub mod codec;
 mod ext;
 #[cfg(feature = "opentelemetry")]
 mod otel;
-#[cfg(feature = "reqwest")]
+#[cfg(any(feature = "reqwest", feature = "reqwest-0_12"))]
 mod reqwest;
 mod server;
 
@@ -119,7 +131,14 @@ mod server;
 pub use crate::axum::RequestContext;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub use crate::reqwest::{ContextRequestBuilder, RequestBuilderExt, SendError};
+pub use crate::reqwest::current::{ContextRequestBuilder, RequestBuilderExt, SendError};
+#[cfg(feature = "reqwest-0_12")]
+pub use crate::reqwest::reqwest_0_12;
+// With reqwest 0.12 alone, its items are at the crate root too, where code written for
+// either version looks for them.
+#[cfg(all(feature = "reqwest-0_12", not(feature = "reqwest")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-0_12")))]
+pub use crate::reqwest::reqwest_0_12::{ContextRequestBuilder, RequestBuilderExt, SendError};
 pub use client::{BoxError, ClientBody, ClientFuture, ClientLayer, ClientService};
 pub use ctxkit::Context;
 pub use ext::RequestContextExt;
@@ -127,6 +146,6 @@ pub use ext::RequestContextExt;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use otel::TraceContext;
 pub use server::{
-    ServerBody, ServerCause, ServerFuture, ServerLayer, ServerService, CONNECT_TIMEOUT_MS,
-    GRPC_TIMEOUT,
+    MalformedTimeout, ServerBody, ServerCause, ServerFuture, ServerLayer, ServerService,
+    ServerStats, CONNECT_TIMEOUT_MS, GRPC_TIMEOUT,
 };

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ctxkit::{CancelHandle, Context};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -52,6 +53,102 @@ struct Config {
     ms_header: Option<HeaderName>,
     grace: Option<Duration>,
     slack: Duration,
+    malformed_grpc: MalformedTimeout,
+    malformed_ms: MalformedTimeout,
+    min_budget: Option<Duration>,
+    /// Shared by every clone of the layer and its services.
+    stats: Arc<Counters>,
+}
+
+/// What [`ServerLayer`] does with a deadline header whose value it cannot parse (see
+/// [`codec`](crate::codec) for the grammar).
+///
+/// The defaults: [`Reject`](MalformedTimeout::Reject) for `grpc-timeout`, as grpc-go's server
+/// does (its HTTP/2 transport, `operateHeaders` in `internal/transport/http2_server.go`,
+/// answers a value `decodeTimeout` refuses with status `INTERNAL`, "malformed grpc-timeout",
+/// without calling the handler); [`Ignore`](MalformedTimeout::Ignore) for millisecond headers
+/// (`connect-timeout-ms`, [`ServerLayer::timeout_ms_header`]), which proxies and ad-hoc
+/// clients write by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MalformedTimeout {
+    /// Serve the request as if the header were absent, and log a `warn` event naming the
+    /// header and the value. At most one such event a second per layer: the next one counts
+    /// those left out.
+    Ignore,
+    /// Answer at once, without calling the handler: HTTP `400 Bad Request` with a plain-text
+    /// body, or for gRPC a trailers-only `INVALID_ARGUMENT`; the message names the header and
+    /// its value (escaped, and cut to 40 bytes).
+    Reject,
+}
+
+/// Counts of what [`ServerLayer`] answered or skipped on its own; see [`ServerLayer::stats`].
+#[derive(Debug)]
+struct Counters {
+    short_budget: AtomicU64,
+    malformed_rejected: AtomicU64,
+    malformed_ignored: AtomicU64,
+    warn: WarnLimit,
+}
+
+/// Lets one `warn` event through a second. Relaxed atomics throughout: the counts are
+/// statistics, and a race between two threads at the turn of a second costs at most one
+/// event more or fewer, never a lost count of any consequence.
+#[derive(Debug)]
+struct WarnLimit {
+    start: Instant,
+    /// Milliseconds since `start` before which no event is let through.
+    next_ms: AtomicU64,
+    /// Events held back since the last one let through.
+    held: AtomicU64,
+}
+
+impl WarnLimit {
+    /// `Some(held back since the last one)` when an event may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(1000),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.held.swap(0, Ordering::Relaxed));
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// What [`ServerLayer`] has answered or skipped on its own so far, across all its clones and
+/// services (statistics: each count is exact, but they are read one at a time).
+#[derive(Clone, Debug)]
+pub struct ServerStats {
+    counters: Arc<Counters>,
+}
+
+impl ServerStats {
+    /// Requests answered at once for arriving with less time left than
+    /// [`ServerLayer::min_budget`].
+    pub fn short_budget(&self) -> u64 {
+        self.counters.short_budget.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered at once for a malformed deadline header
+    /// ([`MalformedTimeout::Reject`]).
+    pub fn malformed_rejected(&self) -> u64 {
+        self.counters.malformed_rejected.load(Ordering::Relaxed)
+    }
+
+    /// Malformed deadline header values served as if absent ([`MalformedTimeout::Ignore`]).
+    pub fn malformed_ignored(&self) -> u64 {
+        self.counters.malformed_ignored.load(Ordering::Relaxed)
+    }
 }
 
 /// The default [`ServerLayer::deadline_slack`].
@@ -60,14 +157,17 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 /// A [`tower::Layer`](tower_layer::Layer) that gives each request a [`Context`] derived from a
 /// server-wide root, with the deadline the client sent.
 ///
-/// Handlers read the context from the request's extensions (`req.extensions().get::<Context>()`,
-/// or [`RequestContextExt::context`](crate::RequestContextExt::context)); with the `axum`
-/// feature, `RequestContext` is an extractor.
+/// Handlers read the context with [`RequestContextExt::context`](crate::RequestContextExt::context)
+/// (on `http::Request`, its `Parts` and `tonic::Request`); with the `axum` feature,
+/// `RequestContext` is an extractor. It is stored in the request's extensions under a type
+/// private to this crate, so a `Context` the application puts there itself (axum's
+/// `Extension(root)`) neither hides it nor is hidden by it.
 ///
 /// # Lifecycle of a request's context
 /// 1. Made in `call` as a child of the layer's root context, with the deadline read from the
 ///    request's headers (the smallest of them, clamped to the server's maximum).
-/// 2. Stored in the request's extensions, where handlers find it.
+/// 2. Stored in the request's extensions (under a type private to this crate), where
+///    handlers find it.
 /// 3. Done, with the first of these that happens:
 ///    - the deadline passes: `DeadlineExceeded` (the core's timer does it);
 ///    - the response future is dropped before it finished (client disconnect, HTTP/2
@@ -76,6 +176,11 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(5);
 ///      plain [`Error::Canceled`](ctxkit::Error::Canceled) (as Go's `net/http` does when
 ///      `ServeHTTP` returns; no cause is allocated on this, the common path) or
 ///      [`ServerCause::ClientGone`];
+///    - the handler answered with a response that has no body to send: an empty body, or
+///      one the protocol omits (the response to `HEAD`, a 2xx to `CONNECT`, any 1xx, 204
+///      or 304): `Canceled`, cause plain [`Error::Canceled`](ctxkit::Error::Canceled), as
+///      soon as the handler answered. The server drops an omitted body unsent, which is
+///      never taken for the client going away;
 ///    - the root is cancelled (server shutdown): its cause, e.g. [`ServerCause::Shutdown`].
 ///
 /// A client that goes away when its deadline is (nearly) due has gone because of it. Its own
@@ -120,6 +225,19 @@ impl ServerLayer {
                 ms_header: None,
                 grace: None,
                 slack: DEFAULT_SLACK,
+                malformed_grpc: MalformedTimeout::Reject,
+                malformed_ms: MalformedTimeout::Ignore,
+                min_budget: None,
+                stats: Arc::new(Counters {
+                    short_budget: AtomicU64::new(0),
+                    malformed_rejected: AtomicU64::new(0),
+                    malformed_ignored: AtomicU64::new(0),
+                    warn: WarnLimit {
+                        start: Instant::now(),
+                        next_ms: AtomicU64::new(0),
+                        held: AtomicU64::new(0),
+                    },
+                }),
             }),
         }
     }
@@ -171,6 +289,67 @@ impl ServerLayer {
     }
 }
 
+impl ServerLayer {
+    /// What to do with a `grpc-timeout` value that is not 1–8 digits and a unit. Default:
+    /// [`MalformedTimeout::Reject`], as grpc-go does.
+    pub fn malformed_grpc_timeout(mut self, policy: MalformedTimeout) -> ServerLayer {
+        self.config_mut().malformed_grpc = policy;
+        self
+    }
+
+    /// What to do with a malformed value of a millisecond header (`connect-timeout-ms`, the
+    /// header of [`timeout_ms_header`](ServerLayer::timeout_ms_header)). Default:
+    /// [`MalformedTimeout::Ignore`].
+    pub fn malformed_timeout_ms(mut self, policy: MalformedTimeout) -> ServerLayer {
+        self.config_mut().malformed_ms = policy;
+        self
+    }
+
+    /// A request whose client left it less than `budget` is answered at once, without calling
+    /// the handler: `504 Gateway Timeout`, or gRPC `DEADLINE_EXCEEDED`; and counted
+    /// ([`ServerStats::short_budget`]). Work that cannot finish in time is not started, and
+    /// the caller learns so while it still has time to do something else.
+    ///
+    /// The time left is the one the client sent (its deadline headers), not
+    /// [`max_timeout`](ServerLayer::max_timeout); requests without a deadline always run.
+    ///
+    /// # A chain: A → B → C
+    ///
+    /// A calls B with 300 ms left; B calls C. B's [`ClientLayer`](crate::ClientLayer) keeps a
+    /// headroom of 50 ms ([`ClientLayer::headroom`](crate::ClientLayer::headroom)), so C is
+    /// told the time B has left less 50 ms, and B keeps 50 ms to use C's answer (or its
+    /// absence) and still answer A in time. C needs 200 ms for its work, so its layer has
+    /// `min_budget(200 ms)`. If B spends 100 ms before calling C, C is told about 150 ms:
+    /// too little, so C answers `DEADLINE_EXCEEDED` at once, without running its handler,
+    /// and B has about 200 ms left to answer A with a fallback, instead of learning of the
+    /// failure only at its own deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxkit::Context;
+    /// use ctxkit_tower::{ClientLayer, ServerLayer};
+    ///
+    /// // In C:
+    /// let c = ServerLayer::new(Context::background()).min_budget(Duration::from_millis(200));
+    /// // In B, for its calls to C:
+    /// let b_to_c = ClientLayer::new().headroom(Duration::from_millis(50));
+    /// # drop((c, b_to_c));
+    /// ```
+    pub fn min_budget(mut self, budget: Duration) -> ServerLayer {
+        self.config_mut().min_budget = Some(budget);
+        self
+    }
+
+    /// The counts of what this layer (and every service it made) answered or skipped on its
+    /// own: requests turned away by [`min_budget`](ServerLayer::min_budget), malformed
+    /// deadline headers rejected or ignored.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            counters: Arc::clone(&self.config.stats),
+        }
+    }
+}
+
 impl<S> Layer<S> for ServerLayer {
     type Service = ServerService<S>;
 
@@ -189,29 +368,93 @@ pub struct ServerService<S> {
     config: Arc<Config>,
 }
 
+/// A deadline header whose value the layer rejects.
+#[derive(Debug)]
+struct Malformed {
+    header: HeaderName,
+    value: HeaderValue,
+    error: codec::TimeoutError,
+}
+
+/// How much of a bad header value a message quotes.
+const QUOTED_BYTES: usize = 40;
+
+impl Malformed {
+    /// "malformed grpc-timeout header "1x": timeout unit is not one of H M S m u n": the
+    /// value cut to [`QUOTED_BYTES`] and escaped to printable ASCII.
+    fn message(&self) -> String {
+        let bytes = self.value.as_bytes();
+        let quoted = &bytes[..bytes.len().min(QUOTED_BYTES)];
+        let cut = if bytes.len() > QUOTED_BYTES {
+            "..."
+        } else {
+            ""
+        };
+        format!(
+            "malformed {} header \"{}{cut}\": {}",
+            self.header,
+            quoted.escape_ascii(),
+            self.error
+        )
+    }
+}
+
 impl Config {
-    /// The smallest valid timeout the headers carry, clamped to the maximum.
-    fn timeout(&self, headers: &HeaderMap) -> Option<Duration> {
-        let mut timeout = self.max_timeout;
-        let mut consider = |name: &HeaderName, decode: fn(&[u8]) -> _| {
+    /// The smallest valid timeout the headers carry (`Ok(None)`: none), or the first
+    /// malformed value of a header whose policy is to reject it. Malformed values of the
+    /// other headers are skipped, with a rate-limited `warn` event.
+    fn sent_timeout(&self, headers: &HeaderMap) -> Result<Option<Duration>, Malformed> {
+        let mut timeout: Option<Duration> = None;
+        let mut consider = |name: &HeaderName,
+                            decode: fn(&[u8]) -> Result<Duration, codec::TimeoutError>,
+                            policy: MalformedTimeout| {
             for value in headers.get_all(name) {
                 match decode(value.as_bytes()) {
-                    Ok(t) => timeout = Some(timeout.map_or(t, |old: Duration| old.min(t))),
-                    Err(err) => tracing::debug!(
-                        header = %name, value = ?value, error = %err,
-                        "ignoring malformed timeout header"
-                    ),
+                    Ok(t) => timeout = Some(timeout.map_or(t, |old| old.min(t))),
+                    Err(error) => {
+                        let bad = Malformed {
+                            header: name.clone(),
+                            value: value.clone(),
+                            error,
+                        };
+                        match policy {
+                            MalformedTimeout::Reject => return Err(bad),
+                            MalformedTimeout::Ignore => self.ignored(&bad),
+                        }
+                    }
                 }
             }
+            Ok(())
         };
-        consider(&GRPC_TIMEOUT, codec::decode_grpc_timeout);
+        consider(
+            &GRPC_TIMEOUT,
+            codec::decode_grpc_timeout,
+            self.malformed_grpc,
+        )?;
         if self.connect_timeout_ms {
-            consider(&CONNECT_TIMEOUT_MS, codec::decode_timeout_ms);
+            consider(
+                &CONNECT_TIMEOUT_MS,
+                codec::decode_timeout_ms,
+                self.malformed_ms,
+            )?;
         }
         if let Some(name) = &self.ms_header {
-            consider(name, codec::decode_timeout_ms);
+            consider(name, codec::decode_timeout_ms, self.malformed_ms)?;
         }
-        timeout
+        Ok(timeout)
+    }
+
+    /// Counts a malformed value served as absent, and logs it when the rate limit allows.
+    #[cold]
+    fn ignored(&self, bad: &Malformed) {
+        self.stats.malformed_ignored.fetch_add(1, Ordering::Relaxed);
+        if let Some(held) = self.stats.warn.allow() {
+            tracing::warn!(
+                header = %bad.header,
+                held_back = held,
+                "ignoring a {}; served without it", bad.message()
+            );
+        }
     }
 }
 
@@ -238,20 +481,47 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &*self.config;
-        let (ctx, handle) = match config.timeout(req.headers()) {
+        let grpc = is_grpc(req.headers());
+        let sent = match config.sent_timeout(req.headers()) {
+            Ok(sent) => sent,
+            Err(bad) => {
+                config
+                    .stats
+                    .malformed_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(header = %bad.header, "rejecting a request: {}", bad.message());
+                return ServerFuture::answer(Answer::Malformed(bad.message()), grpc);
+            }
+        };
+        if let (Some(budget), Some(left)) = (config.min_budget, sent) {
+            if left < budget {
+                config.stats.short_budget.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    ?left,
+                    ?budget,
+                    "answering at once: the request arrived with less time than its minimum budget"
+                );
+                return ServerFuture::answer(Answer::ShortBudget, grpc);
+            }
+        }
+        let timeout = match (sent, config.max_timeout) {
+            (Some(t), Some(max)) => Some(t.min(max)),
+            (t, max) => t.or(max),
+        };
+        let (ctx, handle) = match timeout {
             Some(timeout) => config.root.with_timeout(timeout),
             None => config.root.with_cancel(),
         };
         #[cfg(feature = "opentelemetry")]
         let ctx = crate::otel::extract(&ctx, req.headers());
-        let grpc = is_grpc(req.headers());
         let grace = match (config.grace, ctx.deadline()) {
             (Some(grace), Some(deadline)) => deadline
                 .checked_add(grace)
                 .map(|at| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))),
             _ => None,
         };
-        req.extensions_mut().insert(ctx.clone());
+        let method = BodylessMethod::of(req.method());
+        crate::ext::set(req.extensions_mut(), ctx.clone());
         ServerFuture {
             inner: Some(self.inner.call(req)),
             guard: Some(RequestGuard {
@@ -261,8 +531,19 @@ where
             }),
             grace,
             grpc,
+            method,
+            answer: None,
         }
     }
+}
+
+/// What the layer answers on its own, without calling the handler.
+#[derive(Debug)]
+enum Answer {
+    /// A deadline header it rejects: HTTP 400 or gRPC `INVALID_ARGUMENT`, with this message.
+    Malformed(String),
+    /// Less time left than the minimum budget: HTTP 504 or gRPC `DEADLINE_EXCEEDED`.
+    ShortBudget,
 }
 
 /// Cancels a request's context when dropped, unless its deadline already passed.
@@ -313,6 +594,61 @@ pin_project! {
         guard: Option<RequestGuard>,
         grace: Option<Pin<Box<tokio::time::Sleep>>>,
         grpc: bool,
+        method: BodylessMethod,
+        answer: Option<Answer>,
+    }
+}
+
+impl<F> ServerFuture<F> {
+    /// A future that answers `answer` without a handler.
+    fn answer(answer: Answer, grpc: bool) -> Self {
+        ServerFuture {
+            inner: None,
+            guard: None,
+            grace: None,
+            grpc,
+            method: BodylessMethod::Other,
+            answer: Some(answer),
+        }
+    }
+}
+
+/// The request methods whose responses can go without a body (RFC 9110, 9.3.2 and 9.3.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodylessMethod {
+    /// `HEAD`: no response has content.
+    Head,
+    /// `CONNECT`: a 2xx response has none (the connection becomes a tunnel).
+    Connect,
+    /// Any other: only the status decides.
+    Other,
+}
+
+impl BodylessMethod {
+    fn of(method: &Method) -> BodylessMethod {
+        if method == Method::HEAD {
+            BodylessMethod::Head
+        } else if method == Method::CONNECT {
+            BodylessMethod::Connect
+        } else {
+            BodylessMethod::Other
+        }
+    }
+
+    /// Whether the protocol sends the response to this request without its body: a response
+    /// to `HEAD`, a 2xx to `CONNECT`, and every 1xx, 204 and 304 (RFC 9110, 6.4.1). The server
+    /// (hyper over HTTP/1.1) drops such a body unpolled, or a router (axum, for `HEAD`)
+    /// swaps it for an empty one; either way it is never sent.
+    fn omits_body(self, status: StatusCode) -> bool {
+        match self {
+            BodylessMethod::Head => true,
+            BodylessMethod::Connect if status.is_success() => true,
+            _ => {
+                status.is_informational()
+                    || status == StatusCode::NO_CONTENT
+                    || status == StatusCode::NOT_MODIFIED
+            }
+        }
     }
 }
 
@@ -330,15 +666,23 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let Some(answer) = this.answer.take() {
+            return Poll::Ready(Ok(answer_response(*this.grpc, answer)));
+        }
         if let Some(inner) = this.inner.as_mut().as_pin_mut() {
             if let Poll::Ready(result) = inner.poll(cx) {
                 this.inner.set(None);
                 let guard = this.guard.take();
                 return Poll::Ready(match result {
                     Ok(res) => {
-                        // An empty body is sent with the headers: the request is over.
+                        // An empty body is sent with the headers, and a body the protocol
+                        // omits is never sent: either way the request is over once its
+                        // response head is ready. A dropped body is then not a sign of the
+                        // client leaving (the server drops an omitted body unpolled: that is
+                        // how it omits it), so the guard must not stay in the body.
                         let guard = guard.filter(|g| {
-                            let over = res.body().is_end_stream();
+                            let over =
+                                res.body().is_end_stream() || this.method.omits_body(res.status());
                             if over {
                                 g.cancel(None);
                             }
@@ -347,6 +691,7 @@ where
                         Ok(res.map(|body| ServerBody {
                             inner: Some(body),
                             guard,
+                            message: None,
                         }))
                     }
                     Err(err) => {
@@ -377,22 +722,57 @@ where
 
 /// `504 Gateway Timeout`, or gRPC's trailers-only `DEADLINE_EXCEEDED`.
 fn deadline_response<B>(grpc: bool) -> Response<ServerBody<B>> {
+    answer_response(grpc, Answer::ShortBudget)
+}
+
+/// The response for what the layer answers on its own: HTTP with a status and a plain-text
+/// body, or a gRPC trailers-only response (HTTP 200, the status in the headers, as a gRPC
+/// client expects it).
+fn answer_response<B>(grpc: bool, answer: Answer) -> Response<ServerBody<B>> {
+    let (http_status, grpc_status, message) = match answer {
+        Answer::ShortBudget => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "4",
+            String::from("context deadline exceeded"),
+        ),
+        Answer::Malformed(message) => (StatusCode::BAD_REQUEST, "3", message),
+    };
     let mut res = Response::new(ServerBody {
         inner: None,
         guard: None,
+        message: None,
     });
+    let headers = res.headers_mut();
     if grpc {
-        let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from_static("4"));
-        headers.insert(
-            "grpc-message",
-            HeaderValue::from_static("context%20deadline%20exceeded"),
-        );
+        headers.insert("grpc-status", HeaderValue::from_static(grpc_status));
+        let encoded = percent_encode(&message);
+        let value =
+            HeaderValue::try_from(encoded).expect("percent-encoding leaves printable ASCII");
+        headers.insert("grpc-message", value);
     } else {
-        *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        *res.status_mut() = http_status;
+        res.body_mut().message = Some(message);
     }
     res
+}
+
+/// `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode(message: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 pin_project! {
@@ -403,6 +783,8 @@ pin_project! {
         #[pin]
         inner: Option<B>,
         guard: Option<RequestGuard>,
+        // The text of a response the layer made itself, sent as one frame.
+        message: Option<String>,
     }
 }
 
@@ -412,7 +794,11 @@ impl<B> fmt::Debug for ServerBody<B> {
     }
 }
 
-impl<B: Body> Body for ServerBody<B> {
+impl<B> Body for ServerBody<B>
+where
+    B: Body,
+    B::Data: From<String>,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -422,7 +808,7 @@ impl<B: Body> Body for ServerBody<B> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
         let Some(mut inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.message.take().map(|m| Ok(Frame::data(m.into()))));
         };
         let frame = ready!(inner.as_mut().poll_frame(cx));
         let finished = match &frame {
@@ -438,13 +824,17 @@ impl<B: Body> Body for ServerBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        match &self.inner {
+            Some(b) => b.is_end_stream(),
+            None => self.message.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(b) => b.size_hint(),
-            None => SizeHint::with_exact(0),
+        match (&self.inner, &self.message) {
+            (Some(b), _) => b.size_hint(),
+            (None, Some(m)) => SizeHint::with_exact(m.len() as u64),
+            (None, None) => SizeHint::with_exact(0),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use ctxkit::{Context, Error};
-use ctxkit_tower::{ClientLayer, RequestBuilderExt, RequestContextExt, SendError, ServerLayer};
+use ctxkit_tower::{ClientLayer, RequestContextExt, ServerLayer};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -160,70 +160,88 @@ fn server_layer() -> ServerLayer {
     ServerLayer::new(Context::background()).timeout_ms_header("x-timeout-ms")
 }
 
-#[tokio::test]
-async fn reqwest_sends_the_deadline_and_cancelling_aborts_the_request() {
-    let (server, mut seen) = http_server(server_layer()).await;
-    let client = reqwest::Client::new();
+/// The reqwest extension of one reqwest major version: sends the deadline, aborts on cancel,
+/// fails fast when done, reports the deadline.
+macro_rules! reqwest_test {
+    ($name:ident, $reqwest:ident, $($ext:ident)::+) => {
+        #[tokio::test]
+        async fn $name() {
+            use $($ext)::+::{RequestBuilderExt, SendError};
+            let (server, mut seen) = http_server(server_layer()).await;
+            let client = $reqwest::Client::new();
 
-    let (ctx, cancel) = Context::background().with_timeout(Duration::from_secs(10));
-    let call = {
-        let (client, url, ctx) = (client.clone(), server.url("/wait"), ctx.clone());
-        tokio::spawn(async move {
-            client
-                .get(url)
+            let (ctx, cancel) = Context::background().with_timeout(Duration::from_secs(10));
+            let call = {
+                let (client, url, ctx) = (client.clone(), server.url("/wait"), ctx.clone());
+                tokio::spawn(async move {
+                    client
+                        .get(url)
+                        .context(&ctx)
+                        .timeout_ms_header("x-timeout-ms")
+                        .send()
+                        .await
+                })
+            };
+            let s = next_seen(&mut seen).await;
+            let left = s.remaining.unwrap();
+            assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
+            cancel.cancel();
+            let (err, _) = done_within(&s.ctx, Duration::from_millis(50))
+                .await
+                .expect("the server sees the abort within 50 ms");
+            assert_eq!(err, Error::Canceled);
+            assert!(matches!(
+                call.await.unwrap(),
+                Err(SendError::Context(Error::Canceled))
+            ));
+
+            // Done already: fails fast.
+            let err = client
+                .get(server.url("/ok"))
+                .context(&ctx)
+                .send()
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SendError::Context(Error::Canceled)));
+
+            // Deadline.
+            let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(100));
+            let err = client
+                .get(server.url("/wait"))
                 .context(&ctx)
                 .timeout_ms_header("x-timeout-ms")
                 .send()
                 .await
-        })
+                .unwrap_err();
+            assert!(matches!(err, SendError::Context(Error::DeadlineExceeded)));
+            let s = next_seen(&mut seen).await;
+            assert_eq!(
+                done_within(&s.ctx, Duration::from_secs(1)).await.unwrap().0,
+                Error::DeadlineExceeded
+            );
+
+            // And a plain request completes.
+            let res = client
+                .get(server.url("/ok"))
+                .context(&Context::background())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.text().await.unwrap(), "ok");
+        }
     };
-    let s = next_seen(&mut seen).await;
-    let left = s.remaining.unwrap();
-    assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
-    cancel.cancel();
-    let (err, _) = done_within(&s.ctx, Duration::from_millis(50))
-        .await
-        .expect("the server sees the abort within 50 ms");
-    assert_eq!(err, Error::Canceled);
-    assert!(matches!(
-        call.await.unwrap(),
-        Err(SendError::Context(Error::Canceled))
-    ));
-
-    // Done already: fails fast.
-    let err = client
-        .get(server.url("/ok"))
-        .context(&ctx)
-        .send()
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SendError::Context(Error::Canceled)));
-
-    // Deadline.
-    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(100));
-    let err = client
-        .get(server.url("/wait"))
-        .context(&ctx)
-        .timeout_ms_header("x-timeout-ms")
-        .send()
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SendError::Context(Error::DeadlineExceeded)));
-    let s = next_seen(&mut seen).await;
-    assert_eq!(
-        done_within(&s.ctx, Duration::from_secs(1)).await.unwrap().0,
-        Error::DeadlineExceeded
-    );
-
-    // And a plain request completes.
-    let res = client
-        .get(server.url("/ok"))
-        .context(&Context::background())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.text().await.unwrap(), "ok");
 }
+
+reqwest_test!(
+    reqwest_0_13_sends_the_deadline_and_cancelling_aborts_the_request,
+    reqwest,
+    ctxkit_tower
+);
+reqwest_test!(
+    reqwest_0_12_sends_the_deadline_and_cancelling_aborts_the_request,
+    reqwest_0_12,
+    ctxkit_tower::reqwest_0_12
+);
 
 /// An inner failure once the deadline has passed (tonic's own `TimeoutExpired`, a reset) is
 /// reported as the deadline.

@@ -6,7 +6,8 @@ use ctxkit::Context;
 use ctxkit_tower::codec::{
     decode_grpc_timeout, decode_timeout_ms, encode_grpc_timeout, encode_timeout_ms,
 };
-use ctxkit_tower::{RequestContextExt, ServerLayer};
+use ctxkit_tower::{MalformedTimeout, RequestContextExt, ServerLayer};
+use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -87,29 +88,43 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Whatever the headers say, the layer calls the handler and never panics or fails.
+    /// Whatever the headers say, the layer never panics or fails: when it ignores malformed
+    /// values it calls the handler; when it rejects them it calls the handler or answers 400
+    /// with a message naming the header, in printable ASCII.
     #[test]
     fn the_server_layer_accepts_any_timeout_header(
         grpc in header_bytes(), ms in header_bytes(), connect in header_bytes()
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let layer = ServerLayer::new(Context::background())
-                .connect_timeout_ms(true)
-                .timeout_ms_header("x-timeout-ms")
-                .max_timeout(Duration::from_secs(3600));
-            let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
-                let left = req.context().remaining().unwrap();
-                Ok::<_, std::convert::Infallible>(http::Response::new(left.as_nanos().to_string()))
-            }));
-            let mut req = http::Request::new(());
-            for (name, value) in [("grpc-timeout", &grpc), ("x-timeout-ms", &ms), ("connect-timeout-ms", &connect)] {
-                if let Ok(value) = http::HeaderValue::from_bytes(value) {
-                    req.headers_mut().insert(name, value);
+            for policy in [MalformedTimeout::Ignore, MalformedTimeout::Reject] {
+                let layer = ServerLayer::new(Context::background())
+                    .connect_timeout_ms(true)
+                    .timeout_ms_header("x-timeout-ms")
+                    .malformed_grpc_timeout(policy)
+                    .malformed_timeout_ms(policy)
+                    .max_timeout(Duration::from_secs(3600));
+                let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+                    let left = req.context().remaining().unwrap();
+                    Ok::<_, std::convert::Infallible>(http::Response::new(left.as_nanos().to_string()))
+                }));
+                let mut req = http::Request::new(());
+                for (name, value) in [("grpc-timeout", &grpc), ("x-timeout-ms", &ms), ("connect-timeout-ms", &connect)] {
+                    if let Ok(value) = http::HeaderValue::from_bytes(value) {
+                        req.headers_mut().insert(name, value);
+                    }
                 }
+                let res = svc.oneshot(req).await.unwrap();
+                if res.status() == http::StatusCode::OK {
+                    continue;
+                }
+                assert_eq!(policy, MalformedTimeout::Reject);
+                assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                let text = std::str::from_utf8(&body).unwrap();
+                assert!(text.starts_with("malformed "), "{text}");
+                assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text}");
             }
-            let res = svc.oneshot(req).await.unwrap();
-            assert_eq!(res.status(), http::StatusCode::OK);
         });
     }
 }

@@ -258,6 +258,7 @@ async fn the_server_context_ends_when_the_response_is_sent() {
 async fn malformed_and_conflicting_timeouts() {
     let (server, mut seen) = http_server(
         ServerLayer::new(Context::background())
+            .malformed_grpc_timeout(ctxkit_tower::MalformedTimeout::Ignore)
             .connect_timeout_ms(true)
             .timeout_ms_header("x-timeout-ms")
             .max_timeout(Duration::from_secs(2)),

@@ -53,9 +53,24 @@ impl TestServer {
 
 /// Serves `router` behind `layer`, HTTP/1.1 and HTTP/2 (h2c) on one port.
 pub async fn serve(router: axum::Router, layer: ServerLayer) -> TestServer {
+    serve_service(layer.layer(router)).await
+}
+
+/// Serves `svc`, HTTP/1.1 and HTTP/2 (h2c) on one port.
+pub async fn serve_service<S, B>(svc: S) -> TestServer
+where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = layer.layer(router);
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&connections);
     let task = tokio::spawn(async move {
@@ -112,12 +127,17 @@ pub type GrpcClient = WorkerClient<ClientService<tonic::transport::Channel>>;
 
 /// A gRPC client on one HTTP/2 connection to `addr`, behind [`ClientLayer`].
 pub async fn grpc_client(addr: SocketAddr) -> GrpcClient {
+    grpc_client_with(addr, ClientLayer::new()).await
+}
+
+/// A gRPC client on one HTTP/2 connection to `addr`, behind `layer`.
+pub async fn grpc_client_with(addr: SocketAddr, layer: ClientLayer) -> GrpcClient {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    WorkerClient::new(ClientLayer::new().layer(channel))
+    WorkerClient::new(layer.layer(channel))
 }
 
 /// A worker that records its context, optionally waits, optionally calls the next service
