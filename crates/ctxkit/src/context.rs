@@ -13,9 +13,9 @@ use crate::error::{BoxError, Cause};
 use crate::handle::CancelHandle;
 use crate::key::{Key, KeyId};
 use crate::manual_clock::ManualClock;
+use crate::origin::Origin;
 use crate::time::{self, Nanos, NO_DEADLINE};
 use crate::timer::Timed;
-use crate::origin::Origin;
 use crate::tree::{self, Birth, Kind, Label, Node, Pair};
 use crate::Error;
 
@@ -88,7 +88,16 @@ impl Context {
     /// ```
     pub fn todo() -> Context {
         static TODO: OnceLock<Arc<Node>> = OnceLock::new();
-        let node = TODO.get_or_init(|| Node::never_done(Kind::Todo, Pair::default(), Birth { site: None, born: time::coarse_now() }));
+        let node = TODO.get_or_init(|| {
+            Node::never_done(
+                Kind::Todo,
+                Pair::default(),
+                Birth {
+                    site: None,
+                    born: time::coarse_now(),
+                },
+            )
+        });
         Context::from_node(Arc::clone(node), None)
     }
 }

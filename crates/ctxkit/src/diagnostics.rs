@@ -3,17 +3,47 @@
 //! Every context that can be done, and every `without_cancel` context, is one node of a
 //! context tree. [`live_nodes`] counts the nodes not yet freed: a test that drops everything
 //! it made can check that the count returns to where it started ([S22](crate::guarantees#s22)).
+//! [`live_by_site`] splits the count by the call site that made each node, to point at the
+//! code that leaks.
 
+use std::collections::HashMap;
+use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-pub(crate) fn node_created() {
-    LIVE.fetch_add(1, Ordering::Relaxed);
+/// Live nodes per creation site, keyed by the site's address (a `Location` is a static).
+type Sites = HashMap<usize, (&'static Location<'static>, usize)>;
+
+fn sites() -> &'static Mutex<Sites> {
+    static SITES: OnceLock<Mutex<Sites>> = OnceLock::new();
+    SITES.get_or_init(Default::default)
 }
 
-pub(crate) fn node_dropped() {
+fn key(site: &'static Location<'static>) -> usize {
+    site as *const Location<'static> as usize
+}
+
+pub(crate) fn node_created(site: Option<&'static Location<'static>>) {
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    if let Some(site) = site {
+        let mut sites = sites().lock().unwrap_or_else(|e| e.into_inner());
+        sites.entry(key(site)).or_insert((site, 0)).1 += 1;
+    }
+}
+
+pub(crate) fn node_dropped(site: Option<&'static Location<'static>>) {
     LIVE.fetch_sub(1, Ordering::Relaxed);
+    if let Some(site) = site {
+        let mut sites = sites().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = sites.get_mut(&key(site)) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                sites.remove(&key(site));
+            }
+        }
+    }
 }
 
 /// The number of context nodes alive in the process right now.
@@ -26,4 +56,26 @@ pub(crate) fn node_dropped() {
 /// ```
 pub fn live_nodes() -> usize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// The context nodes alive in the process right now, counted by the call site that made
+/// them (`with_cancel`, `with_timeout`, ... are `#[track_caller]`), most first. A site
+/// whose count only grows while a program runs is where contexts are made and never
+/// dropped.
+///
+/// ```
+/// let (ctx, handle) = ctxkit::Context::background().with_cancel();
+/// let here = (file!(), line!() - 1);
+/// let sites = ctxkit::diagnostics::live_by_site();
+/// assert!(sites.iter().any(|(site, n)| (site.file(), site.line()) == here && *n >= 1));
+/// drop((ctx, handle));
+/// ```
+pub fn live_by_site() -> Vec<(&'static Location<'static>, usize)> {
+    let sites = sites().lock().unwrap_or_else(|e| e.into_inner());
+    let mut list: Vec<_> = sites.values().copied().collect();
+    list.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+    });
+    list
 }

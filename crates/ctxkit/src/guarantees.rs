@@ -1,10 +1,10 @@
 //! The guarantees of ctxkit: the rules every [`Context`] keeps, numbered so that docs, tests
 //! and code can cite them (`S12` links here, to [S12](#s12)).
 //!
-//! S1–S19 and S22–S23 are Go's `context` semantics in Rust terms; S20, S24, S25 and S28 are
-//! ctxkit's additions (`on_cancel`, `merge`, [`ManualClock`], names). The crate's tests check
-//! each rule under its number. (S26, S27 and S29–S33 are kept for provenance, the live tree
-//! and movable deadlines.)
+//! S1–S19 and S22–S23 are Go's `context` semantics in Rust terms; S20, S24, S25 and S26–S32
+//! are ctxkit's additions (`on_cancel`, `merge`, [`ManualClock`], origins, names, the live
+//! tree). The crate's tests check each rule under its number. (S33 is kept for movable
+//! deadlines.)
 //!
 //! # Roots
 //!
@@ -142,6 +142,29 @@
 //! `clock.advance(by)` fires every deadline that becomes due, and the contexts report done
 //! before `advance` returns. Real time passing does not fire them.
 //!
+//! # Provenance
+//!
+//! <a id="s26"></a>**S26.** [`origin()`](Context::origin) is `None` while the context is not
+//! done. Once done, it tells where the cancellation that reached the context began, and it
+//! never changes (the first wins, as [S8](#s8)). Every context one cancellation reached
+//! reports an equal origin: same kind, location, context name and err.
+//!
+//! <a id="s27"></a>**S27.** Kinds and locations. `cancel()` / `cancel_with_cause()`:
+//! [`OriginKind::Cancel`], at the call site of that call. A [`CancelGuard`] dropped:
+//! `Guard`, at the call site of `drop_guard()`. A deadline passing: `Deadline`, at the call
+//! site of the `with_deadline` / `with_timeout` / `*_cause` that set it (a deadline inherited
+//! from an ancestor keeps the ancestor's origin). The first error or panic of a group
+//! ([`Group`](crate::Group), `ctxkit::tokio::Group`): `Group`, at the call site of the
+//! `spawn` of the task that failed. A child done at creation ([S5](#s5)) has its parent's
+//! origin; one done at creation by a past deadline ([S13](#s13)) has `Deadline` at its own
+//! creation site. A merge reports the origin of the cancellation that reached it.
+//! `origin.err()` equals the context's `err()`; `thread_name()` is the name of the thread
+//! that cancelled, when it had one. [`Origin`]'s Display is one line that names the kind,
+//! the location as `file:line:column`, the thread, the context's name when there is one,
+//! and the cause when it is not the err itself: `canceled by cancel() at src/api.rs:88:17 on
+//! thread "worker-3" in "GET /orders"`, `deadline exceeded: set at src/api.rs:40:9 (250ms)
+//! in "GET /orders"`.
+//!
 //! # Names
 //!
 //! <a id="s28"></a>**S28.** `with_name(n)` derives a context that shares its parent's
@@ -149,7 +172,42 @@
 //! characters. `name()` is the nearest name on the context or above it: a name is inherited
 //! like a value ([S15](#s15), [S16](#s16); through a merge, the first context's name first,
 //! [S24](#s24)). Display shows a name as `.WithName("n")`, escaped like a Rust string
-//! literal. `with_name` allocates at most once.
+//! literal. `with_name` allocates at most once. [`Origin::context_name`] is the name of the
+//! context where the cancellation began (the name visible where it was derived).
+//!
+//! <a id="s29"></a>**S29.** Cost: nothing on `err()`, `is_done()`, `clone()`; `with_name`
+//! at most one allocation; a cancellation records its origin once, on the context where it
+//! began, not once per descendant; deriving a context reads no clock (ages come from a clock
+//! that a thread, `ctxkit-clock`, refreshes every 4 ms while contexts are being made).
+//!
+//! # The live tree
+//!
+//! <a id="s30"></a>**S30.** [`Snapshot::of(ctx)`](crate::inspect::Snapshot::of) lists the
+//! context and every live context derived from it, depth first, pre-order: the first entry is
+//! `ctx` at depth 0 (kind `Background`, `TODO` or `WithoutCancel` when it has no
+//! cancellation of its own), then one entry per derived context that can be cancelled on its
+//! own (`WithCancel`, `WithDeadline`, `Merge`); value and name layers are not entries, their
+//! names show on the entries below them. `kind()` uses the words of Display. A merged
+//! context appears once, under the first of its parents the snapshot reaches. Contexts that
+//! were dropped ([S22](#s22)) do not appear; done contexts still held appear with their
+//! `err()` and `origin()`. `created_at()` is the call site of the call that derived it.
+//! Contexts are found through cancellation links, from parents to children: a snapshot of a
+//! root that cannot be cancelled (`Background`, `TODO`, `without_cancel`) lists that root
+//! alone, and a child born done ([S5](#s5)) is in no parent's list.
+//!
+//! <a id="s31"></a>**S31.** Taking a snapshot never holds more than one context's lock at a
+//! time, does not block a cancellation for longer than that, and keeps nothing alive once
+//! it returns. A snapshot of a chain of any depth does not recurse.
+//!
+//! <a id="s32"></a>**S32.** `Display` of a snapshot: one line per entry, indented two spaces
+//! per depth, holding the kind, the name if any, the time left if it has a deadline, its
+//! age, where it was made, and for a done context its err and origin.
+//! [`to_json()`](crate::inspect::Snapshot::to_json) is a JSON object whose `"contexts"` array
+//! has one object per entry with `depth`, `kind`, `name`, `created_at` (`"file:line:column"`
+//! or null), `age_ms`, `deadline_in_ms` (null when none) and `err` (null or the error's
+//! text), and `origin` (null or an object).
 
 #[allow(unused_imports)] // for the links above
-use crate::{AfterFunc, CancelGuard, CancelHandle, Context, Done, Error, ManualClock};
+use crate::{
+    AfterFunc, CancelGuard, CancelHandle, Context, Done, Error, ManualClock, Origin, OriginKind,
+};

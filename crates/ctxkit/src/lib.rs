@@ -20,7 +20,7 @@
 //! ```
 //!
 //! # Guarantees
-//! The rules every context keeps, Go's and ctxkit's own, are numbered (S1–S25, S28) in
+//! The rules every context keeps, Go's and ctxkit's own, are numbered (S1–S32) in
 //! [`guarantees`]; each method's docs link the ones it keeps.
 //!
 //! # What is where
@@ -29,7 +29,7 @@
 //!
 //! | layer | modules | what they hold |
 //! |---|---|---|
-//! | 9 | `guarantees.rs` | the rules, S1–S25 and S28 (documentation only) |
+//! | 9 | `guarantees.rs` | the rules, S1–S32 (documentation only) |
 //! | 8 | `glue/` | integrations with other crates, over the public API and the groups' core |
 //! | 7 | `group.rs`, `display.rs`, `inspect.rs` | task groups ([`Group`]); how a context prints; the live tree ([`inspect::Snapshot`]) |
 //! | 6 | `context.rs` | [`Context`]: deriving, observing, waiting, callbacks |

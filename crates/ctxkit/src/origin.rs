@@ -154,11 +154,11 @@ impl PartialEq for Origin {
     fn eq(&self, other: &Origin) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
             || self.0.kind == other.0.kind
-            && self.0.err == other.0.err
-            && self.0.location.map(|l| l as *const Location<'static>)
-                == other.0.location.map(|l| l as *const Location<'static>)
-            && self.0.context_name == other.0.context_name
-            && self.0.thread_name == other.0.thread_name
+                && self.0.err == other.0.err
+                && self.0.location.map(|l| l as *const Location<'static>)
+                    == other.0.location.map(|l| l as *const Location<'static>)
+                && self.0.context_name == other.0.context_name
+                && self.0.thread_name == other.0.thread_name
     }
 }
 

@@ -25,6 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ctxkit::diagnostics::live_nodes;
+use ctxkit::inspect::Snapshot;
 use ctxkit::{AfterFunc, CancelHandle, Context, Error, Key};
 
 mod common;
@@ -347,6 +348,27 @@ fn tree_stress_with_hour_long_deadlines() {
     run_tree_stress(secs, Duration::from_secs(3600), Duration::from_secs(10));
 }
 
+/// S30-S31 on a tree that changes under the snapshot: depth first (each entry at most one
+/// level below the one before it), and every done entry carries an origin that agrees with
+/// its err, every live one none.
+fn check_snapshot(snapshot: &Snapshot) {
+    let entries = snapshot.entries();
+    assert_eq!(entries[0].depth(), 0);
+    for pair in entries.windows(2) {
+        assert!(
+            (1..=pair[0].depth() + 1).contains(&pair[1].depth()),
+            "{snapshot}"
+        );
+    }
+    for e in entries {
+        match (e.err(), e.origin()) {
+            (None, None) => {}
+            (Some(err), Some(origin)) => assert_eq!(origin.err(), err),
+            (err, origin) => panic!("err {err:?} with origin {origin:?}"),
+        }
+    }
+}
+
 fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
     let _serial = serial();
     let threads = env_or("CTXKIT_STRESS_THREADS", 4);
@@ -379,8 +401,22 @@ fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
                     .unwrap()
             })
             .collect();
+        // Snapshots of the tree while it is cancelled, derived and dropped (S30-S31).
+        let snapshots = {
+            let (shared, root) = (Arc::clone(&shared), root.ctx.clone());
+            thread::spawn(move || {
+                let mut taken = 0u64;
+                while !shared.stop.load(Ordering::Relaxed) {
+                    check_snapshot(&Snapshot::of(&root));
+                    taken += 1;
+                    thread::sleep(Duration::from_millis(2));
+                }
+                taken
+            })
+        };
         thread::sleep(Duration::from_secs(secs));
         shared.stop.store(true, Ordering::SeqCst);
+        let snapshots = snapshots.join().expect("the snapshot thread failed");
         let regs: Vec<Registration> = workers
             .into_iter()
             .flat_map(|w| w.join().expect("a stress thread failed"))
@@ -433,7 +469,7 @@ fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
             .map(|o| o.load(Ordering::Relaxed))
             .collect();
         println!(
-            "tree_stress: {} contexts made, ops by group {ops:?}, callbacks: {ran} ran, {stopped} stopped",
+            "tree_stress: {} contexts made, ops by group {ops:?}, callbacks: {ran} ran, {stopped} stopped, {snapshots} snapshots",
             shared.next_id.load(Ordering::Relaxed)
         );
         drop((items, regs, root, root_handle, shared));
@@ -500,7 +536,7 @@ fn timer_soak() {
                 let (mut cancelled, mut dropped) = (0u64, 0u64);
                 for i in 0..per_thread {
                     let n = t * per_thread + i;
-                    if n % fire_every == 0 && (firing_ones.len() as u64) < firing / threads {
+                    if n.is_multiple_of(fire_every) && (firing_ones.len() as u64) < firing / threads {
                         // One of the timers that fire: within 0-20 ms.
                         let (ctx, h) = Context::background()
                             .with_timeout(Duration::from_micros(rng.below(20_000)));

@@ -42,11 +42,11 @@ impl Seen {
         let err = node.err();
         // A node (not a merge) reached by a cancellation has its parent's origin (N10): a
         // done chain of any length is read in one pass, not one walk up per entry.
-        let origin = match above {
-            Some(o) if err.is_some() && node.state.began().is_none() && node.kind() != Kind::Merge => {
-                Some(o.clone())
-            }
-            _ => node.origin(),
+        let inherits = node.state.began().is_none() && node.kind() != Kind::Merge;
+        let origin = match (err, above) {
+            (None, _) => None, // read as live: no origin, even if it is done by now
+            (Some(_), Some(o)) if inherits => Some(o.clone()),
+            (Some(_), _) => node.origin(),
         };
         let deadline = node.deadline();
         let real_time = node.parent.is_real_time();

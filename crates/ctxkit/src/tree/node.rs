@@ -172,7 +172,7 @@ impl Node {
         birth: Birth,
     ) -> Node {
         #[cfg(feature = "diagnostics")]
-        crate::diagnostics::node_created();
+        crate::diagnostics::node_created(birth.site);
         let inner = (merge.is_some() || cause.is_some()).then(|| {
             Box::new(Branch {
                 extra: Some(Box::new(Extra {

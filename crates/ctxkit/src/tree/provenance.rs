@@ -37,7 +37,12 @@ impl Node {
 
     /// Cancels a merge whose other parent `from` was done when the merge was linked to it:
     /// the merge reports `from`'s origin, not one of its own (N10).
-    pub(super) fn reached_through(self: &Arc<Self>, from: &Arc<Node>, err: Error, cause: Option<Cause>) {
+    pub(super) fn reached_through(
+        self: &Arc<Self>,
+        from: &Arc<Node>,
+        err: Error,
+        cause: Option<Cause>,
+    ) {
         {
             let mut inner = lock(&self.inner);
             if self.state.claim().is_none() {

@@ -51,7 +51,7 @@ impl Node {
             return None;
         }
         #[cfg(feature = "diagnostics")]
-        crate::diagnostics::node_dropped();
+        crate::diagnostics::node_dropped(self.site);
         let branch = crate::sync::get_mut(&mut self.inner).take();
         let mut extra = branch.and_then(|b| b.extra);
         let merge = extra.as_mut().and_then(|e| e.merge.take());

@@ -139,7 +139,10 @@ mod tests {
         assert!(!state.is_done());
         assert!(state.cancel_unclaimed(Error::DeadlineExceeded, None));
         assert_eq!(state.err(), Some(Error::DeadlineExceeded));
-        assert!(!state.cancel_unclaimed(Error::Canceled, None), "done is final");
+        assert!(
+            !state.cancel_unclaimed(Error::Canceled, None),
+            "done is final"
+        );
         assert_eq!(state.claim(), Some(Error::DeadlineExceeded));
     }
 
@@ -169,7 +172,11 @@ mod tests {
     fn a_walk_without_children_is_over_at_once() {
         let state = State::new(false);
         assert_eq!(state.claim(), None);
-        state.finish(Error::DeadlineExceeded, Walk::Over, Some(OriginKind::Deadline));
+        state.finish(
+            Error::DeadlineExceeded,
+            Walk::Over,
+            Some(OriginKind::Deadline),
+        );
         assert_eq!(state.began(), Some(OriginKind::Deadline));
         assert!(!state.is_walking());
         assert_eq!(state.err(), Some(Error::DeadlineExceeded));

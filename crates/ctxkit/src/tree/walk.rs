@@ -136,7 +136,13 @@ impl Node {
                     after.found_done.push(at - 1);
                     continue;
                 }
-                node.finish(&mut inner, err, cause.clone(), Reached::From(self), &mut after);
+                node.finish(
+                    &mut inner,
+                    err,
+                    cause.clone(),
+                    Reached::From(self),
+                    &mut after,
+                );
             }
             // Indices fit in `u32`: 2^32 nodes would need hundreds of GiB.
             after.walked.push(Walked {
@@ -164,12 +170,7 @@ impl Node {
     /// all done, whoever is still walking it. No two walks wait on each other: a walk waits
     /// only for nodes below the nodes whose bits it keeps, and the tree has no cycles, so
     /// waiting always goes down the tree, towards walks that wait for nothing.
-    fn end_walk(
-        self: &Arc<Self>,
-        own_timer: OwnTimer,
-        root_end: usize,
-        after: &mut Aftermath,
-    ) {
+    fn end_walk(self: &Arc<Self>, own_timer: OwnTimer, root_end: usize, after: &mut Aftermath) {
         let foreign = self.found_under_other_walks(after);
         // Which walked nodes keep their bit: those on the way to a node another walk still
         // walks. The node a reached node was found through is the walked node whose children
