@@ -18,8 +18,9 @@
 //! `--size small`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use ctxkit::{CancelHandle, Context};
@@ -488,6 +489,68 @@ fn keys(n: usize) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// snapshot: the live tree of n contexts, read while other threads cancel and derive
+// ---------------------------------------------------------------------------------------
+
+/// `n` live contexts under one root (requests of 1 to 4 calls each, as a server holds them),
+/// then snapshots of the whole tree, alone and while two threads keep deriving and
+/// cancelling contexts under the same root.
+fn snapshot(n: usize) {
+    use ctxkit::inspect::Snapshot;
+    let (root, _root_handle) = Context::background().with_cancel();
+    let mut held = Vec::with_capacity(n);
+    let mut made = 0;
+    while made < n {
+        let request = root.with_name(format!("GET /orders/{made}"));
+        let (req, h) = request.with_timeout(Duration::from_secs(3600));
+        made += 1;
+        for _ in 0..(made % 4).min(n - made) {
+            held.push(req.with_cancel());
+            made += 1;
+        }
+        held.push((req, h));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let take = |runs: usize| {
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                let s = Snapshot::of(&root);
+                let d = ms(t.elapsed());
+                assert!(s.entries().len() > n, "{} entries", s.entries().len());
+                d
+            })
+            .collect::<Vec<_>>()
+    };
+    line(&format!("snapshot/n={n}/alone"), median(take(11)), "ms");
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let (root, stop) = (root.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut ops = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let (req, h) = root.with_name("churn").with_cancel();
+                    let (_call, _c) = req.with_timeout(Duration::from_secs(1));
+                    h.cancel();
+                    ops += 1;
+                }
+                ops
+            })
+        })
+        .collect();
+    let busy = take(11);
+    stop.store(true, Ordering::Relaxed);
+    let ops: u64 = churn.into_iter().map(|t| t.join().unwrap()).sum();
+    line(&format!("snapshot/n={n}/while_churning"), median(busy), "ms");
+    line(&format!("snapshot/n={n}/churn_ops"), ops as f64, "ops");
+    drop(held);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; without it (`cargo test`), the sizes default to small.
     let mut div = if std::env::args().any(|a| a == "--bench") {
@@ -507,7 +570,7 @@ fn main() {
             },
             "--only" => only = args.next(),
             "-h" | "--help" => {
-                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness, storm, keys)");
+                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness, storm, keys, snapshot)");
                 return;
             }
             other => panic!("unknown argument {other}"),
@@ -544,5 +607,8 @@ fn main() {
     }
     if run("keys") {
         keys(10_000 / div);
+    }
+    if run("snapshot") {
+        snapshot(100_000 / div);
     }
 }

@@ -43,8 +43,15 @@
 //! tasks and `ctxkit::futures::JoinGroup` for futures in one task. [`net`] bounds blocking
 //! `std::net` I/O by a context (always on); the other integrations are optional (below).
 //!
+//! # Why was it cancelled?
+//! [`Context::origin`] tells, for any done context, where its cancellation began: the kind
+//! ([`OriginKind`]), the call site, the thread and the name of the context it began at,
+//! recorded once where it began. [`inspect::Snapshot`] lists the live tree under a context,
+//! with each context's kind, name, creation site, age, deadline, err and origin.
+//!
 //! # Cargo features
-//! None is enabled by default; each adds one module and one optional dependency.
+//! None is enabled by default; each adds one module or one behaviour, and one optional
+//! dependency.
 //! - `tokio`: `ctxkit::tokio`, a `Group` for tokio tasks and `spawn`, a task that stops
 //!   when its context is done.
 //! - `tokio-util`: `ctxkit::tokio_util`, a context and a `CancellationToken` that cancel each
@@ -53,6 +60,10 @@
 //!   done, for `crossbeam_channel::select!` (Go's `case <-ctx.Done():` for threads).
 //! - `futures`: `ctxkit::futures`, `.with_context(&ctx)` for futures, `.until_done(&ctx)`
 //!   for streams, and `JoinGroup`.
+//! - `tracing`: one `tracing` event (target `ctxkit`, level DEBUG) at the origin of each
+//!   cancellation, not one per context it reaches.
+//! - `diagnostics`: `ctxkit::diagnostics`, live contexts counted in all and by creation site,
+//!   for leak tests.
 //!
 //! # Go → ctxkit
 //! | Go | ctxkit |
