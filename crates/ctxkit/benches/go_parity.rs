@@ -383,6 +383,16 @@ fn shared_shapes(c: &mut Criterion) {
     let (a, _ha) = Context::background().with_cancel();
     let (other, _hb) = Context::background().with_cancel();
     c.bench_function("ctxkit/Merge", |b| b.iter(|| a.merge(&other)));
+    // An idle timeout touched on every message (S33): moving a live context's deadline
+    // later. The floor is the clock read `set_timeout` needs.
+    let (_idle_ctx, idle) = Context::background().with_cancel();
+    idle.set_timeout(Duration::from_secs(30));
+    c.bench_function("ctxkit/SetTimeout", |b| {
+        b.iter(|| idle.set_timeout(black_box(Duration::from_secs(30))))
+    });
+    c.bench_function("floor/SetTimeout/clock_read", |b| {
+        b.iter(std::time::Instant::now)
+    });
     c.bench_function("ctxkit/AfterFuncStop", |b| {
         b.iter(|| parent.after_func(|| {}).stop())
     });

@@ -3,8 +3,8 @@
 //!
 //! S1–S19 and S22–S23 are Go's `context` semantics in Rust terms; S20, S24, S25 and S26–S32
 //! are ctxkit's additions (`on_cancel`, `merge`, [`ManualClock`], origins, names, the live
-//! tree). The crate's tests check each rule under its number. (S33 is kept for movable
-//! deadlines.)
+//! tree) and S33 (deadlines that move). The crate's tests check each rule under its
+//! number.
 //!
 //! # Roots
 //!
@@ -206,6 +206,24 @@
 //! has one object per entry with `depth`, `kind`, `name`, `created_at` (`"file:line:column"`
 //! or null), `age_ms`, `deadline_in_ms` (null when none) and `err` (null or the error's
 //! text), and `origin` (null or an object).
+//!
+//! # Deadlines that move
+//!
+//! <a id="s33"></a>**S33.** [`set_deadline(d)`](CancelHandle::set_deadline) moves the own
+//! deadline of the handle's context to `d`, earlier or later, also on a context made by
+//! `with_cancel` (which then gains one); [`set_timeout(t)`](CancelHandle::set_timeout) is
+//! `set_deadline(now + t)` on the context's clock (a `t` past the end of time removes the
+//! deadline, [S13](#s13)). It returns false, changing nothing, when the context is already
+//! done. `deadline()` of the context and of its descendants reflects the move at once (still
+//! the earliest of the ancestors', [S10](#s10)); a deadline moved to now or into the past
+//! cancels at once with `DeadlineExceeded`; a deadline moved later never fires at the old
+//! time. A `with_*_cause` context keeps its cause. The origin of its expiry is the call that
+//! last set it ([S27](#s27)). A child made with a deadline later than its parent's had none
+//! of its own ([S12](#s12)) and does not get one back when the parent's deadline moves
+//! later: it follows its parent. `set_timeout` in a loop (an idle timeout touched on every
+//! message) allocates nothing once the context has a deadline, and moving a deadline later
+//! wakes no timer thread: the entry of the earlier deadline puts the context back at its new
+//! deadline when it comes due.
 
 #[allow(unused_imports)] // for the links above
 use crate::{

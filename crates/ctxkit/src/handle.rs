@@ -5,9 +5,11 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 
 use std::panic::Location;
+use std::time::{Duration, Instant};
 
 use crate::error::{BoxError, Cause};
 use crate::origin::{Began, OriginKind};
+use crate::time;
 use crate::tree::Node;
 use crate::Error;
 
@@ -85,6 +87,64 @@ impl CancelHandle {
         }
         let cause = Some(Cause::custom(cause.into()));
         self.node.cancel(Error::Canceled, cause, began);
+    }
+
+    /// Moves the context's own deadline to `deadline`, earlier or later
+    /// ([S33](crate::guarantees#s33)); a context made by `with_cancel` gains one. Returns
+    /// false, changing nothing, if the context is done.
+    ///
+    /// - [`deadline()`](crate::Context::deadline) of the context and of its descendants
+    ///   reflects the move at once (still the earliest of its ancestors',
+    ///   [S10](crate::guarantees#s10)).
+    /// - A deadline already past cancels at once with [`Error::DeadlineExceeded`]; one moved
+    ///   later never fires at the old time. A `with_*_cause` context keeps its cause.
+    /// - A child never has a deadline later than its parent's: a child made with a later
+    ///   deadline than its parent had at the time has none of its own
+    ///   ([S12](crate::guarantees#s12)), and does not get it back when the parent's deadline
+    ///   moves later; it simply follows the parent.
+    /// - The origin of its expiry is this call's site ([S27](crate::guarantees#s27)).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use ctxkit::{Context, Error};
+    /// let (ctx, handle) = Context::background().with_timeout(Duration::from_millis(10));
+    /// let later = Instant::now() + Duration::from_secs(60);
+    /// assert!(handle.set_deadline(later));
+    /// assert_eq!(ctx.deadline(), Some(later));
+    /// assert!(handle.set_deadline(Instant::now())); // now past: done at once
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// assert!(!handle.set_deadline(later)); // done: nothing changes
+    /// ```
+    #[track_caller]
+    pub fn set_deadline(&self, deadline: Instant) -> bool {
+        let at = time::to_nanos(deadline);
+        self.node.set_deadline(at, None, Location::caller())
+    }
+
+    /// [`set_deadline`](Self::set_deadline) to `timeout` from now on the context's clock
+    /// (its [`ManualClock`](crate::ManualClock), if it has one). A timeout past the end of
+    /// time means no deadline ([S13](crate::guarantees#s13)). Cheap enough to call on every
+    /// message of an idle timeout: moving a deadline later allocates nothing and wakes no
+    /// timer thread.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxkit::{Context, Error, ManualClock};
+    /// let clock = ManualClock::new();
+    /// let (conn, idle) = Context::background().with_clock(&clock).with_cancel();
+    /// for _message in 0..3 {
+    ///     idle.set_timeout(Duration::from_secs(30)); // pushed back on every message
+    ///     clock.advance(Duration::from_secs(20));
+    /// }
+    /// assert!(!conn.is_done());
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(conn.err(), Some(Error::DeadlineExceeded));
+    /// ```
+    #[track_caller]
+    pub fn set_timeout(&self, timeout: Duration) -> bool {
+        let now = self.node.clock_now();
+        let at = time::add_duration(now, timeout);
+        self.node.set_deadline(at, Some(now), Location::caller())
     }
 
     /// Turns the handle into a guard that cancels when dropped (Go's `defer cancel()`).

@@ -124,6 +124,22 @@ fn with_timeout_and_cancel_allocate_at_most_twice() {
 /// became two words, the value was stored inside the layer (a trait object) and the table
 /// was shrunk after shadowing: 1, 1, 2, 2, 3 (one a shrinking `realloc`) and 2.
 // API S28
+// API S33
+#[test]
+fn moving_a_deadline_later_allocates_nothing_in_the_steady_state() {
+    let (ctx, idle) = Context::background().with_cancel();
+    let (_child, _c) = ctx.with_cancel();
+    idle.set_timeout(Duration::from_secs(30)); // the first move: the timer entry
+    let (avg, most) = measure(|| {
+        idle.set_timeout(Duration::from_secs(30));
+    });
+    eprintln!("set_timeout later: {avg:.3} allocations per op on average, at most {most}");
+    assert_eq!(
+        most, 0,
+        "an idle timeout touched on every message allocates nothing"
+    );
+}
+
 #[test]
 fn with_name_allocates_at_most_once() {
     let (parent, _h) = Context::background().with_cancel();

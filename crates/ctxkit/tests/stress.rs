@@ -227,6 +227,25 @@ fn worker(shared: Arc<Shared>, root: Item, seed: u64, long: Duration) -> Vec<Reg
                     continue;
                 };
                 let Some(h) = &item.handle else { continue };
+                if rng.below(3) == 0 {
+                    // Move its deadline (S33), racing the timer, cancels and other moves:
+                    // into the past, a little ahead, or past the end of the run.
+                    let ahead = [Duration::ZERO, Duration::from_millis(1), long];
+                    let pick = rng.below(3) as usize;
+                    let moved = h.set_timeout(ahead[pick]);
+                    assert!(
+                        moved || item.ctx.is_done(),
+                        "only a done context refuses a move"
+                    );
+                    if pick == 0 {
+                        assert!(
+                            item.ctx.is_done(),
+                            "a deadline moved to now cancels at once"
+                        );
+                    }
+                    item.observe();
+                    continue;
+                }
                 if rng.below(2) == 0 {
                     h.cancel();
                 } else {
@@ -536,7 +555,8 @@ fn timer_soak() {
                 let (mut cancelled, mut dropped) = (0u64, 0u64);
                 for i in 0..per_thread {
                     let n = t * per_thread + i;
-                    if n.is_multiple_of(fire_every) && (firing_ones.len() as u64) < firing / threads {
+                    if n.is_multiple_of(fire_every) && (firing_ones.len() as u64) < firing / threads
+                    {
                         // One of the timers that fire: within 0-20 ms.
                         let (ctx, h) = Context::background()
                             .with_timeout(Duration::from_micros(rng.below(20_000)));

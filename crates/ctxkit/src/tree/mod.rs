@@ -14,6 +14,7 @@
 //! | `state.rs` | the state word: err, walking, claimed (N1, N1b, N9) |
 //! | `children.rs` | a node's child list and the slots that name its entries (N2, N3) |
 //! | `node.rs` | a node: its fields, how it is made and linked, what can be read from it |
+//! | `moves.rs` | deadlines that move: marks, reads, lazy re-arming (N11) |
 //! | `walk.rs` | the cancellation walk and waiting for other walks (N1b, N4, N7, N9) |
 //! | `aftermath.rs` | what a cancellation does once its locks are released (N6) |
 //! | `waiters.rs` | wakers of `Done` futures and blocked threads |
@@ -82,6 +83,14 @@
 //!   that finds the kind but no location yet waits for it). A node a cancellation reached
 //!   records nothing: its origin is found by going up to the parent that is done (N4 says
 //!   there is one), or, for a merge, to the node whose walk reached it (`reached_from`).
+//! - **N11 (moved deadlines)**: a node's `deadline` is the earliest deadline of it and its
+//!   ancestors as long as none of them ever moved (`moves` is 0): nothing can change it then.
+//!   The first move of a node sets `MOVED` on it, then `BELOW_MOVED` on every node below it
+//!   (a node made under a marked parent marks itself after it is linked, so that either the
+//!   marking walk finds it in a child list or it finds the parent marked). A marked node's
+//!   `deadline` is its own deadline only, and reading its deadline goes up to the first
+//!   unmarked node. A timer entry that comes due for a node whose deadline moved later puts
+//!   the node back at its new deadline instead of expiring it (never early, T3).
 
 mod aftermath;
 mod callbacks;
@@ -89,6 +98,7 @@ mod children;
 mod clock;
 mod inspect;
 mod layer;
+mod moves;
 mod node;
 mod provenance;
 mod release;

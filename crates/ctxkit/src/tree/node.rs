@@ -17,7 +17,7 @@ use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::{self, Callbacks, Priority, Reg};
 use crate::error::Cause;
-use crate::sync::{lock, AtomicU32, Mutex, Ordering};
+use crate::sync::{lock, AtomicI64, AtomicU32, AtomicU8, Mutex, Ordering};
 use crate::time::{Nanos, NO_DEADLINE};
 use crate::timer::{self, Timed};
 use crate::Error;
@@ -37,6 +37,11 @@ pub(crate) enum Kind {
     /// The `todo()` root: never done.
     Todo,
 }
+
+/// [`Node::moves`]: this node's own deadline was moved at least once (N11).
+pub(super) const MOVED: u8 = 1;
+/// [`Node::moves`]: an ancestor's deadline was moved at least once (N11).
+pub(super) const BELOW_MOVED: u8 = 2;
 
 impl Kind {
     /// The word Display uses for the derivation ([S2](crate::guarantees#s2)).
@@ -60,8 +65,13 @@ pub(crate) struct Node {
     shard: u8,
     /// This node's slot in its parent's child list (N3).
     pub(super) slot: AtomicU32,
-    /// The earliest deadline of this node and its ancestors ([`NO_DEADLINE`] if none).
-    deadline: Nanos,
+    /// Unless `moves` is set: the earliest deadline of this node and its ancestors
+    /// ([`NO_DEADLINE`] if none), exact because none of them ever moved. With `moves` set:
+    /// this node's own deadline, if it has one (N11).
+    pub(super) deadline: AtomicI64,
+    /// Whether this node's deadline ([`MOVED`]) or an ancestor's ([`BELOW_MOVED`]) was ever
+    /// moved (N11).
+    pub(super) moves: AtomicU8,
     pub(super) inner: Mutex<Inner>,
     /// The context this one was derived from (its first parent, for a merge).
     pub(super) parent: Pair,
@@ -130,6 +140,9 @@ pub(super) struct Extra {
     pub(super) pin: Option<Arc<Node>>,
     /// The second parent of a merged context (set at creation, never changed).
     pub(super) merge: Option<Arc<MergeParent>>,
+    /// Where this node's deadline was last set by `set_deadline`/`set_timeout` (N11): the
+    /// origin of its expiry.
+    pub(super) deadline_site: Option<&'static Location<'static>>,
     /// For a merge made done by a cancellation that began elsewhere: the node where that
     /// walk started, whose origin it reports (N10). An ancestor, alive as long as this node.
     pub(super) reached_from: Option<Weak<Node>>,
@@ -192,7 +205,8 @@ impl Node {
                 0
             },
             slot: AtomicU32::new(UNLINKED),
-            deadline,
+            deadline: AtomicI64::new(deadline),
+            moves: AtomicU8::new(0),
             inner: Mutex::new(inner),
             parent,
             site: birth.site,
@@ -237,6 +251,7 @@ impl Node {
         if let Some(p) = parent.cancel_node() {
             if let Err(done) = p.link(&node, &node.slot) {
                 node.finish_at_birth(done);
+                node.inherit_moves(parent, other);
                 return node;
             }
         }
@@ -254,6 +269,9 @@ impl Node {
                 }
             }
         }
+        // After linking (N11): a first move above either finds this node in a child list
+        // or has marked the parent already.
+        node.inherit_moves(parent, other);
         node
     }
 
@@ -315,8 +333,13 @@ impl Node {
         self.kind
     }
 
+    /// The earliest deadline of this node and its ancestors, as they are now (N11).
+    #[inline]
     pub(crate) fn deadline(&self) -> Nanos {
-        self.deadline
+        if self.moves.load(Ordering::Acquire) == 0 {
+            return self.deadline.load(Ordering::Relaxed);
+        }
+        self.deadline_after_moves()
     }
 
     pub(crate) fn parent(&self) -> &Pair {
@@ -368,7 +391,7 @@ impl Node {
 
     /// The queue this node's own timer is in, if it has one.
     pub(super) fn timer_queue(&self) -> Option<&Arc<Queue>> {
-        if self.kind != Kind::Deadline {
+        if self.kind != Kind::Deadline && self.moves.load(Ordering::Acquire) & MOVED == 0 {
             return None;
         }
         Some(self.parent.timer_queue())
@@ -381,7 +404,7 @@ impl Node {
     #[inline]
     pub(super) fn forget_timer(&self) -> Vec<Node> {
         match self.timer_queue() {
-            Some(queue) => queue.forget(self.shard, self.deadline),
+            Some(queue) => queue.forget(self.shard, self.own_deadline()),
             None => Vec::new(),
         }
     }
@@ -401,6 +424,9 @@ impl Timed for Node {
     /// ([`Callbacks::Pool`]), the node is not dropped there even if this was its last
     /// reference: its drop runs user code (T4).
     fn expire(self: Arc<Self>, callbacks: Callbacks) {
+        if self.rearm() {
+            return; // moved later: back in the queue (N11)
+        }
         let began = self.deadline_began();
         self.walk(
             Error::DeadlineExceeded,

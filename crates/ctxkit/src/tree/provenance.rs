@@ -31,7 +31,7 @@ impl Node {
     pub(super) fn deadline_began(&self) -> Began {
         Began {
             kind: OriginKind::Deadline,
-            at: self.site.unwrap_or_else(Location::caller),
+            at: self.deadline_set_at().unwrap_or_else(Location::caller),
         }
     }
 
@@ -87,7 +87,10 @@ impl Node {
         let thread_name = origin::thread_name(self.origin_thread.load(Ordering::Relaxed));
         let cause = self.cause().filter(|c| !c.is_sentinel(err));
         let budget = match kind {
-            OriginKind::Deadline if self.parent.is_real_time() => {
+            OriginKind::Deadline
+                if self.parent.is_real_time()
+                    && self.moves.load(Ordering::Acquire) & super::node::MOVED == 0 =>
+            {
                 let ms = time::to_coarse(self.deadline()).wrapping_sub(self.born);
                 Some(std::time::Duration::from_millis(u64::from(ms)))
             }

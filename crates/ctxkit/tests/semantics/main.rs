@@ -1,4 +1,4 @@
-//! The numbered promises of the API contract (S1–S32) under ordinary use, one module per
+//! The numbered promises of the API contract (S1–S33) under ordinary use, one module per
 //! topic. Each test is named after the promise it checks and cites its rule (`// API Sn`).
 //!
 //! Ordinary use includes callbacks that call back into ctxkit (cancel, derive, drop, wait,
@@ -17,6 +17,7 @@ mod deadlines;
 mod depth;
 mod display;
 mod merge;
+mod moves;
 mod names;
 mod provenance;
 mod resources;
