@@ -152,7 +152,8 @@
 //! <a id="s27"></a>**S27.** Kinds and locations. `cancel()` / `cancel_with_cause()`:
 //! [`OriginKind::Cancel`], at the call site of that call. A [`CancelGuard`] dropped:
 //! `Guard`, at the call site of `drop_guard()`. A deadline passing: `Deadline`, at the call
-//! site of the `with_deadline` / `with_timeout` / `*_cause` that set it (a deadline inherited
+//! site of the `with_deadline` / `with_timeout` / `*_cause` / `set_deadline` / `set_timeout`
+//! that set it (a deadline inherited
 //! from an ancestor keeps the ancestor's origin). The first error or panic of a group
 //! ([`Group`](crate::Group), `ctxkit::tokio::Group`): `Group`, at the call site of the
 //! `spawn` of the task that failed. A child done at creation ([S5](#s5)) has its parent's

@@ -31,7 +31,7 @@
 //! |---|---|---|
 //! | 9 | `guarantees.rs` | the rules, S1–S32 (documentation only) |
 //! | 8 | `glue/` | integrations with other crates, over the public API and the groups' core |
-//! | 7 | `group.rs`, `display.rs`, `inspect.rs` | task groups ([`Group`]); how a context prints; the live tree ([`inspect::Snapshot`]) |
+//! | 7 | `group.rs`, `display.rs`, `inspect.rs`, `shutdown.rs` | task groups ([`Group`]); how a context prints; the live tree ([`inspect::Snapshot`]); two-phase [`Shutdown`] |
 //! | 6 | `context.rs` | [`Context`]: deriving, observing, waiting, callbacks |
 //! | 5 | `handle.rs`, `done.rs`, `manual_clock.rs` | [`CancelHandle`], [`CancelGuard`], [`Done`], [`ManualClock`] |
 //! | 4 | `tree/` | the cancellation tree and the value layers: one closed group, with its invariants (N1–N9, V1–V4) |
@@ -64,6 +64,7 @@
 //!   cancellation, not one per context it reaches.
 //! - `diagnostics`: `ctxkit::diagnostics`, live contexts counted in all and by creation site,
 //!   for leak tests.
+//! - `signals` (Unix): [`Shutdown::on_signals`], a shutdown begun by SIGINT or SIGTERM.
 //!
 //! # Go → ctxkit
 //! | Go | ctxkit |
@@ -107,6 +108,7 @@ mod context;
 mod display;
 pub mod group;
 pub mod inspect;
+mod shutdown;
 
 mod glue;
 
@@ -121,6 +123,7 @@ pub use handle::{CancelGuard, CancelHandle};
 pub use key::Key;
 pub use manual_clock::ManualClock;
 pub use origin::{Origin, OriginKind};
+pub use shutdown::{Shutdown, ShutdownCause, ShutdownReport, WorkGuard};
 
 #[cfg(feature = "crossbeam-channel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-channel")))]
