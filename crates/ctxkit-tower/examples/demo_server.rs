@@ -30,12 +30,15 @@
 //! ctxkit = "0.1"
 //! ctxkit-tower = { version = "0.1", features = ["axum"] }
 //! axum = { version = "0.8.9", default-features = false, features = ["query"] }
+//! bytes = "1"
 //! http = "1.5.0"
-//! hyper-util = { version = "0.1.21", features = ["server-auto", "server-graceful", "service", "tokio"] }
+//! http-body-util = "0.1"
+//! hyper-util = { version = "0.1.21", features = ["client-legacy", "http1", "server-auto", "server-graceful", "service", "tokio"] }
 //! prost = "0.13.5"
 //! serde = { version = "1.0.229", features = ["derive"] }
 //! tokio = { version = "1.54.1", features = ["macros", "net", "rt-multi-thread", "signal", "time"] }
 //! tonic = { version = "0.13.1", default-features = false, features = ["codegen", "prost", "router"] }
+//! tower = { version = "0.5", features = ["util"] }
 //! tower-layer = "0.3.3"
 //! ```
 

@@ -298,7 +298,8 @@ td.num{white-space:nowrap;font-variant-numeric:tabular-nums}
 .name{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;word-break:break-all}
 .unnamed{color:var(--muted);font-style:italic}
 .kind{color:var(--muted);font-size:12px;margin-left:6px}
-.site{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;color:var(--muted);word-break:break-all}
+.site{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;color:var(--muted)}
+td.site{white-space:nowrap}
 .origin{font-size:12px;color:#57606a;word-break:break-word}
 .origin.quiet{color:#8c959f}
 td:first-child{min-width:240px}
