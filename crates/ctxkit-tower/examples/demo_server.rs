@@ -11,7 +11,12 @@
 //!
 //! - `GET /work?ms=N` works N ms in small steps, stopping when the request's context is done,
 //!   and answers `200 {"completed":true,"deadline_remaining_ms":...}`.
+//! - `GET /chain?ms=N` calls this server's own `/work?ms=N` through a
+//!   [`ClientLayer`](ctxkit_tower::ClientLayer) and answers with its reply: the call shows
+//!   under its request on the live page.
 //! - gRPC `ctxkit.demo.v1.Worker/Work` (`proto/demo.proto`) does the same.
+//! - `GET /debug/contexts`: the live page of the requests in flight and the last 100 that
+//!   ended (HTML, refreshing itself); `GET /debug/contexts.json`: the same as JSON.
 //! - Deadlines: `grpc-timeout`, `connect-timeout-ms`, `x-timeout-ms` (the smallest wins).
 //! - SIGTERM or ctrl-c: stop accepting, cancel the requests in flight, exit when they are done.
 //!
@@ -25,12 +30,15 @@
 //! ctxkit = "0.1"
 //! ctxkit-tower = { version = "0.1", features = ["axum"] }
 //! axum = { version = "0.8.9", default-features = false, features = ["query"] }
+//! bytes = "1"
 //! http = "1.5.0"
-//! hyper-util = { version = "0.1.21", features = ["server-auto", "server-graceful", "service", "tokio"] }
+//! http-body-util = "0.1"
+//! hyper-util = { version = "0.1.21", features = ["client-legacy", "http1", "server-auto", "server-graceful", "service", "tokio"] }
 //! prost = "0.13.5"
 //! serde = { version = "1.0.229", features = ["derive"] }
 //! tokio = { version = "1.54.1", features = ["macros", "net", "rt-multi-thread", "signal", "time"] }
 //! tonic = { version = "0.13.1", default-features = false, features = ["codegen", "prost", "router"] }
+//! tower = { version = "0.5", features = ["util"] }
 //! tower-layer = "0.3.3"
 //! ```
 
@@ -40,7 +48,7 @@ use std::time::{Duration, Instant};
 use axum::extract::Query;
 use axum::response::IntoResponse;
 use ctxkit::{Context, Error};
-use ctxkit_tower::{RequestContext, RequestContextExt, ServerCause, ServerLayer};
+use ctxkit_tower::{ClientLayer, RequestContext, RequestContextExt, ServerCause, ServerLayer};
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -122,6 +130,45 @@ async fn http_work(
     )
 }
 
+/// A client of this server, for `/chain`.
+type SelfClient = ctxkit_tower::ClientService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<bytes::Bytes>,
+    >,
+>;
+
+#[derive(Clone)]
+struct Chain {
+    client: SelfClient,
+    addr: SocketAddr,
+}
+
+async fn http_chain(
+    axum::extract::State(chain): axum::extract::State<Chain>,
+    RequestContext(ctx): RequestContext,
+    Query(q): Query<WorkQuery>,
+) -> impl IntoResponse {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = http::Request::get(format!("http://{}/work?ms={}", chain.addr, q.ms))
+        .body(http_body_util::Empty::new())
+        .expect("a valid request")
+        .with_context(ctx);
+    let res = match chain.client.oneshot(req).await {
+        Ok(res) => res,
+        Err(err) => return (StatusCode::BAD_GATEWAY, err.to_string()),
+    };
+    let status = res.status();
+    match res.into_body().collect().await {
+        Ok(body) => (
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        ),
+        Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()),
+    }
+}
+
 struct DemoWorker;
 
 #[tonic::async_trait]
@@ -172,18 +219,29 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(parse_addr()).await?;
-    println!("listening on {}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
 
     let (root, shutdown) = Context::background().with_cancel();
+    let layer = ServerLayer::new(root)
+        .connect_timeout_ms(true)
+        .timeout_ms_header("x-timeout-ms")
+        .grace(GRACE);
+    let live = layer.live_page();
+    let chain = Chain {
+        client: ClientLayer::new()
+            .timeout_ms_header("x-timeout-ms")
+            .layer(hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()),
+        addr,
+    };
     let grpc = tonic::service::Routes::new(WorkerServer::new(DemoWorker)).into_axum_router();
     let app = axum::Router::new()
         .route("/work", axum::routing::get(http_work))
+        .route("/chain", axum::routing::get(http_chain).with_state(chain))
+        .route_service("/debug/contexts", live.clone())
+        .route_service("/debug/contexts.json", live)
         .merge(grpc);
-    let app = ServerLayer::new(root)
-        .connect_timeout_ms(true)
-        .timeout_ms_header("x-timeout-ms")
-        .grace(GRACE)
-        .layer(app);
+    let app = layer.layer(app);
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());

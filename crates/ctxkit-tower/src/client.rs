@@ -182,6 +182,21 @@ pub(crate) fn send_deadline(
     }
 }
 
+/// The context of one outgoing call: a child of the request's `ctx`, named like a request
+/// (`GET /path`, or the gRPC method path), alive while the call and its response body are.
+/// It is what shows the call under its request in a snapshot or on the live page.
+pub(crate) fn call_context(
+    ctx: &Context,
+    method: &http::Method,
+    uri: &http::Uri,
+    grpc: bool,
+) -> Context {
+    let name = crate::name::request_name(method, uri, grpc);
+    // Dropping the handle does not cancel: the call's context ends with `ctx`, and goes
+    // once the call and its body drop it.
+    ctx.with_name(name).with_cancel().0
+}
+
 /// The error for a call stopped because `ctx` is done.
 fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
     #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
@@ -280,7 +295,8 @@ where
         );
         #[cfg(feature = "opentelemetry")]
         crate::otel::inject(&ctx, req.headers_mut());
-        ClientFuture::new(Some(self.inner.call(req)), Some(ctx), grpc)
+        let call = call_context(&ctx, req.method(), req.uri(), grpc);
+        ClientFuture::new(Some(self.inner.call(req)), Some(call), grpc)
     }
 }
 

@@ -120,6 +120,8 @@ mod axum;
 mod client;
 pub mod codec;
 mod ext;
+pub mod live;
+mod name;
 #[cfg(feature = "opentelemetry")]
 mod otel;
 #[cfg(any(feature = "reqwest", feature = "reqwest-0_12"))]
@@ -142,10 +144,11 @@ pub use crate::reqwest::reqwest_0_12::{ContextRequestBuilder, RequestBuilderExt,
 pub use client::{BoxError, ClientBody, ClientFuture, ClientLayer, ClientService};
 pub use ctxkit::Context;
 pub use ext::RequestContextExt;
+pub use live::LivePage;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use otel::TraceContext;
 pub use server::{
-    MalformedTimeout, ServerBody, ServerCause, ServerFuture, ServerLayer, ServerService,
-    ServerStats, CONNECT_TIMEOUT_MS, GRPC_TIMEOUT,
+    DeadlineSource, MalformedTimeout, RequestOutcome, ServerBody, ServerCause, ServerFuture,
+    ServerLayer, ServerService, ServerStats, CONNECT_TIMEOUT_MS, GRPC_TIMEOUT,
 };

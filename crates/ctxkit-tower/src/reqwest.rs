@@ -111,7 +111,9 @@ let body = ctx.run(res.bytes()).await??; // the body, too, stops with the contex
                 );
                 #[cfg(feature = "opentelemetry")]
                 crate::otel::inject(&self.ctx, request.headers_mut());
-                match self.ctx.run(client.execute(request)).await {
+                let uri = http::Uri::try_from(request.url().as_str()).unwrap_or_default();
+                let call = crate::client::call_context(&self.ctx, request.method(), &uri, grpc);
+                match call.run(client.execute(request)).await {
                     Ok(result) => result.map_err(|e| {
                         if e.is_timeout() && self.ctx.err() == Some(ctxkit::Error::DeadlineExceeded) {
                             SendError::Context(ctxkit::Error::DeadlineExceeded)

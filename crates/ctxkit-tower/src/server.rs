@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::codec;
+use crate::live::{Finished, Recent};
 
 /// The cause given to a request's context when the server cancels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,83 @@ impl fmt::Display for ServerCause {
 
 impl std::error::Error for ServerCause {}
 
+/// The cause of a request context's `DeadlineExceeded`: where its deadline came from. Its
+/// text ends the context's [`origin`](ctxkit::Context::origin) line, e.g.
+/// `deadline exceeded: set at src/server.rs:9:9 (250ms) in "GET /work": deadline sent by the
+/// client in its x-timeout-ms header`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadlineSource {
+    /// The client sent it in this header (`grpc-timeout`, `connect-timeout-ms` or the header
+    /// of [`ServerLayer::timeout_ms_header`]); the smallest value wins.
+    Header(HeaderName),
+    /// [`ServerLayer::max_timeout`]: the client sent none, or a later one.
+    MaxTimeout,
+}
+
+impl fmt::Display for DeadlineSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadlineSource::Header(name) => {
+                write!(f, "deadline sent by the client in its {name} header")
+            }
+            DeadlineSource::MaxTimeout => f.write_str("deadline of the server's max_timeout"),
+        }
+    }
+}
+
+impl std::error::Error for DeadlineSource {}
+
+/// How a request's context ended, as [`ServerLayer`] records it on the request's span (the
+/// field `outcome`) and in the list of recent requests of its
+/// [`LivePage`](crate::live::LivePage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestOutcome {
+    /// The response was sent to the end (or the handler failed): the request is over.
+    Completed,
+    /// The client went away before the response was complete ([`ServerCause::ClientGone`]).
+    ClientGone,
+    /// The request's deadline passed.
+    Deadline,
+    /// The server's root context was cancelled (server shutdown) while the request ran.
+    Shutdown,
+}
+
+impl RequestOutcome {
+    /// `completed`, `client_gone`, `deadline` or `shutdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Completed => "completed",
+            RequestOutcome::ClientGone => "client_gone",
+            RequestOutcome::Deadline => "deadline",
+            RequestOutcome::Shutdown => "shutdown",
+        }
+    }
+
+    /// How a request whose context is done ended; `tree` is the layer's root.
+    fn of(ctx: &Context, tree: &Context) -> RequestOutcome {
+        if ctx.err() == Some(ctxkit::Error::DeadlineExceeded) {
+            return RequestOutcome::Deadline;
+        }
+        if tree.is_done() && ctx.origin() == tree.origin() {
+            return RequestOutcome::Shutdown;
+        }
+        match ctx
+            .cause()
+            .and_then(|c| c.downcast_ref::<ServerCause>().copied())
+        {
+            Some(ServerCause::ClientGone) => RequestOutcome::ClientGone,
+            Some(ServerCause::Shutdown) => RequestOutcome::Shutdown,
+            None => RequestOutcome::Completed,
+        }
+    }
+}
+
+impl fmt::Display for RequestOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The `connect-timeout-ms` header of the Connect protocol.
 pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
 
@@ -47,6 +125,9 @@ pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 #[derive(Clone, Debug)]
 struct Config {
+    /// The layer's own root, derived from the one it was given with `with_cancel`: the
+    /// requests' parent, and what the live page lists (a snapshot finds contexts through
+    /// cancellation links, which `Context::background()` has none of).
     root: Context,
     max_timeout: Option<Duration>,
     connect_timeout_ms: bool,
@@ -58,6 +139,8 @@ struct Config {
     min_budget: Option<Duration>,
     /// Shared by every clone of the layer and its services.
     stats: Arc<Counters>,
+    /// The requests that ended last, for the live page. Shared like `stats`.
+    recent: Arc<Recent>,
 }
 
 /// What [`ServerLayer`] does with a deadline header whose value it cannot parse (see
@@ -217,9 +300,12 @@ impl ServerLayer {
     /// request in flight (Go's `http.Server.BaseContext`). Reads `grpc-timeout` only; no
     /// maximum; no grace answer.
     pub fn new(root: Context) -> ServerLayer {
+        // Dropping the handle does not cancel: the layer's root is done when `root` is.
+        let (root, _handle) = root.with_cancel();
         ServerLayer {
             config: Arc::new(Config {
                 root,
+                recent: Arc::new(Recent::new()),
                 max_timeout: None,
                 connect_timeout_ms: false,
                 ms_header: None,
@@ -348,6 +434,16 @@ impl ServerLayer {
             counters: Arc::clone(&self.config.stats),
         }
     }
+
+    /// A page that shows the requests in flight under this layer, with the contexts derived
+    /// from them (downstream calls included), and the last
+    /// [`RECENT`](crate::live::RECENT) requests that ended, with their outcome and origin:
+    /// see [`LivePage`](crate::live::LivePage). From the first call on, the layer (every
+    /// clone, every service it made) keeps the list of recent requests.
+    pub fn live_page(&self) -> crate::live::LivePage {
+        self.config.recent.enable();
+        crate::live::LivePage::with_recent(&self.config.root, Arc::clone(&self.config.recent))
+    }
 }
 
 impl<S> Layer<S> for ServerLayer {
@@ -403,14 +499,21 @@ impl Config {
     /// The smallest valid timeout the headers carry (`Ok(None)`: none), or the first
     /// malformed value of a header whose policy is to reject it. Malformed values of the
     /// other headers are skipped, with a rate-limited `warn` event.
-    fn sent_timeout(&self, headers: &HeaderMap) -> Result<Option<Duration>, Malformed> {
-        let mut timeout: Option<Duration> = None;
+    fn sent_timeout(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(Duration, HeaderName)>, Malformed> {
+        let mut timeout: Option<(Duration, HeaderName)> = None;
         let mut consider = |name: &HeaderName,
                             decode: fn(&[u8]) -> Result<Duration, codec::TimeoutError>,
                             policy: MalformedTimeout| {
             for value in headers.get_all(name) {
                 match decode(value.as_bytes()) {
-                    Ok(t) => timeout = Some(timeout.map_or(t, |old| old.min(t))),
+                    Ok(t) => {
+                        if timeout.as_ref().is_none_or(|(old, _)| t < *old) {
+                            timeout = Some((t, name.clone()));
+                        }
+                    }
                     Err(error) => {
                         let bad = Malformed {
                             header: name.clone(),
@@ -493,7 +596,8 @@ where
                 return ServerFuture::answer(Answer::Malformed(bad.message()), grpc);
             }
         };
-        if let (Some(budget), Some(left)) = (config.min_budget, sent) {
+        if let (Some(budget), Some((left, _))) = (config.min_budget, &sent) {
+            let left = *left;
             if left < budget {
                 config.stats.short_budget.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -505,12 +609,24 @@ where
             }
         }
         let timeout = match (sent, config.max_timeout) {
-            (Some(t), Some(max)) => Some(t.min(max)),
-            (t, max) => t.or(max),
+            (Some((t, header)), Some(max)) if t <= max => Some((t, DeadlineSource::Header(header))),
+            (Some(_), Some(max)) | (None, Some(max)) => Some((max, DeadlineSource::MaxTimeout)),
+            (Some((t, header)), None) => Some((t, DeadlineSource::Header(header))),
+            (None, None) => None,
         };
+        let name = crate::name::request_name(req.method(), req.uri(), grpc);
+        let span = tracing::info_span!(
+            "request",
+            name = %name,
+            outcome = tracing::field::Empty,
+            origin = tracing::field::Empty,
+        );
+        // Named before the request's own context is derived, so that the name shows on its
+        // entry in a snapshot and in the origins of cancellations that begin there.
+        let parent = config.root.with_name(name);
         let (ctx, handle) = match timeout {
-            Some(timeout) => config.root.with_timeout(timeout),
-            None => config.root.with_cancel(),
+            Some((timeout, source)) => parent.with_timeout_cause(timeout, source),
+            None => parent.with_cancel(),
         };
         #[cfg(feature = "opentelemetry")]
         let ctx = crate::otel::extract(&ctx, req.headers());
@@ -522,13 +638,18 @@ where
         };
         let method = BodylessMethod::of(req.method());
         crate::ext::set(req.extensions_mut(), ctx.clone());
+        let inner = span.in_scope(|| self.inner.call(req));
         ServerFuture {
-            inner: Some(self.inner.call(req)),
+            inner: Some(inner),
             guard: Some(RequestGuard {
                 ctx,
                 handle,
                 slack: config.slack,
+                span: span.clone(),
+                started: Instant::now(),
+                config: Arc::clone(&self.config),
             }),
+            span,
             grace,
             grpc,
             method,
@@ -546,12 +667,16 @@ enum Answer {
     ShortBudget,
 }
 
-/// Cancels a request's context when dropped, unless its deadline already passed.
+/// Cancels a request's context when dropped, unless its deadline already passed, and then
+/// records how the request ended: on its span and in the layer's list of recent requests.
 #[derive(Debug)]
 struct RequestGuard {
     ctx: Context,
     handle: CancelHandle,
     slack: Duration,
+    span: tracing::Span,
+    started: Instant,
+    config: Arc<Config>,
 }
 
 impl RequestGuard {
@@ -579,6 +704,55 @@ impl RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.cancel(Some(ServerCause::ClientGone));
+        let wanted = !self.span.is_disabled() || self.config.recent.is_enabled();
+        if !wanted {
+            return;
+        }
+        let end = Ending {
+            span: std::mem::replace(&mut self.span, tracing::Span::none()),
+            started: self.started,
+            config: Arc::clone(&self.config),
+        };
+        if self.ctx.is_done() {
+            end.record(&self.ctx);
+        } else {
+            // The client left within the slack before the deadline, which ends the context
+            // moments from now: record it then.
+            let ctx = self.ctx.clone();
+            drop(self.ctx.on_cancel(move || end.record(&ctx)));
+        }
+    }
+}
+
+/// What is needed to record how a request ended, once its context is done.
+struct Ending {
+    span: tracing::Span,
+    started: Instant,
+    config: Arc<Config>,
+}
+
+impl Ending {
+    /// Records the outcome and origin of the done `ctx`.
+    #[cold]
+    fn record(self, ctx: &Context) {
+        let outcome = RequestOutcome::of(ctx, &self.config.root);
+        let origin = ctx.origin();
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome.as_str());
+            if let Some(origin) = &origin {
+                self.span.record("origin", tracing::field::display(origin));
+            }
+        }
+        if self.config.recent.is_enabled() {
+            self.config.recent.push(Finished {
+                name: ctx.name().map(Box::from),
+                outcome,
+                duration: self.started.elapsed(),
+                ended: Instant::now(),
+                err: ctx.err(),
+                origin: origin.map(|o| o.to_string().into_boxed_str()),
+            });
+        }
     }
 }
 
@@ -592,6 +766,8 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         guard: Option<RequestGuard>,
+        // The request's span, entered while the handler runs.
+        span: tracing::Span,
         grace: Option<Pin<Box<tokio::time::Sleep>>>,
         grpc: bool,
         method: BodylessMethod,
@@ -605,6 +781,7 @@ impl<F> ServerFuture<F> {
         ServerFuture {
             inner: None,
             guard: None,
+            span: tracing::Span::none(),
             grace: None,
             grpc,
             method: BodylessMethod::Other,
@@ -670,7 +847,8 @@ where
             return Poll::Ready(Ok(answer_response(*this.grpc, answer)));
         }
         if let Some(inner) = this.inner.as_mut().as_pin_mut() {
-            if let Poll::Ready(result) = inner.poll(cx) {
+            let polled = this.span.in_scope(|| inner.poll(cx));
+            if let Poll::Ready(result) = polled {
                 this.inner.set(None);
                 let guard = this.guard.take();
                 return Poll::Ready(match result {

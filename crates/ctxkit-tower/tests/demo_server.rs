@@ -138,3 +138,41 @@ async fn sigterm_cancels_requests_in_flight_and_exits() {
     // No longer accepting.
     assert!(std::net::TcpStream::connect(&demo.addr).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_shows_requests_and_their_downstream_calls() {
+    let demo = Demo::start();
+    let addr = demo.addr.clone();
+    let chain = tokio::spawn(async move { http_get(&addr, "/chain?ms=3000", None).await });
+    let start = std::time::Instant::now();
+    let json = loop {
+        let (status, json) = http_get(&demo.addr, "/debug/contexts.json", None).await;
+        assert_eq!(status, 200);
+        let names: Vec<(u64, String)> = json["contexts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| Some((e["depth"].as_u64()?, e["name"].as_str()?.to_owned())))
+            .collect();
+        let has = |depth, name: &str| names.iter().any(|(d, n)| *d == depth && n == name);
+        // The chain's request, its call under it, and the call arriving as a request.
+        if has(1, "GET /chain") && has(2, "GET /work") && has(1, "GET /work") {
+            break json;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{json:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(json["recent"].is_array());
+    let client = common::http_client(false);
+    let req = http::Request::get(format!("http://{}/debug/contexts", demo.addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+    let html = res.into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    assert!(html.contains("GET /chain") && html.contains("Live contexts"));
+    let (status, body) = chain.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["completed"], true);
+}

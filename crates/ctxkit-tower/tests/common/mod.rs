@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tower_layer::Layer;
 
 pub mod demo;
+pub mod live;
 
 pub mod pb {
     include!("../../proto/gen/ctxkit.demo.v1.rs");
