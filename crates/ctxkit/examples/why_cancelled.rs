@@ -45,7 +45,8 @@ fn main() {
     println!("alive for 10 ms or more, no deadline, not done:");
     for entry in snapshot.suspected_leaks(Duration::from_millis(10)).skip(1) {
         let site = entry.created_at().expect("derived contexts have a site");
-        println!("  {:?} made at {site}, {:?} ago", entry.name(), entry.age());
+        let name = entry.name().unwrap_or("(no name)");
+        println!("  {name:?} made at {site}, {:?} ago", entry.age());
     }
     drop(forgotten);
 }

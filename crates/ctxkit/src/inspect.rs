@@ -251,7 +251,8 @@ impl fmt::Display for Snapshot {
     /// One line per context, indented two spaces per depth: kind, name, time left, age,
     /// where it was made, and for a done context its err and origin
     /// ([S32](crate::guarantees#s32)), e.g.
-    /// `  WithDeadline "GET /orders" [245ms left] age 5ms at src/api.rs:40:9`.
+    /// `  WithDeadline "GET /orders" [245ms left] age 5ms at src/api.rs:40:9`, and for a done
+    /// context `— ` and its origin (`— deadline exceeded: set at src/api.rs:40:9 (250ms)`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for e in &self.entries {
             for _ in 0..e.depth {
@@ -263,24 +264,32 @@ impl fmt::Display for Snapshot {
             }
             if let Some(left) = e.left {
                 let abs = Duration::from_nanos(left.unsigned_abs().min(u64::MAX as u128) as u64);
+                let abs = to_millis(abs);
                 match left >= 0 {
                     true => write!(f, " [{abs:?} left]")?,
                     false => write!(f, " [{abs:?} past]")?,
                 }
             }
-            write!(f, " age {:?}", e.age)?;
+            write!(f, " age {:?}", to_millis(e.age))?;
             if let Some(at) = e.created_at {
                 write!(f, " at {at}")?;
             }
-            if let Some(err) = e.err {
-                write!(f, " — {err}")?;
-                if let Some(origin) = &e.origin {
-                    write!(f, ": {origin}")?;
-                }
+            match (&e.origin, e.err) {
+                (Some(origin), _) => write!(f, " — {origin}")?,
+                (None, Some(err)) => write!(f, " — {err}")?,
+                (None, None) => {}
             }
             f.write_char('\n')?;
         }
         Ok(())
+    }
+}
+
+/// A duration to the millisecond, for people (`29.93s`, `20ms`); under a millisecond, as is.
+fn to_millis(d: Duration) -> Duration {
+    match d.as_millis() {
+        0 => d,
+        ms => Duration::from_millis(ms as u64),
     }
 }
 
