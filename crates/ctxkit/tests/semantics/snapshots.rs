@@ -175,7 +175,7 @@ fn display_is_an_indented_tree_with_names_deadlines_ages_and_origins() {
     );
     assert!(lines[2].starts_with("    WithCancel "), "{text}");
     assert!(
-        lines[2].contains(" — context canceled: canceled by cancel() at "),
+        lines[2].contains(" — canceled by cancel() at "),
         "{text}"
     );
     drop(db);
