@@ -33,3 +33,13 @@ pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
 pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Lets another thread run while this one waits for a store it knows is coming (an origin
+/// being written right after the swap that made a node done, `tree/provenance.rs`): loom's
+/// yield inside a model, so that the model schedules the writer.
+pub(crate) fn spin() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}

@@ -30,7 +30,7 @@ use std::time::Duration;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use ctxkit::{Cause, Context, Error};
+use ctxkit::{Cause, Context, Error, OriginKind};
 
 mod common;
 use common::{drop_flag, Named, PAYLOAD};
@@ -134,6 +134,37 @@ fn two_cancels_racing_agree_on_one_cause() {
             assert_eq!(cause, won, "a reader saw a cause that did not win");
         }
     });
+}
+
+/// N10: a leaf cancelled without a lock (N9) by a cancel and a dropped guard at once, and a
+/// node with a child (the locked path) by the same two: a reader that sees the context done
+/// sees the origin of the cancellation that won, and it never changes.
+#[test]
+fn racing_cancels_record_one_origin_and_readers_wait_for_it() {
+    for with_child in [false, true] {
+        loom::model(move || {
+            let (ctx, h) = Context::background().with_cancel();
+            let child = with_child.then(|| ctx.with_cancel());
+            let guard = h.clone().drop_guard();
+            let t1 = thread::spawn(move || h.cancel());
+            let t2 = thread::spawn(move || drop(guard));
+            let seen = ctx.origin();
+            t1.join().unwrap();
+            t2.join().unwrap();
+            let origin = ctx.origin().expect("done");
+            assert!(matches!(
+                origin.kind(),
+                OriginKind::Cancel | OriginKind::Guard
+            ));
+            assert_eq!(origin.err(), Error::Canceled);
+            if let Some(seen) = seen {
+                assert_eq!(seen, origin, "the origin changed");
+            }
+            if let Some((child, _h)) = child {
+                assert_eq!(child.origin(), Some(origin));
+            }
+        });
+    }
 }
 
 /// A parent and its child cancelled at once with different causes: the parent keeps its

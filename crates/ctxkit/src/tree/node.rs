@@ -82,8 +82,9 @@ pub(crate) struct Node {
     /// Where a cancellation that began at this node is charged (N10): `None` until then.
     pub(super) origin_at: AtomicCell<Option<&'static Location<'static>>>,
     /// The cancelling thread's name, as [`origin::thread_tag`](crate::origin::thread_tag)
-    /// (N10).
-    pub(super) origin_thread: AtomicU32,
+    /// (N10). A std atomic, like `origin_at`, which publishes it: under loom the pair is
+    /// written and read with no model operation between them.
+    pub(super) origin_thread: std::sync::atomic::AtomicU32,
 }
 
 /// Where and when a node is made: the call site of the deriving call, and its birth on the
@@ -212,7 +213,7 @@ impl Node {
             site: birth.site,
             born: birth.born,
             origin_at: AtomicCell::new(None),
-            origin_thread: AtomicU32::new(0),
+            origin_thread: std::sync::atomic::AtomicU32::new(0),
         }
     }
 

@@ -19,8 +19,9 @@ impl Node {
     /// Writes the origin of a cancellation that began at this node (N10): the thread first,
     /// then the location, which a reader waits for.
     pub(super) fn record_origin(&self, began: Began) {
+        let tag = origin::thread_tag();
         self.origin_thread
-            .store(origin::thread_tag(), Ordering::Relaxed);
+            .store(tag, std::sync::atomic::Ordering::Relaxed);
         // `AtomicCell` stores with `Release` and loads with `Acquire` (sequentially
         // consistent, in fact): the thread written above is seen with the location.
         self.origin_at.store(Some(began.at));
@@ -82,9 +83,12 @@ impl Node {
                 break at;
             }
             // Done by a lock-free swap a moment ago: its canceller writes the origin next.
-            std::thread::yield_now();
+            crate::sync::spin();
         };
-        let thread_name = origin::thread_name(self.origin_thread.load(Ordering::Relaxed));
+        let tag = self
+            .origin_thread
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let thread_name = origin::thread_name(tag);
         let cause = self.cause().filter(|c| !c.is_sentinel(err));
         let budget = match kind {
             OriginKind::Deadline

@@ -174,10 +174,7 @@ fn display_is_an_indented_tree_with_names_deadlines_ages_and_origins() {
         "{text}"
     );
     assert!(lines[2].starts_with("    WithCancel "), "{text}");
-    assert!(
-        lines[2].contains(" — canceled by cancel() at "),
-        "{text}"
-    );
+    assert!(lines[2].contains(" — canceled by cancel() at "), "{text}");
     drop(db);
 }
 
