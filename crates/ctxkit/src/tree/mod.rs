@@ -90,7 +90,11 @@
 //!   marking walk finds it in a child list or it finds the parent marked). A marked node's
 //!   `deadline` is its own deadline only, and reading its deadline goes up to the first
 //!   unmarked node. A timer entry that comes due for a node whose deadline moved later puts
-//!   the node back at its new deadline instead of expiring it (never early, T3).
+//!   the node back at its new deadline instead of expiring it (never early, T3). So there
+//!   is always an entry at or before a moved node's deadline: moving it later needs no
+//!   entry, moving it earlier adds one. While a moved node is live, its `origin_at` holds
+//!   where its deadline was last set, written under its lock (a moved node is claimed, so
+//!   it is never cancelled lock-free and its origin is written under the lock too, N10).
 
 mod aftermath;
 mod callbacks;

@@ -18,7 +18,7 @@
 use std::panic::Location;
 use std::sync::Arc;
 
-use super::node::{extra, extra_ref, Kind, Node, BELOW_MOVED, MOVED};
+use super::node::{Kind, Node, BELOW_MOVED, MOVED};
 use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::Callbacks;
@@ -95,11 +95,20 @@ impl Node {
         if self.is_done() {
             return false;
         }
-        let queue = self.parent.timer_queue();
         // Due already, whatever it was before: cancels at once.
-        let due = at <= now.unwrap_or_else(|| queue.now());
+        let due = at <= now.unwrap_or_else(|| self.clock_now());
+        if !due && self.moves.load(Ordering::Acquire) & MOVED != 0 {
+            // The idle timeout's path: later, from the call site that set it last. An entry
+            // at or before the old deadline is in the queue and will re-arm (N11); the site
+            // is unchanged, so nothing needs the lock.
+            let before = self.deadline.load(Ordering::Acquire);
+            if at >= before && self.origin_at.load() == Some(site) {
+                self.deadline.store(at, Ordering::Release);
+                return true;
+            }
+        }
         {
-            let mut inner = lock(&self.inner);
+            let _inner = lock(&self.inner);
             if self.state.claim().is_some() {
                 return false;
             }
@@ -111,9 +120,11 @@ impl Node {
                 // for the rest; the cache they read until `at` is stored is exact (N11).
                 self.moves.fetch_or(MOVED, Ordering::AcqRel);
             }
-            extra(&mut inner).deadline_site = Some(site);
+            // While the node is live, `origin_at` of a moved node is where its deadline was
+            // set; written under the lock, as a cancellation's origin is (N10, N11).
+            self.origin_at.store(Some(site));
             self.deadline.store(at, Ordering::Release);
-            drop(inner);
+            drop(_inner);
             if first {
                 self.mark_below();
             }
@@ -124,7 +135,7 @@ impl Node {
         if at == NO_DEADLINE {
             return true;
         }
-        if due || !queue.insert(at, self) {
+        if due || !self.parent.timer_queue().insert(at, self) {
             let began = Began {
                 kind: OriginKind::Deadline,
                 at: site,
@@ -180,7 +191,7 @@ impl Node {
     /// Where this node's deadline was set: its last `set_deadline`, else its creation.
     pub(super) fn deadline_set_at(&self) -> Option<&'static Location<'static>> {
         if self.moves.load(Ordering::Acquire) & MOVED != 0 {
-            if let Some(site) = extra_ref(&lock(&self.inner)).and_then(|e| e.deadline_site) {
+            if let Some(site) = self.origin_at.load() {
                 return Some(site);
             }
         }

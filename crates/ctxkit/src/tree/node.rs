@@ -79,7 +79,8 @@ pub(crate) struct Node {
     pub(super) site: Option<&'static Location<'static>>,
     /// When it was derived, as [`time::coarse_now`](crate::time::coarse_now).
     pub(super) born: u32,
-    /// Where a cancellation that began at this node is charged (N10): `None` until then.
+    /// Where a cancellation that began at this node is charged (N10): `None` until then,
+    /// or, on a node whose deadline moved, where it was last set (N11).
     pub(super) origin_at: AtomicCell<Option<&'static Location<'static>>>,
     /// The cancelling thread's name, as [`origin::thread_tag`](crate::origin::thread_tag)
     /// (N10). A std atomic, like `origin_at`, which publishes it: under loom the pair is
@@ -141,9 +142,6 @@ pub(super) struct Extra {
     pub(super) pin: Option<Arc<Node>>,
     /// The second parent of a merged context (set at creation, never changed).
     pub(super) merge: Option<Arc<MergeParent>>,
-    /// Where this node's deadline was last set by `set_deadline`/`set_timeout` (N11): the
-    /// origin of its expiry.
-    pub(super) deadline_site: Option<&'static Location<'static>>,
     /// For a merge made done by a cancellation that began elsewhere: the node where that
     /// walk started, whose origin it reports (N10). An ancestor, alive as long as this node.
     pub(super) reached_from: Option<Weak<Node>>,

@@ -212,3 +212,21 @@ fn moves_racing_cancels_and_the_timer_leave_one_err() {
         assert_eq!(ctx.origin().unwrap().err(), err);
     }
 }
+
+// API S33 (S27)
+#[test]
+fn an_expiry_is_charged_to_the_move_that_set_the_deadline_last() {
+    let clock = ManualClock::new();
+    let (ctx, handle) = Context::background().with_clock(&clock).with_cancel();
+    let touch = |d| handle.set_timeout(d); // the same call site every time
+    assert!(touch(secs(5)));
+    assert!(touch(secs(6)));
+    let from = line!();
+    assert!(handle.set_timeout(secs(7)));
+    let to = line!();
+    clock.advance(secs(7));
+    let origin = ctx.origin().unwrap();
+    assert_eq!(origin.kind(), OriginKind::Deadline);
+    let line = origin.location().unwrap().line();
+    assert!(from < line && line < to, "{origin}");
+}
