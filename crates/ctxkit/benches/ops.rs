@@ -1,0 +1,43 @@
+//! One operation of the core, repeated: the program `tools/bench/instructions.sh` counts the
+//! instructions of under callgrind, to compare two versions of the core without the noise of
+//! wall time on a shared machine.
+//!
+//! `cargo bench -p ctxkit --bench ops -- MODE [N]`, MODE one of:
+//! - `drop`: `with_cancel` of `Background`, dropped (CancelTree/depth=1/Root=Background);
+//! - `cancel`: `with_cancel`, then `cancel`;
+//! - `timeout`: `with_timeout(60 s)`, then `cancel`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use ctxkit::Context;
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let mode = args.next().unwrap_or_else(|| "drop".into());
+    let n: usize = args
+        .next()
+        .map_or(200_000, |n| n.parse().expect("N: a number"));
+    let bg = Context::background();
+    let mut done = 0usize;
+    for _ in 0..n {
+        match mode.as_str() {
+            "drop" => {
+                let (ctx, _h) = bg.with_cancel();
+                done += black_box(&ctx).is_done() as usize;
+            }
+            "cancel" => {
+                let (ctx, h) = bg.with_cancel();
+                h.cancel();
+                done += black_box(&ctx).is_done() as usize;
+            }
+            "timeout" => {
+                let (ctx, h) = bg.with_timeout(Duration::from_secs(60));
+                h.cancel();
+                done += black_box(&ctx).is_done() as usize;
+            }
+            other => panic!("MODE: drop, cancel or timeout, not {other}"),
+        }
+    }
+    println!("{mode}: {n} ops, {done} done");
+}
