@@ -64,7 +64,7 @@
 //!   cancellation, not one per context it reaches.
 //! - `diagnostics`: `ctxkit::diagnostics`, live contexts counted in all and by creation site,
 //!   for leak tests.
-//! - `signals` (Unix): [`Shutdown::on_signals`], a shutdown begun by SIGINT or SIGTERM.
+//! - `signals` (Unix): `Shutdown::on_signals`, a shutdown begun by SIGINT or SIGTERM.
 //!
 //! # Go → ctxkit
 //! | Go | ctxkit |

@@ -24,7 +24,7 @@
 //! assert!(!worker.join().unwrap(), "finished within the grace period");
 //! ```
 //!
-//! With the `signals` feature, [`Shutdown::on_signals`] begins it on SIGINT or SIGTERM and
+//! With the `signals` feature, `Shutdown::on_signals` begins it on SIGINT or SIGTERM and
 //! ends the grace period at once on a second signal.
 
 use std::fmt;
