@@ -1,5 +1,6 @@
-//! tokio integration (feature `tokio`): [`Group`], errgroup for tokio tasks, and [`spawn`], a
-//! task that stops when its context is done.
+//! tokio integration (feature `tokio`): [`Group`], errgroup for tokio tasks, [`spawn`], a
+//! task that stops when its context is done, and [`with_tokio_clock`], deadlines measured on
+//! tokio's clock.
 //!
 //! A context is a plain future source, so it also goes straight into `tokio::select!`:
 //!
@@ -19,9 +20,33 @@
 //! # }
 //! ```
 //!
-//! Nothing here needs a runtime for timers: deadlines fire on ctxkit's own timer thread.
-//! [`spawn`], [`Group::spawn`] and [`Group::try_spawn`] spawn on the current runtime, so they
-//! must be called from within one (they panic otherwise, as `tokio::spawn` does).
+//! Nothing here needs a runtime for timers: deadlines fire on ctxkit's own timer thread, on
+//! real time. [`spawn`], [`Group::spawn`] and [`Group::try_spawn`] spawn on the current
+//! runtime, so they must be called from within one (they panic otherwise, as `tokio::spawn`
+//! does).
+//!
+//! # Paused time: deadlines on tokio's clock
+//!
+//! ctxkit's deadlines ignore tokio's clock: under `#[tokio::test(start_paused = true)]`,
+//! `tokio::time::advance` or auto-advance do not make them fire. A context made by
+//! [`with_tokio_clock`] measures its deadlines, and those of every context derived from it,
+//! on tokio's clock instead, so paused time drives them as it drives `tokio::time::sleep`:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! use std::time::Duration;
+//! use ctxkit::Context;
+//!
+//! let root = ctxkit::tokio::with_tokio_clock(&Context::background());
+//! let (ctx, _cancel) = root.with_timeout(Duration::from_secs(30));
+//! let real = std::time::Instant::now();
+//! tokio::select! {
+//!     err = ctx.done() => assert!(err.is_timeout()), // fires first, on tokio's time
+//!     _ = tokio::time::sleep(Duration::from_secs(60)) => unreachable!(),
+//! }
+//! assert!(real.elapsed() < Duration::from_secs(30)); // no real waiting
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -32,11 +57,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use std::time::Duration;
+
 use ::tokio::sync::{oneshot, Notify};
-use ::tokio::task::JoinHandle;
+use ::tokio::task::{AbortHandle, JoinHandle};
 
 use crate::group::{Admission, Outcome, Panic, Shared as Core, Waiter};
-use crate::{Context, Error};
+use crate::{Context, Error, ManualClock};
 
 /// Spawns `fut` on the current tokio runtime, to run until it finishes or `ctx` is done,
 /// whichever comes first. When `ctx` is done first the future is dropped at its next wake-up
@@ -68,6 +95,81 @@ where
 {
     let ctx = ctx.clone();
     ::tokio::spawn(async move { ctx.run(fut).await })
+}
+
+/// How often, in tokio's time, a tokio clock catches up with tokio's time.
+const TOKIO_CLOCK_STEP: Duration = Duration::from_millis(1);
+
+/// A child of `ctx` whose deadlines, and those of every context derived from it, are
+/// measured on tokio's clock (`tokio::time::Instant`): paused time
+/// (`#[tokio::test(start_paused = true)]`), `tokio::time::advance` and auto-advance move
+/// them as they move `tokio::time::sleep`.
+///
+/// It is a [`ManualClock`] (`ctx.with_clock(..)`, [S25](crate::guarantees#s25)) driven by a
+/// tokio task that moves it to tokio's time every millisecond of tokio's time, tokio's own
+/// timer resolution; so a deadline fires within that step of its due time on tokio's clock,
+/// and `remaining()` reads the clock as of its last step. The task runs as long as the
+/// returned context or a context derived from it is alive; once they are all dropped, it
+/// stops. Meant for tests: on real time it wakes every millisecond, where ctxkit's own
+/// timer wakes only for deadlines.
+///
+/// `deadline()` is an `Instant` on the clock, which starts at the real time of this call and
+/// then follows tokio's time.
+///
+/// # Panics
+///
+/// Outside a tokio runtime with its time driver enabled, as `tokio::time::sleep`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+/// use ctxkit::{Context, Error};
+///
+/// let root = ctxkit::tokio::with_tokio_clock(&Context::background());
+/// let (ctx, _cancel) = root.with_timeout(Duration::from_millis(300));
+/// tokio::time::advance(Duration::from_millis(299)).await;
+/// assert_eq!(ctx.err(), None);
+/// tokio::time::advance(Duration::from_millis(2)).await;
+/// tokio::task::yield_now().await; // let the clock's task take its step
+/// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+/// # }
+/// ```
+pub fn with_tokio_clock(ctx: &Context) -> Context {
+    let clock = ManualClock::new();
+    // Both origins taken now, not when the task is first polled: tokio's time may move
+    // before that.
+    let origins = (::tokio::time::Instant::now(), clock.now());
+    let driver = ::tokio::spawn(drive_clock(clock.clone(), origins));
+    ctx.with_clock(&clock)
+        .with(TokioClockDriver(driver.abort_handle()))
+}
+
+/// Moves `clock` to tokio's time, one step at a time, until aborted.
+async fn drive_clock(clock: ManualClock, origins: (::tokio::time::Instant, std::time::Instant)) {
+    let (tokio_start, clock_start) = origins;
+    let mut step = ::tokio::time::interval(TOKIO_CLOCK_STEP);
+    // After a jump of tokio's time, one step catches up, not one per missed tick.
+    step.set_missed_tick_behavior(::tokio::time::MissedTickBehavior::Delay);
+    loop {
+        step.tick().await;
+        let target = clock_start + tokio_start.elapsed();
+        let now = clock.now();
+        if target > now {
+            clock.advance(target - now);
+        }
+    }
+}
+
+/// Held (as a value) by the contexts of [`with_tokio_clock`]: stops the clock's task once
+/// the last of them is dropped, which drops the clock.
+struct TokioClockDriver(AbortHandle);
+
+impl Drop for TokioClockDriver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the tasks of an async group share.
