@@ -215,6 +215,9 @@ pub(crate) struct State<E> {
     failed: bool,
     /// Tasks waiting for a slot, oldest first (E4).
     queue: VecDeque<Waiter>,
+    /// Threads blocked on `changed`. Notifying a condition variable costs a system call even
+    /// when no one waits; a task's completion notifies only when someone does.
+    sleepers: usize,
 }
 
 impl<E> Shared<E> {
@@ -239,6 +242,7 @@ impl<E: Send + 'static> Shared<E> {
                 panic: None,
                 failed: false,
                 queue: VecDeque::new(),
+                sleepers: 0,
             }),
             changed: Condvar::new(),
         });
@@ -284,6 +288,23 @@ impl<E: Send + 'static> Shared<E> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Blocks on `changed`, counted in `sleepers`.
+    fn sleep<'a>(&'a self, mut state: MutexGuard<'a, State<E>>) -> MutexGuard<'a, State<E>> {
+        state.sleepers += 1;
+        let mut state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        state.sleepers -= 1;
+        state
+    }
+
+    /// Wakes the threads blocked on `changed`, if any; `state` is released first.
+    fn wake(&self, state: MutexGuard<'_, State<E>>) {
+        let sleepers = state.sleepers;
+        drop(state);
+        if sleepers > 0 {
+            self.changed.notify_all();
+        }
+    }
+
     pub(crate) fn set_limit(&self, n: usize) {
         assert!(n > 0, "a group's limit must be at least 1");
         let mut state = self.state();
@@ -297,8 +318,7 @@ impl<E: Send + 'static> Shared<E> {
                 state.running += 1;
             }
         }
-        drop(state);
-        self.changed.notify_all();
+        self.wake(state);
     }
 
     pub(crate) fn clear_limit(&self) {
@@ -336,8 +356,7 @@ impl<E: Send + 'static> Shared<E> {
         for waiter in std::mem::take(&mut state.queue) {
             waiter(false);
         }
-        drop(state);
-        self.changed.notify_all();
+        self.wake(state);
     }
 
     /// Gives up a slot: to the oldest waiter that is still there, if the group is not done
@@ -356,8 +375,11 @@ impl<E: Send + 'static> Shared<E> {
         if !handed {
             state.running -= 1;
         }
-        drop(state);
-        self.changed.notify_all();
+        // Who can be waiting for this: the spawner given the slot, or `wait` once no task
+        // runs (a spawner waiting in line is answered through the queue, not by a count).
+        if handed || state.running == 0 {
+            self.wake(state);
+        }
     }
 
     /// Records how a task that holds a slot ended, cancels on the first failure, then
@@ -365,6 +387,11 @@ impl<E: Send + 'static> Shared<E> {
     /// `spawned_at`: the `spawn` of the task, the origin of the group's cancellation if this
     /// is its first failure ([S27](crate::guarantees#s27)).
     pub(crate) fn finish(&self, outcome: Outcome<E>, spawned_at: &'static Location<'static>) {
+        if let Outcome::Done(Ok(())) = outcome {
+            // Nothing to record: the common case takes the lock once.
+            self.release();
+            return;
+        }
         let first = {
             let mut state = self.state();
             let first = !state.failed;
@@ -398,7 +425,7 @@ impl<E: Send + 'static> Shared<E> {
     fn wait_idle(&self) {
         let mut state = self.state();
         while state.running > 0 {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = self.sleep(state);
         }
     }
 
@@ -457,7 +484,7 @@ impl<E: Send + 'static> Shared<E> {
             match answer.load(Ordering::Relaxed) {
                 GRANTED => return true,
                 REFUSED => return false,
-                _ => state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
+                _ => state = self.sleep(state),
             }
         }
     }
