@@ -541,7 +541,7 @@ struct GroupHandle<E> {
 impl<E> Drop for GroupHandle<E> {
     fn drop(&mut self) {
         // Cancelling again after `wait` changes nothing (S8).
-        self.shared.handle.cancel();
+        self.shared.cancel();
     }
 }
 
