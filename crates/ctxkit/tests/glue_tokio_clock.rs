@@ -27,9 +27,10 @@ async fn a_30s_deadline_beats_a_60s_sleep_under_paused_time_without_real_waiting
         on_tokio >= Duration::from_secs(30) && on_tokio < Duration::from_secs(31),
         "{on_tokio:?}"
     );
-    // Paused time: 30 s of tokio's time, not of the wall clock.
+    // Paused time: 30 s of tokio's time, and far less of the wall clock (a few
+    // milliseconds; the bound leaves room for slow runs, under valgrind for instance).
     assert!(
-        real.elapsed() < Duration::from_secs(10),
+        real.elapsed() < Duration::from_secs(30),
         "{:?}",
         real.elapsed()
     );
