@@ -399,7 +399,7 @@ impl<E: Send + 'static> Shared<E> {
                 Outcome::Done(Ok(())) => None,
                 Outcome::Done(Err(e)) => {
                     state.failed = true;
-                    let cause = first.then(|| (self.describe)(&e));
+                    let cause = first.then(|| self.describe(&e));
                     state.errors.push(e);
                     cause
                 }
@@ -419,6 +419,13 @@ impl<E: Send + 'static> Shared<E> {
             self.handle.cancel_with_cause_as(cause, began);
         }
         self.release();
+    }
+
+    /// The cause for the first error. A panic of a user's cause function must not escape
+    /// here (the task would never give its slot back): it becomes a [`Panicked`] cause.
+    fn describe(&self, e: &E) -> BoxError {
+        catch_unwind(AssertUnwindSafe(|| (self.describe)(e)))
+            .unwrap_or_else(|payload| Box::new(Panicked::new(&payload)))
     }
 
     /// Blocks until no task holds a slot.
@@ -571,7 +578,8 @@ impl<E: Send + 'static> Group<E> {
     /// As [`new`](Group::new), with the cause of the first error made by `cause`: its
     /// `Display` text (`|e| e.to_string()`), or for a `Clone` error type the error itself
     /// (`E::clone`), which siblings then find with `ctx.cause().unwrap().downcast_ref::<E>()`.
-    /// `wait` still returns the original error.
+    /// `wait` still returns the original error. Should `cause` panic, the cause is a
+    /// [`Panicked`] with its message.
     ///
     /// ```
     /// use ctxkit::{Context, Group};

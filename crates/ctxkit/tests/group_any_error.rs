@@ -441,3 +441,19 @@ fn a_thread_groups_wait_errors_has_the_first_error_first_and_every_other() {
     assert_eq!(rest, [0, 1, 3]);
     assert!(group.wait_errors().is_empty(), "handed out once");
 }
+
+// A cause function that panics does not break the group.
+#[test]
+fn a_panicking_cause_function_gives_a_panicked_cause_and_wait_still_returns() {
+    let (group, ctx) = Group::with_cause(&Context::background(), |_: &Failed| -> String {
+        panic!("no text for this error")
+    });
+    group.spawn(|| Err(Failed(1)));
+    group.spawn(|| Ok(()));
+    assert_eq!(group.wait(), Err(Failed(1)));
+    let cause = ctx.cause().unwrap();
+    assert_eq!(
+        cause.downcast_ref::<ctxkit::Panicked>().unwrap().message(),
+        "no text for this error"
+    );
+}
