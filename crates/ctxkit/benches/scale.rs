@@ -546,11 +546,7 @@ fn snapshot(n: usize) {
     let busy = take(11);
     stop.store(true, Ordering::Relaxed);
     let ops: u64 = churn.into_iter().map(|t| t.join().unwrap()).sum();
-    line(
-        &format!("snapshot/n={n}/while_churning"),
-        median(busy),
-        "ms",
-    );
+    line(&format!("snapshot/n={n}/while_churning"), median(busy), "ms");
     line(&format!("snapshot/n={n}/churn_ops"), ops as f64, "ops");
     drop(held);
 }

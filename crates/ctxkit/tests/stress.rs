@@ -536,8 +536,7 @@ fn timer_soak() {
                 let (mut cancelled, mut dropped) = (0u64, 0u64);
                 for i in 0..per_thread {
                     let n = t * per_thread + i;
-                    if n.is_multiple_of(fire_every) && (firing_ones.len() as u64) < firing / threads
-                    {
+                    if n.is_multiple_of(fire_every) && (firing_ones.len() as u64) < firing / threads {
                         // One of the timers that fire: within 0-20 ms.
                         let (ctx, h) = Context::background()
                             .with_timeout(Duration::from_micros(rng.below(20_000)));
