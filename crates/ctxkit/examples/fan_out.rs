@@ -19,9 +19,8 @@ struct Backend {
     fails: bool,
 }
 
-/// Why a backend request did not answer. `Clone`, because the group keeps the first error
-/// both as the context's cause and as what `wait` returns.
-#[derive(Clone, Debug)]
+/// Why a backend request did not answer.
+#[derive(Debug)]
 enum FetchError {
     /// The backend answered with an error.
     Backend { name: &'static str, status: u16 },
@@ -62,7 +61,8 @@ async fn fetch(ctx: Context, backend: Backend) -> Result<String, FetchError> {
 async fn fan_out(backends: &[Backend], deadline: Duration) -> Result<Vec<String>, FetchError> {
     let start = Instant::now();
     let (request, _cancel) = Context::background().with_timeout(deadline);
-    let (group, ctx) = ctxkit::tokio::Group::new(&request);
+    // The cause the other requests see: the first error's text.
+    let (group, ctx) = ctxkit::tokio::Group::with_cause(&request, |e: &FetchError| e.to_string());
     let answers = Arc::new(Mutex::new(Vec::new()));
     for &backend in backends {
         let (ctx, answers) = (ctx.clone(), answers.clone());

@@ -118,7 +118,7 @@ pub use callback::AfterFunc;
 pub use context::Context;
 pub use done::Done;
 pub use error::{Cause, Error};
-pub use group::{Group, Panicked};
+pub use group::{Group, Panicked, TaskError};
 pub use handle::{CancelGuard, CancelHandle};
 pub use key::Key;
 pub use manual_clock::ManualClock;

@@ -76,7 +76,7 @@ async fn wait_on_an_empty_group_completes_at_once_and_cancels_the_context() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_error_wins_and_its_cause_is_visible_to_siblings() {
-    let (group, ctx) = Group::new(&Context::background());
+    let (group, ctx) = Group::with_cause(&Context::background(), Failed::clone);
     let seen = Arc::new(Mutex::new(None));
     {
         let (ctx, seen) = (ctx.clone(), seen.clone());
@@ -327,6 +327,7 @@ async fn a_group_and_its_context_are_freed_after_wait() {
     }
     drop(ctx);
     assert_eq!(group.wait().await, Err(Failed(3)));
+    drop(group);
     // The last task may still be letting go of its share of the group: give it a moment.
     tokio::time::timeout(LONG, async {
         while !freed.load(Ordering::SeqCst) {

@@ -62,7 +62,7 @@ fn wait_returns_ok_and_cancels_the_context_when_every_task_succeeds() {
 
 #[test]
 fn first_error_wins_and_its_cause_is_visible_to_siblings() {
-    let (group, ctx) = Group::new(&Context::background());
+    let (group, ctx) = Group::with_cause(&Context::background(), Failed::clone);
     let seen = Arc::new(Mutex::new(None));
     // The sibling waits for the cancellation and records the cause it sees.
     {
@@ -92,7 +92,7 @@ fn first_error_wins_and_its_cause_is_visible_to_siblings() {
 #[test]
 fn the_error_wait_returns_is_the_cause_when_many_fail_at_once() {
     for _ in 0..20 {
-        let (group, ctx) = Group::new(&Context::background());
+        let (group, ctx) = Group::with_cause(&Context::background(), Failed::clone);
         let barrier = Arc::new(Barrier::new(4));
         for i in 0..4 {
             let barrier = barrier.clone();
@@ -282,10 +282,13 @@ fn a_panic_cancels_the_context_and_is_resumed_by_wait() {
 
 #[test]
 fn a_panic_wins_over_an_error_in_wait() {
-    let (group, ctx) = Group::new(&Context::background());
+    let (group, ctx) = Group::with_cause(&Context::background(), Failed::clone);
+    let sibling = ctx.clone();
+    group.spawn(move || {
+        sibling.wait(); // the error is first
+        panic!("later panic")
+    });
     group.spawn(|| Err(Failed(1)));
-    ctx.wait(); // the error is first
-    group.spawn(|| panic!("later panic"));
     let payload = catch_unwind(AssertUnwindSafe(|| group.wait())).unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"later panic"));
     // The context keeps the first cause.
@@ -309,12 +312,22 @@ fn dropping_a_group_without_waiting_cancels_its_context() {
 
 #[test]
 fn tasks_may_be_spawned_while_others_fail_and_wait_sees_them_all() {
+    /// Counts a closure as consumed when it is dropped, run or not.
+    struct Consumed(Arc<AtomicUsize>);
+    impl Drop for Consumed {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
     let (group, ctx) = Group::new(&Context::background());
     let finished = Arc::new(AtomicUsize::new(0));
+    let consumed = Arc::new(AtomicUsize::new(0));
     for i in 0..16 {
         let finished = finished.clone();
+        let token = Consumed(consumed.clone());
         let ctx = ctx.clone();
         group.spawn(move || {
+            let _token = token;
             if i == 5 {
                 return Err(Failed(i));
             }
@@ -324,12 +337,16 @@ fn tasks_may_be_spawned_while_others_fail_and_wait_sees_them_all() {
         });
     }
     assert_eq!(group.wait(), Err(Failed(5)));
-    assert_eq!(finished.load(Ordering::SeqCst), 15);
+    // Every closure was run or, spawned after the failure, dropped unrun: none is left.
+    assert_eq!(consumed.load(Ordering::SeqCst), 16);
+    // The five spawned before the failing one ran to the end.
+    assert!(finished.load(Ordering::SeqCst) >= 5);
 }
 
 #[test]
 fn scoped_tasks_borrow_from_the_stack_and_the_first_error_wins() {
-    let inputs = vec![1u32, 2, 3, 4];
+    // The failing task last: a spawn after the failure would not run its task (G3).
+    let inputs = vec![1u32, 2, 4, 3];
     let seen = Mutex::new(Vec::new());
     let (group, ctx) = Group::new(&Context::background());
     thread::scope(|s| {
@@ -388,8 +405,8 @@ fn a_scoped_panic_is_resumed_by_wait_not_by_the_scope() {
 }
 
 #[test]
-fn a_non_clone_error_goes_in_an_arc_and_the_cause_downcasts_to_it() {
-    let (group, ctx) = Group::<Arc<std::io::Error>>::new(&Context::background());
+fn an_arc_error_with_a_typed_cause_is_shared_with_the_cause() {
+    let (group, ctx) = Group::with_cause(&Context::background(), Arc::clone);
     group.spawn(|| {
         let read = || {
             Err(std::io::Error::new(
@@ -443,6 +460,7 @@ fn a_group_and_its_contexts_are_freed_after_wait() {
     }
     drop(ctx);
     assert_eq!(group.wait(), Err(Failed(2)));
+    drop(group);
     // The task threads may still be exiting: their captures are gone, but give the last
     // reference (the thread's share of the group) a moment.
     let deadline = Instant::now() + LONG;
