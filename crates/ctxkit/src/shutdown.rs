@@ -72,12 +72,21 @@ pub struct Shutdown {
 struct Inner {
     draining: (Context, CancelHandle),
     hard: (Context, CancelHandle),
-    /// Done once no counted work is left while draining, or the hard context is done.
+    /// Done once no counted work is left while draining, or once the hard context is done
+    /// and `cut_off` is written.
     over: (Context, CancelHandle),
     /// Units of work in flight, and [`DRAINING`].
-    count: AtomicUsize,
+    count: Arc<AtomicUsize>,
+    /// The units still in flight at the moment the hard context became done, written by its
+    /// `on_cancel` callback; [`NOT_CUT`] until then.
+    cut_off: Arc<AtomicUsize>,
+    /// Keeps the callback that writes `cut_off` registered.
+    _on_hard: AfterFunc,
     begun: Mutex<Option<Begun>>,
 }
+
+/// [`Inner::cut_off`] before the hard context is done.
+const NOT_CUT: usize = usize::MAX;
 
 /// What [`Shutdown::begin`] saw.
 struct Begun {
@@ -118,15 +127,32 @@ pub struct ShutdownReport {
 impl Shutdown {
     /// A shutdown not yet begun, whose contexts are children of `parent`.
     pub fn new(parent: &Context) -> Shutdown {
-        let draining = parent.with_name("draining").with_cancel();
-        let hard = parent.with_name("hard").with_cancel();
-        let over = hard.0.with_cancel();
+        let draining = parent.with_cancel();
+        let hard = parent.with_cancel();
+        // Not a child of `hard`: a waiter must not see the wait over before `cut_off` is
+        // written, and the callback below ends it after writing.
+        let over = Context::background().with_cancel();
+        let count = Arc::new(AtomicUsize::new(0));
+        let cut_off = Arc::new(AtomicUsize::new(NOT_CUT));
+        // Counted on the thread that ends the grace period, before anything else hears of
+        // it: what finishes after that was cut off all the same.
+        let on_hard = {
+            let (count, cut_off) = (Arc::clone(&count), Arc::clone(&cut_off));
+            let over = over.1.clone();
+            hard.0.on_cancel(move || {
+                let left = count.load(Ordering::Acquire) & !DRAINING;
+                cut_off.store(left, Ordering::Release);
+                over.cancel();
+            })
+        };
         Shutdown {
             inner: Arc::new(Inner {
                 draining,
                 hard,
                 over,
-                count: AtomicUsize::new(0),
+                count,
+                cut_off,
+                _on_hard: on_hard,
                 begun: Mutex::new(None),
             }),
         }
@@ -233,10 +259,15 @@ impl Shutdown {
             .as_ref()
             .map_or(0, |b| b.in_flight);
         let drained = self.inner.over.0.cause().is_some_and(|c| c.is::<Drained>());
+        let cut_off = match self.inner.cut_off.load(Ordering::Acquire) {
+            _ if drained => 0,
+            NOT_CUT => 0, // drained (the wait ends before the hard context only then)
+            left => left,
+        };
         ShutdownReport {
             drained,
             in_flight,
-            cut_off: if drained { 0 } else { self.in_flight() },
+            cut_off,
         }
     }
 }
