@@ -252,19 +252,23 @@ fn names() -> &'static Mutex<Names> {
     })
 }
 
+/// [`thread_tag`]'s cache before the thread's name was interned.
+const UNSET: u32 = u32::MAX;
+
 /// A number for the current thread's name (`0`: no name, or not known). Interned once per
 /// thread; afterwards one thread-local read.
+#[inline]
 pub(crate) fn thread_tag() -> u32 {
     thread_local! {
-        static TAG: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+        static TAG: std::cell::Cell<u32> = const { std::cell::Cell::new(UNSET) };
     }
     TAG.try_with(|tag| match tag.get() {
-        Some(t) => t,
-        None => {
+        UNSET => {
             let t = intern(std::thread::current().name());
-            tag.set(Some(t));
+            tag.set(t);
             t
         }
+        t => t,
     })
     .unwrap_or(0) // thread teardown: the name is not known
 }
