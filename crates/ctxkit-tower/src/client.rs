@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::codec;
+use crate::error::ContextError;
 use crate::server::{is_grpc, GRPC_TIMEOUT};
 
 /// A boxed error, as tower and tonic pass them around.
@@ -43,8 +44,12 @@ struct Config {
 ///
 /// Errors are boxed: a done context fails a gRPC call with a `tonic::Status`
 /// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic` or `tonic-0_13`; with both,
-/// a Status of either version is found by that version's `Status::from_error`), and any
-/// other call with a [`ctxkit::Error`]. Requests without a context pass through untouched.
+/// a Status of either version is found by that version's `Status::from_error`) whose
+/// message says why (the context's origin, with its cause) and whose chain of sources ends
+/// in a [`ContextError`](crate::ContextError); any other call fails with a
+/// [`ContextError`](crate::ContextError) itself: its `err()`, `cause()` and `origin()`, and
+/// as its `source()` the error the call failed with, if it failed on its own as the context
+/// ended. Requests without a context pass through untouched.
 ///
 /// # Examples
 ///
@@ -95,7 +100,8 @@ impl ClientLayer {
     /// less `headroom`, so its answer (even its `DEADLINE_EXCEEDED`) arrives while the caller
     /// still has about `headroom` to use it; and a call with no more than `headroom` left
     /// fails at once, without being sent, with `DEADLINE_EXCEEDED` (a `tonic::Status` for
-    /// gRPC, else [`ctxkit::Error::DeadlineExceeded`]). The call itself still runs until
+    /// gRPC, else a [`ContextError`](crate::ContextError) whose `err()` is
+    /// [`ctxkit::Error::DeadlineExceeded`]). The call itself still runs until
     /// the context's own deadline. Default: none.
     ///
     /// With [`ServerLayer::min_budget`](crate::ServerLayer::min_budget) on the next service,
@@ -125,7 +131,8 @@ impl ClientLayer {
     ///
     /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(200));
     /// let err = client.oneshot(http::Request::new(()).with_context(ctx)).await.unwrap_err();
-    /// assert_eq!(err.downcast_ref(), Some(&ctxkit::Error::DeadlineExceeded)); // not sent
+    /// let err = err.downcast_ref::<ctxkit_tower::ContextError>().unwrap();
+    /// assert_eq!(err.err(), ctxkit::Error::DeadlineExceeded); // not sent
     /// # }
     /// ```
     pub fn headroom(mut self, headroom: Duration) -> ClientLayer {
@@ -197,26 +204,28 @@ pub(crate) fn call_context(
     ctx.with_name(name).with_cancel().0
 }
 
-/// The error for a call stopped because `ctx` is done.
-fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
+/// The error for a call stopped because `ctx` is done (or its deadline passed): a
+/// [`ContextError`], or for gRPC a `tonic::Status` whose message is its text and whose chain
+/// of sources ends in it. `source` is the error the call failed with on its own, if any.
+fn context_error(ctx: &Context, err: Error, grpc: bool, source: Option<BoxError>) -> BoxError {
+    let error = ContextError::new(ctx, err, source);
     #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
-        let message = ctx
-            .cause()
-            .map_or_else(|| err.to_string(), |c| c.to_string());
-        return grpc_status(err, message);
+        return grpc_status(err, error);
     }
-    let _ = (ctx, grpc);
-    Box::new(err)
+    let _ = grpc;
+    Box::new(error)
 }
 
-/// A `tonic::Status` of the version the call's channel speaks. Which one that is, the layer
-/// cannot tell (it sees only `http` types), so with both versions enabled the error is the
-/// current version's `Status` with the previous version's as its source: each version's
-/// `Status::from_error`, through which a generated client passes the layer's error, takes
-/// its own `Status` from the error itself or from its chain of sources.
+/// A `tonic::Status` of the version the call's channel speaks, with `error`'s text as its
+/// message and `error` as its source. Which version that is, the layer cannot tell (it sees
+/// only `http` types), so with both versions enabled the error is the current version's
+/// `Status` with the previous version's as its source: each version's `Status::from_error`,
+/// through which a generated client passes the layer's error, takes its own `Status` from
+/// the error itself or from its chain of sources.
 #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
-fn grpc_status(err: Error, message: String) -> BoxError {
+fn grpc_status(err: Error, error: ContextError) -> BoxError {
+    let message = error.to_string();
     macro_rules! status {
         ($tonic:ident) => {
             match err {
@@ -225,29 +234,40 @@ fn grpc_status(err: Error, message: String) -> BoxError {
             }
         };
     }
+    let error: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
     #[cfg(all(feature = "tonic", feature = "tonic-0_13"))]
     let status = {
+        let mut previous = status!(tonic_0_13);
+        previous.set_source(error);
         let mut status = status!(tonic);
-        status.set_source(Arc::new(status!(tonic_0_13)));
+        status.set_source(Arc::new(previous));
         status
     };
     #[cfg(all(feature = "tonic", not(feature = "tonic-0_13")))]
-    let status = status!(tonic);
+    let status = {
+        let mut status = status!(tonic);
+        status.set_source(error);
+        status
+    };
     #[cfg(not(feature = "tonic"))]
-    let status = status!(tonic_0_13);
+    let status = {
+        let mut status = status!(tonic_0_13);
+        status.set_source(error);
+        status
+    };
     Box::new(status)
 }
 
 /// The error for a call not sent because no more than `headroom` was left.
 #[cold]
-fn headroom_error(headroom: Duration, grpc: bool) -> BoxError {
+fn headroom_error(ctx: &Context, headroom: Duration, grpc: bool) -> BoxError {
+    let error = ContextError::headroom(ctx, headroom);
     #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
-        let message = format!("not sent: no more than the headroom of {headroom:?} left");
-        return grpc_status(Error::DeadlineExceeded, message);
+        return grpc_status(Error::DeadlineExceeded, error);
     }
-    let _ = (headroom, grpc);
-    Box::new(Error::DeadlineExceeded)
+    let _ = grpc;
+    Box::new(error)
 }
 
 /// Whether the deadline has passed (the timer may not have fired yet).
@@ -275,7 +295,7 @@ where
             return ClientFuture::new(Some(self.inner.call(req)), None, grpc);
         };
         if let Some(err) = ctx.err() {
-            let error = context_error(&ctx, err, grpc);
+            let error = context_error(&ctx, err, grpc, None);
             let mut fut = ClientFuture::new(None, None, grpc);
             fut.failed = Some(error);
             return fut;
@@ -283,7 +303,7 @@ where
         let headroom = self.config.headroom;
         if !headroom.is_zero() && ctx.remaining().is_some_and(|left| left <= headroom) {
             let mut fut = ClientFuture::new(None, None, grpc);
-            fut.failed = Some(headroom_error(headroom, grpc));
+            fut.failed = Some(headroom_error(&ctx, headroom, grpc));
             return fut;
         }
         send_deadline(
@@ -368,11 +388,14 @@ where
                     };
                     Ok(Response::from_parts(parts, body))
                 }
-                (Err(_), Some(watch)) if deadline_passed(&watch.ctx) => {
-                    Err(context_error(&watch.ctx, Error::DeadlineExceeded, grpc))
-                }
+                (Err(err), Some(watch)) if deadline_passed(&watch.ctx) => Err(context_error(
+                    &watch.ctx,
+                    Error::DeadlineExceeded,
+                    grpc,
+                    Some(err.into()),
+                )),
                 (Err(err), Some(watch)) => match watch.ctx.err() {
-                    Some(e) => Err(context_error(&watch.ctx, e, grpc)),
+                    Some(e) => Err(context_error(&watch.ctx, e, grpc, Some(err.into()))),
                     None => Err(err.into()),
                 },
                 (Err(err), None) => Err(err.into()),
@@ -381,7 +404,7 @@ where
         if let Some(watch) = this.watch {
             if let Poll::Ready(err) = Pin::new(&mut watch.done).poll(cx) {
                 this.inner.set(None); // abort the call
-                return Poll::Ready(Err(context_error(&watch.ctx, err, grpc)));
+                return Poll::Ready(Err(context_error(&watch.ctx, err, grpc, None)));
             }
         }
         Poll::Pending
@@ -463,14 +486,16 @@ where
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(match this.watch {
                 Some(w) if w.ctx.is_done() || deadline_passed(&w.ctx) => {
                     let e = w.ctx.err().unwrap_or(Error::DeadlineExceeded);
-                    context_error(&w.ctx, e, grpc)
+                    context_error(&w.ctx, e, grpc, Some(err.into()))
                 }
                 _ => err.into(),
             }))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.watch {
                 Some(w) => match Pin::new(&mut w.done).poll(cx) {
-                    Poll::Ready(err) => Poll::Ready(Some(Err(context_error(&w.ctx, err, grpc)))),
+                    Poll::Ready(err) => {
+                        Poll::Ready(Some(Err(context_error(&w.ctx, err, grpc, None))))
+                    }
                     Poll::Pending => Poll::Pending,
                 },
                 None => Poll::Pending,
