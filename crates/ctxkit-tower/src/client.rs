@@ -23,11 +23,25 @@ use crate::server::{is_grpc, GRPC_TIMEOUT};
 /// A boxed error, as tower and tonic pass them around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Config {
     ms_header: Option<HeaderName>,
     headroom: Duration,
+    slack: Duration,
 }
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ms_header: None,
+            headroom: Duration::ZERO,
+            slack: DEFAULT_SLACK,
+        }
+    }
+}
+
+/// The default [`ClientLayer::deadline_slack`].
+const DEFAULT_SLACK: Duration = Duration::from_millis(20);
 
 /// A [`tower::Layer`](tower_layer::Layer) for HTTP clients (a tonic `Channel`, a hyper
 /// client) that honours the [`Context`] each request carries (set with
@@ -38,7 +52,11 @@ struct Config {
 ///   shortened; a smaller `grpc-timeout` already on the request is kept), and for plain HTTP
 ///   as the header set with [`timeout_ms_header`](ClientLayer::timeout_ms_header), if any;
 /// - the call (and the response body) race `ctx.done()`: cancelling the context drops the
-///   call, which resets the HTTP/2 stream or closes the HTTP/1.1 connection;
+///   call, which resets the HTTP/2 stream or closes the HTTP/1.1 connection. At the
+///   deadline, the call fails at once with `DEADLINE_EXCEEDED` too, but the stream is reset
+///   only [`deadline_slack`](ClientLayer::deadline_slack) later, when the server was sent the
+///   deadline: the server's own copy of it fires first, so its handler sees its deadline
+///   (grpc-go: `context.DeadlineExceeded`), not a cancel;
 /// - once the deadline has passed, a failure or a gRPC `CANCELLED` status (what tonic reports
 ///   for a timeout) becomes `DEADLINE_EXCEEDED`.
 ///
@@ -137,6 +155,35 @@ impl ClientLayer {
     /// ```
     pub fn headroom(mut self, headroom: Duration) -> ClientLayer {
         Arc::make_mut(&mut self.config).headroom = headroom;
+        self
+    }
+}
+
+impl ClientLayer {
+    /// How long after a deadline the call is reset, when the server was sent the deadline
+    /// (gRPC, or the header of [`timeout_ms_header`](ClientLayer::timeout_ms_header)).
+    /// Default: 20 ms; use at least the one-way network latency. The caller sees nothing of
+    /// it: the call fails with `DEADLINE_EXCEEDED` at the deadline; only the reset of the
+    /// stream (or the close of an HTTP/1.1 connection) waits, on ctxkit's timer thread.
+    ///
+    /// The server started its copy of the deadline when the request arrived, a network
+    /// transit after the client started its own, so the server's fires that much later. A
+    /// reset sent at the client's deadline arrives as the server's deadline is due, and a
+    /// server that sees the reset first takes the call for a cancel: its handler's context
+    /// ends `Canceled` (grpc-go: `context.Canceled`), and its logs and metrics count a
+    /// cancel where a deadline passed. Delaying the reset lets the server's own deadline fire
+    /// first. `Duration::ZERO` resets at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxkit_tower::ClientLayer;
+    ///
+    /// // A server in another region, about 40 ms away.
+    /// let layer = ClientLayer::new().deadline_slack(Duration::from_millis(60));
+    /// # drop(layer);
+    /// ```
+    pub fn deadline_slack(mut self, slack: Duration) -> ClientLayer {
+        Arc::make_mut(&mut self.config).slack = slack;
         self
     }
 }
@@ -278,6 +325,7 @@ fn deadline_passed(ctx: &Context) -> bool {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ClientService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
     type Response = Response<ClientBody<ResB>>;
@@ -292,17 +340,17 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.headers());
         let Some(ctx) = crate::ext::get(req.extensions()).cloned() else {
-            return ClientFuture::new(Some(self.inner.call(req)), None, grpc);
+            return ClientFuture::new(Some(self.inner.call(req)), None, grpc, Duration::ZERO);
         };
         if let Some(err) = ctx.err() {
             let error = context_error(&ctx, err, grpc, None);
-            let mut fut = ClientFuture::new(None, None, grpc);
+            let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
             fut.failed = Some(error);
             return fut;
         }
         let headroom = self.config.headroom;
         if !headroom.is_zero() && ctx.remaining().is_some_and(|left| left <= headroom) {
-            let mut fut = ClientFuture::new(None, None, grpc);
+            let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
             fut.failed = Some(headroom_error(&ctx, headroom, grpc));
             return fut;
         }
@@ -316,7 +364,14 @@ where
         #[cfg(feature = "opentelemetry")]
         crate::otel::inject(&ctx, req.headers_mut());
         let call = call_context(&ctx, req.method(), req.uri(), grpc);
-        ClientFuture::new(Some(self.inner.call(req)), Some(call), grpc)
+        // The server knows the deadline: its own timer ends the call there.
+        let sent = grpc || self.config.ms_header.is_some();
+        let slack = if sent {
+            self.config.slack
+        } else {
+            Duration::ZERO
+        };
+        ClientFuture::new(Some(self.inner.call(req)), Some(call), grpc, slack)
     }
 }
 
@@ -324,11 +379,13 @@ pin_project! {
     /// The response future of [`ClientService`]: the call, raced against the context.
     #[must_use = "futures do nothing unless polled"]
     pub struct ClientFuture<F> {
-        #[pin]
-        inner: Option<F>,
+        // Boxed, so that it can be handed to the timer at the deadline (see `linger`).
+        inner: Option<Pin<Box<F>>>,
         watch: Option<Watch>,
         failed: Option<BoxError>,
         grpc: bool,
+        // How long to keep the call open after its deadline.
+        slack: Duration,
     }
 }
 
@@ -339,9 +396,10 @@ struct Watch {
 }
 
 impl<F> ClientFuture<F> {
-    fn new(inner: Option<F>, ctx: Option<Context>, grpc: bool) -> Self {
+    fn new(inner: Option<F>, ctx: Option<Context>, grpc: bool, slack: Duration) -> Self {
         ClientFuture {
-            inner,
+            inner: inner.map(Box::pin),
+            slack,
             watch: ctx.map(|ctx| Watch {
                 done: ctx.done(),
                 ctx,
@@ -358,25 +416,44 @@ impl<F> fmt::Debug for ClientFuture<F> {
     }
 }
 
+/// Keeps `call` (the future of a call whose deadline passed, not polled again) alive for
+/// `slack`, then drops it on ctxkit's timer thread: only then is its stream reset.
+#[cold]
+fn linger<T: Send + 'static>(call: T, slack: Duration) {
+    let (timer, _handle) = Context::background().with_timeout(slack);
+    // The callback holds the timer's context: a context that nothing holds is freed, timer
+    // and callbacks with it. The cycle ends when the timer fires and the callback runs.
+    let keep = timer.clone();
+    drop(timer.after_func(move || drop((call, keep))));
+}
+
 impl<F, B, E> Future for ClientFuture<F>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     E: Into<BoxError>,
 {
     type Output = Result<Response<ClientBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Some(err) = this.failed.take() {
             return Poll::Ready(Err(err));
         }
         let grpc = *this.grpc;
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+        let Some(inner) = this.inner.as_mut() else {
             panic!("ClientFuture polled after completion");
         };
-        if let Poll::Ready(result) = inner.poll(cx) {
-            this.inner.set(None);
+        if let Poll::Ready(result) = inner.as_mut().poll(cx) {
+            let call = this.inner.take();
             let watch = this.watch.take();
+            // A call that failed at its deadline (tonic's channel has a timer of its own for
+            // `grpc-timeout`, which fails the call while still holding its stream) is kept
+            // open like one the context's timer stopped.
+            let late = result.is_err() && watch.as_ref().is_some_and(|w| deadline_passed(&w.ctx));
+            match call {
+                Some(call) if late && !this.slack.is_zero() => linger(call, *this.slack),
+                call => drop(call),
+            }
             return Poll::Ready(match (result, watch) {
                 (Ok(res), watch) => {
                     let (mut parts, body) = res.into_parts();
@@ -403,7 +480,13 @@ where
         }
         if let Some(watch) = this.watch {
             if let Poll::Ready(err) = Pin::new(&mut watch.done).poll(cx) {
-                this.inner.set(None); // abort the call
+                let call = this.inner.take();
+                match call {
+                    Some(call) if err == Error::DeadlineExceeded && !this.slack.is_zero() => {
+                        linger(call, *this.slack);
+                    }
+                    _ => drop(call), // abort the call
+                }
                 return Poll::Ready(Err(context_error(&watch.ctx, err, grpc, None)));
             }
         }
