@@ -18,7 +18,12 @@
 //! - `GET /debug/contexts`: the live page of the requests in flight and the last 100 that
 //!   ended (HTML, refreshing itself); `GET /debug/contexts.json`: the same as JSON.
 //! - Deadlines: `grpc-timeout`, `connect-timeout-ms`, `x-timeout-ms` (the smallest wins).
-//! - SIGTERM or ctrl-c: stop accepting, cancel the requests in flight, exit when they are done.
+//! - SIGTERM or ctrl-c: a two-phase shutdown ([`ServerLayer::with_shutdown`]). New requests
+//!   get `503` (gRPC `UNAVAILABLE`) while the requests in flight run on for at most
+//!   `--grace-ms` (default 5000); those still running then are cancelled (their answer:
+//!   `503`, gRPC `CANCELLED`). A second signal ends the grace period at once. The server
+//!   then prints one JSON line, `{"drained":false,"finished":3,"cut_off":2}` (whether every
+//!   request finished in time, how many did, how many were cut off), and exits 0.
 //!
 //! To build this code in a project of your own, add these dependencies to its `Cargo.toml`
 //! (the versions this repository's `Cargo.lock` has), and put the code generated from
@@ -27,7 +32,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! ctxkit = "0.1"
+//! ctxkit = { version = "0.1", features = ["signals"] }
 //! ctxkit-tower = { version = "0.1", features = ["axum"] }
 //! axum = { version = "0.8.9", default-features = false, features = ["query"] }
 //! bytes = "1"
@@ -47,8 +52,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Query;
 use axum::response::IntoResponse;
-use ctxkit::{Context, Error};
-use ctxkit_tower::{ClientLayer, RequestContext, RequestContextExt, ServerCause, ServerLayer};
+use ctxkit::{Context, Error, Shutdown};
+use ctxkit_tower::{ClientLayer, RequestContext, RequestContextExt, ServerLayer};
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -187,43 +192,60 @@ impl Worker for DemoWorker {
             (false, Some(Error::DeadlineExceeded)) => Err(tonic::Status::deadline_exceeded(
                 "context deadline exceeded",
             )),
-            (false, _) => Err(tonic::Status::cancelled("context canceled")),
+            (false, _) => Err(tonic::Status::cancelled(match ctx.cause() {
+                Some(cause) => format!("context canceled: {cause}"),
+                None => "context canceled".to_owned(),
+            })),
         }
     }
 }
 
-fn parse_addr() -> SocketAddr {
+/// The command line: `--addr HOST:PORT` and `--grace-ms N`.
+struct Args {
+    addr: SocketAddr,
+    grace: Duration,
+}
+
+const USAGE: &str = "usage: demo_server [--addr HOST:PORT] [--grace-ms N]";
+
+fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:50051".to_owned();
+    let mut grace_ms = "5000".to_owned();
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().expect("--addr needs a value"),
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = value.to_owned(),
-                None => panic!("unknown argument {other:?}; usage: demo_server --addr HOST:PORT"),
-            },
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
+        };
+        let mut value = || {
+            value
+                .clone()
+                .or_else(|| args.next())
+                .unwrap_or_else(|| panic!("{name} needs a value; {USAGE}"))
+        };
+        match name.as_str() {
+            "--addr" => addr = value(),
+            "--grace-ms" => grace_ms = value(),
+            other => panic!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    addr.parse().expect("--addr takes HOST:PORT")
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    Args {
+        addr: addr.parse().expect("--addr takes HOST:PORT"),
+        grace: Duration::from_millis(grace_ms.parse().expect("--grace-ms takes milliseconds")),
     }
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let listener = TcpListener::bind(parse_addr()).await?;
+    let args = parse_args();
+    let listener = TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
 
-    let (root, shutdown) = Context::background().with_cancel();
-    let layer = ServerLayer::new(root)
+    // SIGTERM or SIGINT begins the shutdown; a second one ends its grace period at once.
+    let shutdown = Shutdown::new(&Context::background());
+    shutdown.on_signals(args.grace)?;
+    let layer = ServerLayer::with_shutdown(&shutdown)
         .connect_timeout_ms(true)
         .timeout_ms_header("x-timeout-ms")
         .grace(GRACE);
@@ -245,9 +267,11 @@ async fn main() -> std::io::Result<()> {
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    loop {
+    // Connections are still accepted while draining: their requests are answered 503 at
+    // once, which tells a client to go elsewhere sooner than a refused connection would.
+    let done = shutdown.done();
+    tokio::pin!(done);
+    let report = loop {
         tokio::select! {
             conn = listener.accept() => {
                 let Ok((stream, _)) = conn else { continue };
@@ -259,16 +283,23 @@ async fn main() -> std::io::Result<()> {
                     let _ = conn.await;
                 });
             }
-            _ = &mut signal => break,
+            report = &mut done => break report,
         }
-    }
+    };
     drop(listener); // stop accepting
-    shutdown.cancel_with_cause(ServerCause::Shutdown); // cancel every request in flight
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+                    // The requests cut off are answering now: let their answers out, and close the
+                    // connections.
+    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
         .await
         .is_err()
     {
-        eprintln!("connections still open after 10 s; exiting");
+        eprintln!("connections still open 2 s after the shutdown; exiting");
     }
+    println!(
+        r#"{{"drained":{},"finished":{},"cut_off":{}}}"#,
+        report.drained(),
+        report.finished(),
+        report.cut_off()
+    );
     Ok(())
 }

@@ -17,16 +17,31 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::codec;
+use crate::error::ContextError;
 use crate::server::{is_grpc, GRPC_TIMEOUT};
 
 /// A boxed error, as tower and tonic pass them around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Config {
     ms_header: Option<HeaderName>,
     headroom: Duration,
+    slack: Duration,
 }
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ms_header: None,
+            headroom: Duration::ZERO,
+            slack: DEFAULT_SLACK,
+        }
+    }
+}
+
+/// The default [`ClientLayer::deadline_slack`].
+const DEFAULT_SLACK: Duration = Duration::from_millis(20);
 
 /// A [`tower::Layer`](tower_layer::Layer) for HTTP clients (a tonic `Channel`, a hyper
 /// client) that honours the [`Context`] each request carries (set with
@@ -37,14 +52,22 @@ struct Config {
 ///   shortened; a smaller `grpc-timeout` already on the request is kept), and for plain HTTP
 ///   as the header set with [`timeout_ms_header`](ClientLayer::timeout_ms_header), if any;
 /// - the call (and the response body) race `ctx.done()`: cancelling the context drops the
-///   call, which resets the HTTP/2 stream or closes the HTTP/1.1 connection;
+///   call, which resets the HTTP/2 stream or closes the HTTP/1.1 connection. At the
+///   deadline, the call fails at once with `DEADLINE_EXCEEDED` too, but the stream is reset
+///   only [`deadline_slack`](ClientLayer::deadline_slack) later, when the server was sent the
+///   deadline: the server's own copy of it fires first, so its handler sees its deadline
+///   (grpc-go: `context.DeadlineExceeded`), not a cancel;
 /// - once the deadline has passed, a failure or a gRPC `CANCELLED` status (what tonic reports
 ///   for a timeout) becomes `DEADLINE_EXCEEDED`.
 ///
 /// Errors are boxed: a done context fails a gRPC call with a `tonic::Status`
 /// (`DEADLINE_EXCEEDED` or `CANCELLED`, with the feature `tonic` or `tonic-0_13`; with both,
-/// a Status of either version is found by that version's `Status::from_error`), and any
-/// other call with a [`ctxkit::Error`]. Requests without a context pass through untouched.
+/// a Status of either version is found by that version's `Status::from_error`) whose
+/// message says why (the context's origin, with its cause) and whose chain of sources ends
+/// in a [`ContextError`](crate::ContextError); any other call fails with a
+/// [`ContextError`](crate::ContextError) itself: its `err()`, `cause()` and `origin()`, and
+/// as its `source()` the error the call failed with, if it failed on its own as the context
+/// ended. Requests without a context pass through untouched.
 ///
 /// # Examples
 ///
@@ -95,7 +118,8 @@ impl ClientLayer {
     /// less `headroom`, so its answer (even its `DEADLINE_EXCEEDED`) arrives while the caller
     /// still has about `headroom` to use it; and a call with no more than `headroom` left
     /// fails at once, without being sent, with `DEADLINE_EXCEEDED` (a `tonic::Status` for
-    /// gRPC, else [`ctxkit::Error::DeadlineExceeded`]). The call itself still runs until
+    /// gRPC, else a [`ContextError`](crate::ContextError) whose `err()` is
+    /// [`ctxkit::Error::DeadlineExceeded`]). The call itself still runs until
     /// the context's own deadline. Default: none.
     ///
     /// With [`ServerLayer::min_budget`](crate::ServerLayer::min_budget) on the next service,
@@ -125,11 +149,41 @@ impl ClientLayer {
     ///
     /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(200));
     /// let err = client.oneshot(http::Request::new(()).with_context(ctx)).await.unwrap_err();
-    /// assert_eq!(err.downcast_ref(), Some(&ctxkit::Error::DeadlineExceeded)); // not sent
+    /// let err = err.downcast_ref::<ctxkit_tower::ContextError>().unwrap();
+    /// assert_eq!(err.err(), ctxkit::Error::DeadlineExceeded); // not sent
     /// # }
     /// ```
     pub fn headroom(mut self, headroom: Duration) -> ClientLayer {
         Arc::make_mut(&mut self.config).headroom = headroom;
+        self
+    }
+}
+
+impl ClientLayer {
+    /// How long after a deadline the call is reset, when the server was sent the deadline
+    /// (gRPC, or the header of [`timeout_ms_header`](ClientLayer::timeout_ms_header)).
+    /// Default: 20 ms; use at least the one-way network latency. The caller sees nothing of
+    /// it: the call fails with `DEADLINE_EXCEEDED` at the deadline; only the reset of the
+    /// stream (or the close of an HTTP/1.1 connection) waits, on ctxkit's timer thread.
+    ///
+    /// The server started its copy of the deadline when the request arrived, a network
+    /// transit after the client started its own, so the server's fires that much later. A
+    /// reset sent at the client's deadline arrives as the server's deadline is due, and a
+    /// server that sees the reset first takes the call for a cancel: its handler's context
+    /// ends `Canceled` (grpc-go: `context.Canceled`), and its logs and metrics count a
+    /// cancel where a deadline passed. Delaying the reset lets the server's own deadline fire
+    /// first. `Duration::ZERO` resets at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxkit_tower::ClientLayer;
+    ///
+    /// // A server in another region, about 40 ms away.
+    /// let layer = ClientLayer::new().deadline_slack(Duration::from_millis(60));
+    /// # drop(layer);
+    /// ```
+    pub fn deadline_slack(mut self, slack: Duration) -> ClientLayer {
+        Arc::make_mut(&mut self.config).slack = slack;
         self
     }
 }
@@ -197,26 +251,28 @@ pub(crate) fn call_context(
     ctx.with_name(name).with_cancel().0
 }
 
-/// The error for a call stopped because `ctx` is done.
-fn context_error(ctx: &Context, err: Error, grpc: bool) -> BoxError {
+/// The error for a call stopped because `ctx` is done (or its deadline passed): a
+/// [`ContextError`], or for gRPC a `tonic::Status` whose message is its text and whose chain
+/// of sources ends in it. `source` is the error the call failed with on its own, if any.
+fn context_error(ctx: &Context, err: Error, grpc: bool, source: Option<BoxError>) -> BoxError {
+    let error = ContextError::new(ctx, err, source);
     #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
-        let message = ctx
-            .cause()
-            .map_or_else(|| err.to_string(), |c| c.to_string());
-        return grpc_status(err, message);
+        return grpc_status(err, error);
     }
-    let _ = (ctx, grpc);
-    Box::new(err)
+    let _ = grpc;
+    Box::new(error)
 }
 
-/// A `tonic::Status` of the version the call's channel speaks. Which one that is, the layer
-/// cannot tell (it sees only `http` types), so with both versions enabled the error is the
-/// current version's `Status` with the previous version's as its source: each version's
-/// `Status::from_error`, through which a generated client passes the layer's error, takes
-/// its own `Status` from the error itself or from its chain of sources.
+/// A `tonic::Status` of the version the call's channel speaks, with `error`'s text as its
+/// message and `error` as its source. Which version that is, the layer cannot tell (it sees
+/// only `http` types), so with both versions enabled the error is the current version's
+/// `Status` with the previous version's as its source: each version's `Status::from_error`,
+/// through which a generated client passes the layer's error, takes its own `Status` from
+/// the error itself or from its chain of sources.
 #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
-fn grpc_status(err: Error, message: String) -> BoxError {
+fn grpc_status(err: Error, error: ContextError) -> BoxError {
+    let message = error.to_string();
     macro_rules! status {
         ($tonic:ident) => {
             match err {
@@ -225,29 +281,40 @@ fn grpc_status(err: Error, message: String) -> BoxError {
             }
         };
     }
+    let error: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
     #[cfg(all(feature = "tonic", feature = "tonic-0_13"))]
     let status = {
+        let mut previous = status!(tonic_0_13);
+        previous.set_source(error);
         let mut status = status!(tonic);
-        status.set_source(Arc::new(status!(tonic_0_13)));
+        status.set_source(Arc::new(previous));
         status
     };
     #[cfg(all(feature = "tonic", not(feature = "tonic-0_13")))]
-    let status = status!(tonic);
+    let status = {
+        let mut status = status!(tonic);
+        status.set_source(error);
+        status
+    };
     #[cfg(not(feature = "tonic"))]
-    let status = status!(tonic_0_13);
+    let status = {
+        let mut status = status!(tonic_0_13);
+        status.set_source(error);
+        status
+    };
     Box::new(status)
 }
 
 /// The error for a call not sent because no more than `headroom` was left.
 #[cold]
-fn headroom_error(headroom: Duration, grpc: bool) -> BoxError {
+fn headroom_error(ctx: &Context, headroom: Duration, grpc: bool) -> BoxError {
+    let error = ContextError::headroom(ctx, headroom);
     #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
-        let message = format!("not sent: no more than the headroom of {headroom:?} left");
-        return grpc_status(Error::DeadlineExceeded, message);
+        return grpc_status(Error::DeadlineExceeded, error);
     }
-    let _ = (headroom, grpc);
-    Box::new(Error::DeadlineExceeded)
+    let _ = grpc;
+    Box::new(error)
 }
 
 /// Whether the deadline has passed (the timer may not have fired yet).
@@ -258,6 +325,7 @@ fn deadline_passed(ctx: &Context) -> bool {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ClientService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
     type Response = Response<ClientBody<ResB>>;
@@ -272,18 +340,18 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.headers());
         let Some(ctx) = crate::ext::get(req.extensions()).cloned() else {
-            return ClientFuture::new(Some(self.inner.call(req)), None, grpc);
+            return ClientFuture::new(Some(self.inner.call(req)), None, grpc, Duration::ZERO);
         };
         if let Some(err) = ctx.err() {
-            let error = context_error(&ctx, err, grpc);
-            let mut fut = ClientFuture::new(None, None, grpc);
+            let error = context_error(&ctx, err, grpc, None);
+            let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
             fut.failed = Some(error);
             return fut;
         }
         let headroom = self.config.headroom;
         if !headroom.is_zero() && ctx.remaining().is_some_and(|left| left <= headroom) {
-            let mut fut = ClientFuture::new(None, None, grpc);
-            fut.failed = Some(headroom_error(headroom, grpc));
+            let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
+            fut.failed = Some(headroom_error(&ctx, headroom, grpc));
             return fut;
         }
         send_deadline(
@@ -296,7 +364,14 @@ where
         #[cfg(feature = "opentelemetry")]
         crate::otel::inject(&ctx, req.headers_mut());
         let call = call_context(&ctx, req.method(), req.uri(), grpc);
-        ClientFuture::new(Some(self.inner.call(req)), Some(call), grpc)
+        // The server knows the deadline: its own timer ends the call there.
+        let sent = grpc || self.config.ms_header.is_some();
+        let slack = if sent {
+            self.config.slack
+        } else {
+            Duration::ZERO
+        };
+        ClientFuture::new(Some(self.inner.call(req)), Some(call), grpc, slack)
     }
 }
 
@@ -304,11 +379,13 @@ pin_project! {
     /// The response future of [`ClientService`]: the call, raced against the context.
     #[must_use = "futures do nothing unless polled"]
     pub struct ClientFuture<F> {
-        #[pin]
-        inner: Option<F>,
+        // Boxed, so that it can be handed to the timer at the deadline (see `linger`).
+        inner: Option<Pin<Box<F>>>,
         watch: Option<Watch>,
         failed: Option<BoxError>,
         grpc: bool,
+        // How long to keep the call open after its deadline.
+        slack: Duration,
     }
 }
 
@@ -319,9 +396,10 @@ struct Watch {
 }
 
 impl<F> ClientFuture<F> {
-    fn new(inner: Option<F>, ctx: Option<Context>, grpc: bool) -> Self {
+    fn new(inner: Option<F>, ctx: Option<Context>, grpc: bool, slack: Duration) -> Self {
         ClientFuture {
-            inner,
+            inner: inner.map(Box::pin),
+            slack,
             watch: ctx.map(|ctx| Watch {
                 done: ctx.done(),
                 ctx,
@@ -338,25 +416,44 @@ impl<F> fmt::Debug for ClientFuture<F> {
     }
 }
 
+/// Keeps `call` (the future of a call whose deadline passed, not polled again) alive for
+/// `slack`, then drops it on ctxkit's timer thread: only then is its stream reset.
+#[cold]
+fn linger<T: Send + 'static>(call: T, slack: Duration) {
+    let (timer, _handle) = Context::background().with_timeout(slack);
+    // The callback holds the timer's context: a context that nothing holds is freed, timer
+    // and callbacks with it. The cycle ends when the timer fires and the callback runs.
+    let keep = timer.clone();
+    drop(timer.after_func(move || drop((call, keep))));
+}
+
 impl<F, B, E> Future for ClientFuture<F>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     E: Into<BoxError>,
 {
     type Output = Result<Response<ClientBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Some(err) = this.failed.take() {
             return Poll::Ready(Err(err));
         }
         let grpc = *this.grpc;
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+        let Some(inner) = this.inner.as_mut() else {
             panic!("ClientFuture polled after completion");
         };
-        if let Poll::Ready(result) = inner.poll(cx) {
-            this.inner.set(None);
+        if let Poll::Ready(result) = inner.as_mut().poll(cx) {
+            let call = this.inner.take();
             let watch = this.watch.take();
+            // A call that failed at its deadline (tonic's channel has a timer of its own for
+            // `grpc-timeout`, which fails the call while still holding its stream) is kept
+            // open like one the context's timer stopped.
+            let late = result.is_err() && watch.as_ref().is_some_and(|w| deadline_passed(&w.ctx));
+            match call {
+                Some(call) if late && !this.slack.is_zero() => linger(call, *this.slack),
+                call => drop(call),
+            }
             return Poll::Ready(match (result, watch) {
                 (Ok(res), watch) => {
                     let (mut parts, body) = res.into_parts();
@@ -368,11 +465,14 @@ where
                     };
                     Ok(Response::from_parts(parts, body))
                 }
-                (Err(_), Some(watch)) if deadline_passed(&watch.ctx) => {
-                    Err(context_error(&watch.ctx, Error::DeadlineExceeded, grpc))
-                }
+                (Err(err), Some(watch)) if deadline_passed(&watch.ctx) => Err(context_error(
+                    &watch.ctx,
+                    Error::DeadlineExceeded,
+                    grpc,
+                    Some(err.into()),
+                )),
                 (Err(err), Some(watch)) => match watch.ctx.err() {
-                    Some(e) => Err(context_error(&watch.ctx, e, grpc)),
+                    Some(e) => Err(context_error(&watch.ctx, e, grpc, Some(err.into()))),
                     None => Err(err.into()),
                 },
                 (Err(err), None) => Err(err.into()),
@@ -380,8 +480,14 @@ where
         }
         if let Some(watch) = this.watch {
             if let Poll::Ready(err) = Pin::new(&mut watch.done).poll(cx) {
-                this.inner.set(None); // abort the call
-                return Poll::Ready(Err(context_error(&watch.ctx, err, grpc)));
+                let call = this.inner.take();
+                match call {
+                    Some(call) if err == Error::DeadlineExceeded && !this.slack.is_zero() => {
+                        linger(call, *this.slack);
+                    }
+                    _ => drop(call), // abort the call
+                }
+                return Poll::Ready(Err(context_error(&watch.ctx, err, grpc, None)));
             }
         }
         Poll::Pending
@@ -463,14 +569,16 @@ where
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(match this.watch {
                 Some(w) if w.ctx.is_done() || deadline_passed(&w.ctx) => {
                     let e = w.ctx.err().unwrap_or(Error::DeadlineExceeded);
-                    context_error(&w.ctx, e, grpc)
+                    context_error(&w.ctx, e, grpc, Some(err.into()))
                 }
                 _ => err.into(),
             }))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.watch {
                 Some(w) => match Pin::new(&mut w.done).poll(cx) {
-                    Poll::Ready(err) => Poll::Ready(Some(Err(context_error(&w.ctx, err, grpc)))),
+                    Poll::Ready(err) => {
+                        Poll::Ready(Some(Err(context_error(&w.ctx, err, grpc, None))))
+                    }
                     Poll::Pending => Poll::Pending,
                 },
                 None => Poll::Pending,

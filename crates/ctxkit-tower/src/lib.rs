@@ -119,6 +119,7 @@
 mod axum;
 mod client;
 pub mod codec;
+mod error;
 mod ext;
 pub mod live;
 mod name;
@@ -143,6 +144,7 @@ pub use crate::reqwest::reqwest_0_12;
 pub use crate::reqwest::reqwest_0_12::{ContextRequestBuilder, RequestBuilderExt, SendError};
 pub use client::{BoxError, ClientBody, ClientFuture, ClientLayer, ClientService};
 pub use ctxkit::Context;
+pub use error::ContextError;
 pub use ext::RequestContextExt;
 pub use live::LivePage;
 #[cfg(feature = "opentelemetry")]

@@ -17,8 +17,10 @@ macro_rules! reqwest_support {
         #[derive(Debug)]
         pub enum SendError {
             /// The context was done before the response headers arrived; the request was aborted or
-            /// never sent.
-            Context(ctxkit::Error),
+            /// never sent. The [`ContextError`](crate::ContextError) tells why: the context's
+            /// `err()`, `cause()` and `origin()`, and as its `source()` reqwest's own error
+            /// when reqwest failed as the deadline passed (its timeout).
+            Context(crate::ContextError),
             /// reqwest failed.
             Reqwest($reqwest::Error),
         }
@@ -37,6 +39,16 @@ macro_rules! reqwest_support {
                 match self {
                     SendError::Context(e) => Some(e),
                     SendError::Reqwest(e) => Some(e),
+                }
+            }
+        }
+
+        impl SendError {
+            /// Why the context cut the call short, when it did.
+            pub fn context_error(&self) -> Option<&crate::ContextError> {
+                match self {
+                    SendError::Context(e) => Some(e),
+                    SendError::Reqwest(_) => None,
                 }
             }
         }
@@ -96,8 +108,9 @@ let body = ctx.run(res.bytes()).await??; // the body, too, stops with the contex
             /// races the call against the context, dropping (aborting) it when the context is done
             /// first.
             pub async fn send(self) -> Result<$reqwest::Response, SendError> {
+                use crate::ContextError;
                 if let Some(err) = self.ctx.err() {
-                    return Err(SendError::Context(err));
+                    return Err(SendError::Context(ContextError::new(&self.ctx, err, None)));
                 }
                 let (client, request) = self.builder.build_split();
                 let mut request = request.map_err(SendError::Reqwest)?;
@@ -116,12 +129,13 @@ let body = ctx.run(res.bytes()).await??; // the body, too, stops with the contex
                 match call.run(client.execute(request)).await {
                     Ok(result) => result.map_err(|e| {
                         if e.is_timeout() && self.ctx.err() == Some(ctxkit::Error::DeadlineExceeded) {
-                            SendError::Context(ctxkit::Error::DeadlineExceeded)
+                            let err = ctxkit::Error::DeadlineExceeded;
+                            SendError::Context(ContextError::new(&call, err, Some(Box::new(e))))
                         } else {
                             SendError::Reqwest(e)
                         }
                     }),
-                    Err(err) => Err(SendError::Context(err)),
+                    Err(err) => Err(SendError::Context(ContextError::new(&call, err, None))),
                 }
             }
         }

@@ -4,11 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use ctxkit::{CancelHandle, Context};
+use ctxkit::{CancelHandle, Context, Shutdown, ShutdownCause, WorkGuard};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -77,7 +77,9 @@ pub enum RequestOutcome {
     ClientGone,
     /// The request's deadline passed.
     Deadline,
-    /// The server's root context was cancelled (server shutdown) while the request ran.
+    /// The server's root context was cancelled (server shutdown) while the request ran, or
+    /// the grace period of the layer's [`Shutdown`] ended with the request still in flight
+    /// (see [`ServerLayer::with_shutdown`]).
     Shutdown,
 }
 
@@ -100,10 +102,13 @@ impl RequestOutcome {
         if tree.is_done() && ctx.origin() == tree.origin() {
             return RequestOutcome::Shutdown;
         }
-        match ctx
-            .cause()
-            .and_then(|c| c.downcast_ref::<ServerCause>().copied())
-        {
+        let Some(cause) = ctx.cause() else {
+            return RequestOutcome::Completed;
+        };
+        if cause.is::<ShutdownCause>() {
+            return RequestOutcome::Shutdown;
+        }
+        match cause.downcast_ref::<ServerCause>() {
             Some(ServerCause::ClientGone) => RequestOutcome::ClientGone,
             Some(ServerCause::Shutdown) => RequestOutcome::Shutdown,
             None => RequestOutcome::Completed,
@@ -137,6 +142,9 @@ struct Config {
     malformed_grpc: MalformedTimeout,
     malformed_ms: MalformedTimeout,
     min_budget: Option<Duration>,
+    /// The two-phase shutdown of [`ServerLayer::with_shutdown`], whose hard context is `root`'s
+    /// parent, and the work guards of the requests it cut off (see [`RequestGuard::drop`]).
+    shutdown: Option<(Shutdown, Arc<Mutex<Vec<WorkGuard>>>)>,
     /// Shared by every clone of the layer and its services.
     stats: Arc<Counters>,
     /// The requests that ended last, for the live page. Shared like `stats`.
@@ -314,6 +322,7 @@ impl ServerLayer {
                 malformed_grpc: MalformedTimeout::Reject,
                 malformed_ms: MalformedTimeout::Ignore,
                 min_budget: None,
+                shutdown: None,
                 stats: Arc::new(Counters {
                     short_budget: AtomicU64::new(0),
                     malformed_rejected: AtomicU64::new(0),
@@ -326,6 +335,48 @@ impl ServerLayer {
                 }),
             }),
         }
+    }
+
+    /// A layer on a two-phase [`Shutdown`]: its request contexts are children of the
+    /// shutdown's [hard](Shutdown::hard) context, and each request is counted as a unit of
+    /// the shutdown's work ([`Shutdown::enter`]) until its response has been sent (or its
+    /// client went away). Then:
+    ///
+    /// - once the shutdown [begins](Shutdown::begin) (draining), a new request is answered at
+    ///   once, without calling the handler: `503 Service Unavailable` with
+    ///   `connection: close` (HTTP/1), or a trailers-only `UNAVAILABLE` (gRPC), which clients
+    ///   retry elsewhere. Requests in flight keep running, their contexts untouched;
+    /// - when the grace period ends, the requests still in flight are cancelled with the
+    ///   shutdown's cause, [`ShutdownCause::GraceEnded`]: their
+    ///   [`origin`](ctxkit::Context::origin) says so, and their outcome on the request span
+    ///   and the live page is [`RequestOutcome::Shutdown`];
+    /// - [`Shutdown::wait`] or [`Shutdown::done`] then reports how many requests finished
+    ///   during the drain and how many were cut off. A request cut off stays counted until
+    ///   the layer and every service it made are dropped, so the report counts it as cut off
+    ///   however soon after the cut its handler returns.
+    ///
+    /// The other settings are those of [`ServerLayer::new`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxkit::{Context, Shutdown};
+    /// use ctxkit_tower::ServerLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let shutdown = Shutdown::new(&Context::background());
+    /// let layer = ServerLayer::with_shutdown(&shutdown).timeout_ms_header("x-timeout-ms");
+    /// // let app = layer.layer(router); serve it ...
+    /// // On SIGTERM (or `shutdown.on_signals(grace)`, feature `signals` of ctxkit):
+    /// shutdown.begin(Duration::from_secs(10));
+    /// let report = shutdown.done().await; // every request finished, or 10 s passed
+    /// println!("finished {}, cut off {}", report.finished(), report.cut_off());
+    /// # drop(layer);
+    /// # }
+    /// ```
+    pub fn with_shutdown(shutdown: &Shutdown) -> ServerLayer {
+        let mut layer = ServerLayer::new(shutdown.hard().clone());
+        layer.config_mut().shutdown = Some((shutdown.clone(), Arc::default()));
+        layer
     }
 
     fn config_mut(&mut self) -> &mut Config {
@@ -585,6 +636,16 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &*self.config;
         let grpc = is_grpc(req.headers());
+        let work = match &config.shutdown {
+            Some((shutdown, _)) => match shutdown.enter() {
+                Some(work) => Some(work),
+                None => {
+                    let close = req.version() <= http::Version::HTTP_11;
+                    return ServerFuture::answer(Answer::Draining { close }, grpc);
+                }
+            },
+            None => None,
+        };
         let sent = match config.sent_timeout(req.headers()) {
             Ok(sent) => sent,
             Err(bad) => {
@@ -644,6 +705,7 @@ where
             guard: Some(RequestGuard {
                 ctx,
                 handle,
+                work,
                 slack: config.slack,
                 span: span.clone(),
                 started: Instant::now(),
@@ -665,6 +727,9 @@ enum Answer {
     Malformed(String),
     /// Less time left than the minimum budget: HTTP 504 or gRPC `DEADLINE_EXCEEDED`.
     ShortBudget,
+    /// The layer's shutdown is draining: HTTP 503 (closing an HTTP/1 connection when
+    /// `close`) or gRPC `UNAVAILABLE`.
+    Draining { close: bool },
 }
 
 /// Cancels a request's context when dropped, unless its deadline already passed, and then
@@ -673,6 +738,8 @@ enum Answer {
 struct RequestGuard {
     ctx: Context,
     handle: CancelHandle,
+    /// The request, counted in the layer's [`Shutdown`], if it has one.
+    work: Option<WorkGuard>,
     slack: Duration,
     span: tracing::Span,
     started: Instant,
@@ -701,9 +768,29 @@ impl RequestGuard {
     }
 }
 
+impl RequestGuard {
+    /// Uncounts the request in the layer's shutdown, unless the end of the grace period cut
+    /// it off: then its guard is kept with the layer, so that the shutdown's report, read
+    /// as the grace period ends, counts it as cut off whether or not the handler has
+    /// returned by then (it races the report's reader from the moment of the cut).
+    fn release(&self, work: WorkGuard) {
+        let cut_off = self
+            .ctx
+            .cause()
+            .is_some_and(|c| c.downcast_ref() == Some(&ShutdownCause::GraceEnded));
+        match &self.config.shutdown {
+            Some((_, kept)) if cut_off => kept.lock().unwrap_or_else(|e| e.into_inner()).push(work),
+            _ => drop(work),
+        }
+    }
+}
+
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.cancel(Some(ServerCause::ClientGone));
+        if let Some(work) = self.work.take() {
+            self.release(work);
+        }
         let wanted = !self.span.is_disabled() || self.config.recent.is_enabled();
         if !wanted {
             return;
@@ -907,6 +994,7 @@ fn deadline_response<B>(grpc: bool) -> Response<ServerBody<B>> {
 /// body, or a gRPC trailers-only response (HTTP 200, the status in the headers, as a gRPC
 /// client expects it).
 fn answer_response<B>(grpc: bool, answer: Answer) -> Response<ServerBody<B>> {
+    let close = matches!(answer, Answer::Draining { close: true });
     let (http_status, grpc_status, message) = match answer {
         Answer::ShortBudget => (
             StatusCode::GATEWAY_TIMEOUT,
@@ -914,6 +1002,11 @@ fn answer_response<B>(grpc: bool, answer: Answer) -> Response<ServerBody<B>> {
             String::from("context deadline exceeded"),
         ),
         Answer::Malformed(message) => (StatusCode::BAD_REQUEST, "3", message),
+        Answer::Draining { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "14",
+            String::from("server shutting down: not taking new requests"),
+        ),
     };
     let mut res = Response::new(ServerBody {
         inner: None,
@@ -933,6 +1026,11 @@ fn answer_response<B>(grpc: bool, answer: Answer) -> Response<ServerBody<B>> {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if close {
+            // HTTP/1: the client opens a new connection for its next request, which a
+            // load balancer can send to another server.
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         *res.status_mut() = http_status;
         res.body_mut().message = Some(message);
     }

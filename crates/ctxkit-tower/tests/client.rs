@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use ctxkit::{Context, Error};
-use ctxkit_tower::{ClientLayer, RequestContextExt, ServerLayer};
+use ctxkit_tower::{ClientLayer, ContextError, RequestContextExt, ServerLayer};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -140,20 +140,121 @@ async fn cancelled_after_the_deadline_becomes_deadline_exceeded() {
 }
 
 #[tokio::test]
-async fn grpc_calls_fail_with_tonic_statuses() {
+async fn grpc_calls_fail_with_tonic_statuses_that_say_why() {
     let svc = ClientLayer::new().layer(echo_headers());
-    let (ctx, cancel) = Context::background().with_cancel();
+    let (ctx, cancel) = Context::background().with_name("checkout").with_cancel();
     cancel.cancel();
+    let line = line!() - 1;
     let mut req = http::Request::new(Full::default());
     req.headers_mut()
         .insert("content-type", "application/grpc".parse().unwrap());
     req.set_context(ctx);
-    let err = svc.oneshot(req).await.unwrap_err();
+    let err = svc.clone().oneshot(req).await.unwrap_err();
     let status = err
         .downcast_ref::<tonic::Status>()
         .expect("a tonic::Status");
     assert_eq!(status.code(), tonic::Code::Cancelled);
-    assert_eq!(status.message(), "context canceled");
+    let message = status.message();
+    assert!(
+        message.starts_with(&format!("canceled by cancel() at tests/client.rs:{line}:"))
+            || message.contains(&format!("ctxkit-tower/tests/client.rs:{line}:")),
+        "{message}"
+    );
+    assert!(message.ends_with(r#" in "checkout""#), "{message}");
+
+    // A cause is named in the message, and the ContextError ends the chain of sources.
+    #[derive(Debug)]
+    struct UserLeft;
+    impl std::fmt::Display for UserLeft {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the user left the checkout")
+        }
+    }
+    impl std::error::Error for UserLeft {}
+    let (ctx, cancel) = Context::background().with_cancel();
+    cancel.cancel_with_cause(UserLeft);
+    let mut req = http::Request::new(Full::default());
+    req.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    let err = svc.oneshot(req.with_context(ctx)).await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), tonic::Code::Cancelled);
+    assert!(
+        status.message().ends_with(": the user left the checkout"),
+        "{}",
+        status.message()
+    );
+    let context_error = source_chain(&*err)
+        .find_map(|e| e.downcast_ref::<ContextError>())
+        .expect("a ContextError among the sources");
+    assert_eq!(context_error.err(), Error::Canceled);
+    assert!(context_error.cause().unwrap().is::<UserLeft>());
+}
+
+/// `err` and its sources, in order.
+fn source_chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// A plain-HTTP call cut short over loopback: the error says what the context says.
+#[tokio::test]
+async fn http_calls_cut_short_fail_with_the_contexts_err_cause_and_origin() {
+    let (server, mut seen) = http_server(server_layer()).await;
+    let client = ClientLayer::new()
+        .timeout_ms_header("x-timeout-ms")
+        .layer(common::http_client(false));
+    let (ctx, cancel) = Context::background()
+        .with_name("GET /checkout")
+        .with_cancel();
+    let req = http::Request::get(server.url("/wait"))
+        .body(Full::<Bytes>::default())
+        .unwrap()
+        .with_context(ctx);
+    let call = tokio::spawn(client.clone().oneshot(req));
+    let s = next_seen(&mut seen).await;
+    cancel.cancel_with_cause(ctxkit_tower::ServerCause::Shutdown);
+    let line = line!() - 1;
+    let err = call.await.unwrap().unwrap_err();
+    let err = err.downcast_ref::<ContextError>().expect("a ContextError");
+    assert_eq!(err.err(), Error::Canceled);
+    assert_eq!(
+        err.cause()
+            .unwrap()
+            .downcast_ref::<ctxkit_tower::ServerCause>(),
+        Some(&ctxkit_tower::ServerCause::Shutdown)
+    );
+    let origin = err.origin().unwrap();
+    assert_eq!(origin.location().unwrap().line(), line);
+    assert_eq!(origin.context_name(), Some("GET /checkout"));
+    assert_eq!(err.to_string(), origin.to_string());
+    assert!(err.to_string().ends_with(": server shutting down"), "{err}");
+    assert!(
+        std::error::Error::source(err).is_none(),
+        "aborted, not failed"
+    );
+    let (server_err, _) = done_within(&s.ctx, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(server_err, Error::Canceled);
+
+    // A deadline: the origin says where it was set and its budget.
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(100));
+    let line = line!() - 1;
+    let req = http::Request::get(server.url("/wait"))
+        .body(Full::<Bytes>::default())
+        .unwrap()
+        .with_context(ctx);
+    let err = client.oneshot(req).await.unwrap_err();
+    let err = err.downcast_ref::<ContextError>().expect("a ContextError");
+    assert_eq!(err.err(), Error::DeadlineExceeded);
+    assert!(err.cause().unwrap().is::<Error>());
+    let text = err.to_string();
+    assert!(
+        text.starts_with("deadline exceeded: set at ")
+            && text.contains(&format!("client.rs:{line}:"))
+            && text.contains("(100ms)"),
+        "{text}"
+    );
 }
 
 fn server_layer() -> ServerLayer {
@@ -190,10 +291,16 @@ macro_rules! reqwest_test {
                 .await
                 .expect("the server sees the abort within 50 ms");
             assert_eq!(err, Error::Canceled);
-            assert!(matches!(
-                call.await.unwrap(),
-                Err(SendError::Context(Error::Canceled))
-            ));
+            match call.await.unwrap() {
+                Err(SendError::Context(e)) => {
+                    assert_eq!(e.err(), Error::Canceled);
+                    assert!(e.cause().unwrap().is::<Error>());
+                    let at = e.origin().unwrap().location().unwrap();
+                    assert!(at.file().ends_with("client.rs"), "{at}");
+                    assert!(std::error::Error::source(&e).is_none());
+                }
+                other => panic!("{other:?}"),
+            }
 
             // Done already: fails fast.
             let err = client
@@ -202,7 +309,7 @@ macro_rules! reqwest_test {
                 .send()
                 .await
                 .unwrap_err();
-            assert!(matches!(err, SendError::Context(Error::Canceled)));
+            assert_eq!(err.context_error().map(ContextError::err), Some(Error::Canceled));
 
             // Deadline.
             let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(100));
@@ -213,7 +320,10 @@ macro_rules! reqwest_test {
                 .send()
                 .await
                 .unwrap_err();
-            assert!(matches!(err, SendError::Context(Error::DeadlineExceeded)));
+            let e = err.context_error().expect("the context's error");
+            assert_eq!(e.err(), Error::DeadlineExceeded);
+            let text = e.to_string();
+            assert!(text.starts_with("deadline exceeded: set at ") && text.contains("(100ms)"), "{text}");
             let s = next_seen(&mut seen).await;
             assert_eq!(
                 done_within(&s.ctx, Duration::from_secs(1)).await.unwrap().0,
@@ -272,9 +382,15 @@ async fn failures_after_the_deadline_become_deadline_exceeded() {
         if grpc {
             let status = err.downcast_ref::<tonic::Status>().unwrap();
             assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-        } else {
-            assert_eq!(err.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
         }
+        // The ContextError (the error itself, or the end of the Status's sources) gives
+        // back the inner failure as its source.
+        let context_error = source_chain(&*err)
+            .find_map(|e| e.downcast_ref::<ContextError>())
+            .expect("a ContextError");
+        assert_eq!(context_error.err(), Error::DeadlineExceeded);
+        let source = std::error::Error::source(context_error).expect("the inner failure");
+        assert!(source.is::<TimeoutExpired>(), "{source:?}");
     }
 
     // Before the deadline, the inner error is passed on as it is.
@@ -288,4 +404,44 @@ async fn failures_after_the_deadline_become_deadline_exceeded() {
         .await
         .unwrap_err();
     assert!(err.is::<TimeoutExpired>());
+}
+
+/// A tonic call over loopback, cancelled with a cause while the server works: the `Status`
+/// names the cause, and the `ContextError` at the end of its sources has the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_calls_cut_short_name_the_cause_in_the_status() {
+    #[derive(Debug)]
+    struct Superseded;
+    impl std::fmt::Display for Superseded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a newer request superseded this one")
+        }
+    }
+    impl std::error::Error for Superseded {}
+
+    let (server, mut seen) = grpc_server(server_layer(), Duration::ZERO, None).await;
+    let mut client = grpc_client(server.addr).await;
+    let (ctx, cancel) = Context::background().with_name("search").with_cancel();
+    let req = tonic::Request::new(pb::WorkRequest { millis: 30_000 }).with_context(ctx);
+    let call = tokio::spawn(async move { client.work(req).await });
+    let s = next_seen(&mut seen).await;
+    cancel.cancel_with_cause(Superseded);
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Cancelled);
+    let message = status.message();
+    assert!(
+        message.starts_with("canceled by cancel_with_cause() at ")
+            && message.ends_with(r#" in "search": a newer request superseded this one"#),
+        "{message}"
+    );
+    let context_error = source_chain(&status)
+        .find_map(|e| e.downcast_ref::<ContextError>())
+        .expect("a ContextError among the Status's sources");
+    assert!(context_error.cause().unwrap().is::<Superseded>());
+    assert_eq!(
+        context_error.origin().unwrap().context_name(),
+        Some("search")
+    );
+    let (err, _) = done_within(&s.ctx, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(err, Error::Canceled);
 }

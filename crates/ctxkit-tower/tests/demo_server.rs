@@ -109,20 +109,15 @@ async fn grpc_work_sees_the_deadline_and_the_cancel() {
     check_line(&demo.next_line(), "grpc", "completed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_cancels_requests_in_flight_and_exits() {
-    let mut demo = Demo::start();
-    let addr = demo.addr.clone();
-    let call = tokio::spawn(async move { http_get(&addr, "/work?ms=10000", None).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+/// Sends SIGTERM to the demo server.
+fn sigterm(demo: &Demo) {
     let pid = demo.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let line = demo.next_line();
-    check_line(&line, "http", "canceled");
-    let (status, body) = call.await.unwrap();
-    assert_eq!(status, 503);
-    assert_eq!(body["completed"], false);
+}
+
+/// Waits (at most 5 s) for the demo server to exit, and checks that it exited 0.
+fn exits_successfully(demo: &mut Demo) {
     let start = std::time::Instant::now();
     let exit = loop {
         if let Some(exit) = demo.child.try_wait().unwrap() {
@@ -137,6 +132,117 @@ async fn sigterm_cancels_requests_in_flight_and_exits() {
     assert!(exit.success(), "{exit:?}");
     // No longer accepting.
     assert!(std::net::TcpStream::connect(&demo.addr).is_err());
+}
+
+/// The status, `connection` header and text of a `GET` on a connection of its own.
+async fn http_get_text(addr: &str, path: &str) -> (u16, Option<String>, String) {
+    let client = common::http_client(false);
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let connection = res
+        .headers()
+        .get("connection")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        connection,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_no_grace_cancels_requests_in_flight_and_exits() {
+    let mut demo = Demo::start_with(&["--grace-ms", "0"]);
+    let addr = demo.addr.clone();
+    let call = tokio::spawn(async move { http_get(&addr, "/work?ms=10000", None).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    sigterm(&demo);
+    let line = demo.next_line();
+    check_line(&line, "http", "canceled");
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(body["completed"], false);
+    let summary = demo.next_line();
+    assert_eq!(
+        summary,
+        serde_json::json!({"drained": false, "finished": 0, "cut_off": 1})
+    );
+    exits_successfully(&mut demo);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_for_the_grace_period_then_cuts_off_the_rest() {
+    const GRACE_MS: u64 = 1500;
+    let mut demo = Demo::start_with(&["--grace-ms", &GRACE_MS.to_string()]);
+    let started = std::time::Instant::now();
+    // Three requests that end within the grace period, two that would run far past it.
+    let calls: Vec<_> = [300, 300, 300, 20_000, 20_000]
+        .into_iter()
+        .map(|ms| {
+            let addr = demo.addr.clone();
+            tokio::spawn(
+                async move { (ms, http_get(&addr, &format!("/work?ms={ms}"), None).await) },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sigterm(&demo);
+    let signalled = std::time::Instant::now();
+
+    // While draining, a new request is turned away without running its handler.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, connection, text) = http_get_text(&demo.addr, "/work?ms=1").await;
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(connection.as_deref(), Some("close"));
+    assert!(text.contains("shutting down"), "{text}");
+
+    let mut lines = Vec::new();
+    let summary = loop {
+        let line = demo.next_line();
+        if line.get("drained").is_some() {
+            break line;
+        }
+        lines.push(line);
+    };
+    assert_eq!(
+        summary,
+        serde_json::json!({"drained": false, "finished": 3, "cut_off": 2}),
+        "{lines:?}"
+    );
+    // One line per request that ran: the 503 ran no handler.
+    let outcomes: Vec<_> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 5, "{lines:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "completed").count(),
+        3,
+        "{lines:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "canceled").count(),
+        2,
+        "{lines:?}"
+    );
+
+    for call in calls {
+        let (ms, (status, body)) = call.await.unwrap();
+        if ms < GRACE_MS {
+            assert_eq!((status, &body["completed"]), (200, &true.into()), "{body}");
+        } else {
+            // Cut off at the end of the grace period, not before.
+            assert_eq!((status, &body["completed"]), (503, &false.into()), "{body}");
+            let waited = signalled.elapsed();
+            assert!(waited >= Duration::from_millis(GRACE_MS), "{waited:?}");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    exits_successfully(&mut demo);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use ctxkit::{Context, Error};
-use ctxkit_tower::{ClientLayer, RequestContextExt, ServerCause, ServerLayer};
+use ctxkit_tower::{ClientLayer, ContextError, RequestContextExt, ServerCause, ServerLayer};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -68,8 +68,8 @@ async fn http_deadline_reaches_handler_and_client_gets_deadline_exceeded() {
     assert_eq!(s.spawned.await.unwrap(), Error::DeadlineExceeded);
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(
-        err.downcast_ref::<Error>(),
-        Some(&Error::DeadlineExceeded),
+        err.downcast_ref::<ContextError>().map(ContextError::err),
+        Some(Error::DeadlineExceeded),
         "{err}"
     );
 }
@@ -131,7 +131,10 @@ async fn client_gives_up_over_http(http2: bool) {
     assert!(s.ctx.cause().unwrap().is::<ServerCause>());
     assert_eq!(s.spawned.await.unwrap(), Error::Canceled);
     let err = call.await.unwrap().unwrap_err();
-    assert_eq!(err.downcast_ref::<Error>(), Some(&Error::Canceled));
+    assert_eq!(
+        err.downcast_ref::<ContextError>().map(ContextError::err),
+        Some(Error::Canceled)
+    );
 
     // The connection (HTTP/2) or a new one (HTTP/1.1) serves the next request.
     let res = client.oneshot(get(&server.url("/ok"), None)).await.unwrap();
@@ -191,7 +194,10 @@ async fn a_done_context_fails_fast_without_sending() {
         .oneshot(get(&server.url("/ok"), Some(&ctx)))
         .await
         .unwrap_err();
-    assert_eq!(err.downcast_ref::<Error>(), Some(&Error::Canceled));
+    assert_eq!(
+        err.downcast_ref::<ContextError>().map(ContextError::err),
+        Some(Error::Canceled)
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(server.connections(), 0, "nothing was sent");
 }

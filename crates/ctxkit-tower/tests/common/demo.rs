@@ -31,8 +31,14 @@ pub struct Demo {
 
 impl Demo {
     pub fn start() -> Demo {
+        Demo::start_with(&[])
+    }
+
+    /// The demo server with these arguments after `--addr 127.0.0.1:0`.
+    pub fn start_with(args: &[&str]) -> Demo {
         let mut child = Command::new(demo_binary())
             .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
