@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{ready, Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -143,8 +143,8 @@ struct Config {
     malformed_ms: MalformedTimeout,
     min_budget: Option<Duration>,
     /// The two-phase shutdown of [`ServerLayer::with_shutdown`], whose hard context is `root`'s
-    /// parent, and the work guards of the requests it cut off (see [`RequestGuard::drop`]).
-    shutdown: Option<(Shutdown, Arc<Mutex<Vec<WorkGuard>>>)>,
+    /// parent.
+    shutdown: Option<Shutdown>,
     /// Shared by every clone of the layer and its services.
     stats: Arc<Counters>,
     /// The requests that ended last, for the live page. Shared like `stats`.
@@ -375,7 +375,7 @@ impl ServerLayer {
     /// ```
     pub fn with_shutdown(shutdown: &Shutdown) -> ServerLayer {
         let mut layer = ServerLayer::new(shutdown.hard().clone());
-        layer.config_mut().shutdown = Some((shutdown.clone(), Arc::default()));
+        layer.config_mut().shutdown = Some(shutdown.clone());
         layer
     }
 
@@ -637,7 +637,7 @@ where
         let config = &*self.config;
         let grpc = is_grpc(req.headers());
         let work = match &config.shutdown {
-            Some((shutdown, _)) => match shutdown.enter() {
+            Some(shutdown) => match shutdown.enter() {
                 Some(work) => Some(work),
                 None => {
                     let close = req.version() <= http::Version::HTTP_11;
@@ -768,29 +768,12 @@ impl RequestGuard {
     }
 }
 
-impl RequestGuard {
-    /// Uncounts the request in the layer's shutdown, unless the end of the grace period cut
-    /// it off: then its guard is kept with the layer, so that the shutdown's report, read
-    /// as the grace period ends, counts it as cut off whether or not the handler has
-    /// returned by then (it races the report's reader from the moment of the cut).
-    fn release(&self, work: WorkGuard) {
-        let cut_off = self
-            .ctx
-            .cause()
-            .is_some_and(|c| c.downcast_ref() == Some(&ShutdownCause::GraceEnded));
-        match &self.config.shutdown {
-            Some((_, kept)) if cut_off => kept.lock().unwrap_or_else(|e| e.into_inner()).push(work),
-            _ => drop(work),
-        }
-    }
-}
-
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.cancel(Some(ServerCause::ClientGone));
-        if let Some(work) = self.work.take() {
-            self.release(work);
-        }
+        // Uncounted here. A request the end of the grace period cut off was counted as cut
+        // off as the grace period ended, whenever its handler returns.
+        drop(self.work.take());
         let wanted = !self.span.is_disabled() || self.config.recent.is_enabled();
         if !wanted {
             return;

@@ -75,18 +75,41 @@ struct Inner {
     /// Done once no counted work is left while draining, or once the hard context is done
     /// and `cut_off` is written.
     over: (Context, CancelHandle),
-    /// Units of work in flight, and [`DRAINING`].
-    count: Arc<AtomicUsize>,
-    /// The units still in flight at the moment the hard context became done, written by its
-    /// `on_cancel` callback; [`NOT_CUT`] until then.
-    cut_off: Arc<AtomicUsize>,
-    /// Keeps the callback that writes `cut_off` registered.
+    counter: Arc<Counter>,
+    /// Keeps the callback that counts the cut when the hard context is done registered.
     _on_hard: AfterFunc,
     begun: Mutex<Option<Begun>>,
 }
 
-/// [`Inner::cut_off`] before the hard context is done.
+/// The units of work in flight, shared with the callbacks that end the grace period (which
+/// must not hold the [`Shutdown`] itself: it holds them).
+struct Counter {
+    /// Units in flight, with [`DRAINING`] and [`CUT`].
+    count: AtomicUsize,
+    /// The units in flight at the cut; [`NOT_CUT`] until then.
+    cut_off: AtomicUsize,
+}
+
+/// [`Counter::count`]: shutdown has begun, new work is refused.
+const DRAINING: usize = 1 << (usize::BITS - 1);
+/// [`Counter::count`]: the grace period has ended; the units in flight then were cut off.
+const CUT: usize = 1 << (usize::BITS - 2);
+/// [`Counter::count`]: the number of units.
+const UNITS: usize = !(DRAINING | CUT);
+/// [`Counter::cut_off`] before the cut.
 const NOT_CUT: usize = usize::MAX;
+
+impl Counter {
+    /// Ends the grace period in the count, once: the units in flight now are cut off, and
+    /// none leaving from now on ends the drain. Called before the hard context is cancelled,
+    /// so that work that sees it done and finishes at once is counted as cut off.
+    fn cut(&self) {
+        let before = self.count.fetch_or(CUT | DRAINING, Ordering::AcqRel);
+        if before & CUT == 0 {
+            self.cut_off.store(before & UNITS, Ordering::Release);
+        }
+    }
+}
 
 /// What [`Shutdown::begin`] saw.
 struct Begun {
@@ -106,9 +129,6 @@ impl fmt::Display for Drained {
 }
 
 impl std::error::Error for Drained {}
-
-/// The bit of [`Inner::count`] set once shutdown has begun.
-const DRAINING: usize = 1 << (usize::BITS - 1);
 
 /// Counts one unit of work of a [`Shutdown`] until dropped. Made by [`Shutdown::enter`].
 #[must_use = "the work is uncounted as soon as the guard is dropped"]
@@ -132,16 +152,17 @@ impl Shutdown {
         // Not a child of `hard`: a waiter must not see the wait over before `cut_off` is
         // written, and the callback below ends it after writing.
         let over = Context::background().with_cancel();
-        let count = Arc::new(AtomicUsize::new(0));
-        let cut_off = Arc::new(AtomicUsize::new(NOT_CUT));
-        // Counted on the thread that ends the grace period, before anything else hears of
-        // it: what finishes after that was cut off all the same.
+        let counter = Arc::new(Counter {
+            count: AtomicUsize::new(0),
+            cut_off: AtomicUsize::new(NOT_CUT),
+        });
+        // The grace period ends here when the hard context is cancelled from above (the
+        // parent); `begin` and `force` cut the count before they cancel it.
         let on_hard = {
-            let (count, cut_off) = (Arc::clone(&count), Arc::clone(&cut_off));
+            let counter = Arc::clone(&counter);
             let over = over.1.clone();
             hard.0.on_cancel(move || {
-                let left = count.load(Ordering::Acquire) & !DRAINING;
-                cut_off.store(left, Ordering::Release);
+                counter.cut();
                 over.cancel();
             })
         };
@@ -150,8 +171,7 @@ impl Shutdown {
                 draining,
                 hard,
                 over,
-                count,
-                cut_off,
+                counter,
                 _on_hard: on_hard,
                 begun: Mutex::new(None),
             }),
@@ -174,8 +194,8 @@ impl Shutdown {
     /// Counts one unit of work, until the guard is dropped; `None` once shutdown has begun
     /// (new work is refused).
     pub fn enter(&self) -> Option<WorkGuard> {
-        let before = self.inner.count.fetch_add(1, Ordering::AcqRel);
-        if before & DRAINING != 0 {
+        let before = self.inner.counter.count.fetch_add(1, Ordering::AcqRel);
+        if before & (DRAINING | CUT) != 0 {
             self.inner.leave(); // refused: uncount it again, as a guard would
             return None;
         }
@@ -186,7 +206,7 @@ impl Shutdown {
 
     /// Units of work counted now.
     pub fn in_flight(&self) -> usize {
-        self.inner.count.load(Ordering::Acquire) & !DRAINING
+        self.inner.counter.count.load(Ordering::Acquire) & UNITS
     }
 
     /// Begins the shutdown: the draining context is done at once, new work is refused, and
@@ -203,10 +223,18 @@ impl Shutdown {
         // (S19), which nothing else holds.
         let (timer, _handle) = self.inner.hard.0.with_timeout(grace);
         let hard = self.inner.hard.1.clone();
-        let grace = timer.after_func(move || hard.cancel_with_cause(ShutdownCause::GraceEnded));
-        let before = self.inner.count.fetch_or(DRAINING, Ordering::AcqRel);
+        let counter = Arc::clone(&self.inner.counter);
+        let grace = timer.after_func(move || {
+            counter.cut();
+            hard.cancel_with_cause(ShutdownCause::GraceEnded);
+        });
+        let before = self
+            .inner
+            .counter
+            .count
+            .fetch_or(DRAINING, Ordering::AcqRel);
         *begun = Some(Begun {
-            in_flight: before & !DRAINING,
+            in_flight: before & UNITS,
             grace,
         });
         drop(begun);
@@ -214,7 +242,7 @@ impl Shutdown {
             .draining
             .1
             .cancel_with_cause(ShutdownCause::Draining);
-        if before & !DRAINING == 0 {
+        if before & (UNITS | CUT) == 0 {
             self.inner.drained(); // nothing in flight
         }
     }
@@ -231,6 +259,7 @@ impl Shutdown {
         {
             self.begin(Duration::ZERO);
         }
+        self.inner.counter.cut();
         self.inner
             .hard
             .1
@@ -259,7 +288,7 @@ impl Shutdown {
             .as_ref()
             .map_or(0, |b| b.in_flight);
         let drained = self.inner.over.0.cause().is_some_and(|c| c.is::<Drained>());
-        let cut_off = match self.inner.cut_off.load(Ordering::Acquire) {
+        let cut_off = match self.inner.counter.cut_off.load(Ordering::Acquire) {
             _ if drained => 0,
             NOT_CUT => 0, // drained (the wait ends before the hard context only then)
             left => left,
@@ -301,7 +330,8 @@ impl Shutdown {
 impl Inner {
     /// Uncounts a unit of work; the last one out while draining ends the wait.
     fn leave(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == DRAINING | 1 {
+        // Draining, not cut, and this was the last unit.
+        if self.counter.count.fetch_sub(1, Ordering::AcqRel) == DRAINING | 1 {
             self.drained();
         }
     }

@@ -13,13 +13,13 @@ pub fn demo_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("examples").join("demo_server");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "ctxkit-tower", "--example", "demo_server"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    // Built every time (nothing to do when it is up to date): a binary left by an older
+    // build must not stand in for the current source.
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "ctxkit-tower", "--example", "demo_server"])
+        .status()
+        .unwrap();
+    assert!(status.success());
     bin
 }
 
