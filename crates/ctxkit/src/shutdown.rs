@@ -63,7 +63,12 @@ impl std::error::Error for ShutdownCause {}
 ///
 /// Cloning gives another handle to the same shutdown. Both contexts are children of the
 /// context it was made from: cancelling that one cancels them (a [`wait`](Shutdown::wait)
-/// then reports the work still counted as cut off).
+/// then reports the work still counted as cut off). The count of work cut off is taken
+/// before the hard context is cancelled when the grace period ends or [`force`] ends it;
+/// when the parent cancels it instead, the count is taken just after, so a unit that
+/// finishes the moment it sees the cancellation may count as finished.
+///
+/// [`force`]: Shutdown::force
 #[derive(Clone)]
 pub struct Shutdown {
     inner: Arc<Inner>,
