@@ -18,7 +18,7 @@ use ctxkit::{Cause, Context, Error, Origin};
 ///
 /// [`ClientLayer`](crate::ClientLayer) fails plain HTTP calls with it (boxed: downcast the
 /// [`BoxError`](crate::BoxError)); reqwest calls give it in
-/// [`SendError::Context`](crate::SendError::Context); gRPC calls fail with a `tonic::Status`
+/// `SendError::Context` (feature `reqwest`); gRPC calls fail with a `tonic::Status`
 /// whose message is this error's text, and whose chain of sources ends in it.
 ///
 /// ```
