@@ -183,7 +183,7 @@
 //!
 //! # The live tree
 //!
-//! <a id="s30"></a>**S30.** [`Snapshot::of(ctx)`](crate::inspect::Snapshot::of) lists the
+//! <a id="s30"></a>**S30.** `inspect::Snapshot::of(ctx)` lists the
 //! context and every live context derived from it, depth first, pre-order: the first entry is
 //! `ctx` at depth 0 (kind `Background`, `TODO` or `WithoutCancel` when it has no
 //! cancellation of its own), then one entry per derived context that can be cancelled on its
@@ -203,7 +203,7 @@
 //! <a id="s32"></a>**S32.** `Display` of a snapshot: one line per entry, indented two spaces
 //! per depth, holding the kind, the name if any, the time left if it has a deadline, its
 //! age, where it was made, and for a done context its err and origin.
-//! [`to_json()`](crate::inspect::Snapshot::to_json) is a JSON object whose `"contexts"` array
+//! `to_json()` is a JSON object whose `"contexts"` array
 //! has one object per entry with `depth`, `kind`, `name`, `created_at` (`"file:line:column"`
 //! or null), `age_ms`, `deadline_in_ms` (null when none) and `err` (null or the error's
 //! text), and `origin` (null or an object).
