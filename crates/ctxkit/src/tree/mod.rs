@@ -31,13 +31,15 @@
 //!   `Release` under the node's lock, after the cause is written; readers load it with
 //!   `Acquire`, so a reader that sees it done also sees the final cause.
 //! - **N1b (walks finish before cancels return)**: a node made done by a cancellation also
-//!   carries the `WALKING` bit (if it has children) until its whole subtree is done. A cancel that finds a node done with
-//!   `WALKING` set waits for the bit to clear, so that every `cancel()` returns only once the
+//!   carries the `WALKING` bit (if it has children) until its whole subtree is done. A
+//!   cancel that finds a node done with `WALKING` set waits for the bit to clear, so that every `cancel()` returns only once the
 //!   subtree is done ([S4](crate::guarantees#s4)), even when another thread's cancellation got
 //!   there first. A walk that finds, below a node it made done, a node still walked by another
-//!   keeps that node's bit (and the bits on the way to it) until the other walk has ended; it
-//!   clears every other bit of its own first. Waiting therefore always goes down the tree,
-//!   which has no cycles, so two walks never wait on each other (`walk.rs`).
+//!   keeps that node's bit (and the bits on the way to it) while the other walk is under
+//!   way: it clears every other bit of its own first, and each kept bit as soon as no walk
+//!   still under way is below it. A bit is kept only for a node below it, so walks that
+//!   wait for each other's bits would need a circle of nodes each below the next: there is
+//!   none, so no two walks wait on each other for good (`walk.rs`).
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a
 //!   parent holds only `Weak` references to its children. So dropping every handle and clone
 //!   of a child frees it, cancelled or not ([S22](crate::guarantees#s22)).

@@ -161,21 +161,45 @@ impl Node {
         }
     }
 
-    /// N1b: clears this walk's bits and forgets the timers of the nodes it made done, first
-    /// for the nodes with nothing still under another walk below them, then, once the other
-    /// walks this one found have ended, for the rest.
+    /// N1b: clears this walk's bits and forgets the timers of the nodes it made done: first
+    /// for the nodes with nothing still under another walk below them, then, as each of the
+    /// other walks this one found ends, for the nodes no walk still under way is below.
     ///
     /// A walk keeps the bit of a node set while a node below it (found through it) is still
     /// under another walk, so that a cancel of that node waits as long as its subtree is not
-    /// all done, whoever is still walking it. No two walks wait on each other: a walk waits
-    /// only for nodes below the nodes whose bits it keeps, and the tree has no cycles, so
-    /// waiting always goes down the tree, towards walks that wait for nothing.
+    /// all done, whoever is still walking it. No two walks wait on each other for good: a
+    /// walk keeps a bit only for a node below it that another walk still walks, so a circle
+    /// of walks each waiting for a bit another keeps would be a circle of nodes each below
+    /// the next, and a tree with merges has none.
     fn end_walk(self: &Arc<Self>, own_timer: OwnTimer, root_end: usize, after: &mut Aftermath) {
-        let foreign = self.found_under_other_walks(after);
-        // Which walked nodes keep their bit: those on the way to a node another walk still
-        // walks. The node a reached node was found through is the walked node whose children
-        // start last at or before it (children are appended right after their parent is
-        // walked). Empty, allocating nothing, when no other walk is below.
+        let mut foreign = self.found_under_other_walks(after);
+        let (mut kept, mut root_kept) = Self::kept(&foreign, root_end, after);
+        // First every bit not on the way to a node another walk still walks.
+        self.clear_bits(
+            after,
+            own_timer,
+            |w| !kept.get(w).copied().unwrap_or(false),
+            !root_kept,
+        );
+        // Then, each time one of those walks ends, the bits no longer on the way to one still
+        // under way. A bit is never kept for a walk that has ended: two walks that each keep
+        // a bit the other waits for would each keep it for a node below it that the other
+        // walks, and "below" cannot go round in a circle.
+        while !foreign.is_empty() {
+            wait_while(|| foreign.iter().all(|&i| after.reached[i].state.is_walking()));
+            foreign.retain(|&i| after.reached[i].state.is_walking());
+            let (still, root_still) = Self::kept(&foreign, root_end, after);
+            let released = |w: usize| kept[w] && !still.get(w).copied().unwrap_or(false);
+            self.clear_bits(after, own_timer, released, root_kept && !root_still);
+            (kept, root_kept) = (still, root_still);
+        }
+    }
+
+    /// Which walked nodes, and whether the root, are on the way to one of the `foreign`
+    /// nodes (N1b). The node a reached node was found through is the walked node whose
+    /// children start last at or before it (children are appended right after their parent
+    /// is walked). Empty, allocating nothing, when `foreign` is.
+    fn kept(foreign: &[usize], root_end: usize, after: &Aftermath) -> (Vec<bool>, bool) {
         let size = if foreign.is_empty() {
             0
         } else {
@@ -183,7 +207,7 @@ impl Node {
         };
         let mut kept = vec![false; size];
         let mut root_kept = false;
-        for &found in &foreign {
+        for &found in foreign {
             let mut child = found as u32;
             loop {
                 if (child as usize) < root_end {
@@ -197,35 +221,37 @@ impl Node {
                 child = after.walked[w].at;
             }
         }
-        let clear = |after: &mut Aftermath, keep: bool| {
-            let matches = |w: usize| kept.get(w).copied().unwrap_or(false) == keep;
-            if root_kept == keep {
-                self.state.end_walk();
+        (kept, root_kept)
+    }
+
+    /// Clears the walking bits of the walked nodes `clear` picks, and the root's if `root`,
+    /// wakes the waiters, then forgets those nodes' timers.
+    fn clear_bits(
+        self: &Arc<Self>,
+        after: &mut Aftermath,
+        own_timer: OwnTimer,
+        clear: impl Fn(usize) -> bool,
+        root: bool,
+    ) {
+        if root {
+            self.state.end_walk();
+        }
+        for (w, walked) in after.walked.iter().enumerate() {
+            if clear(w) {
+                after.reached[walked.at as usize].state.end_walk();
             }
-            for (w, walked) in after.walked.iter().enumerate() {
-                if matches(w) {
-                    after.reached[walked.at as usize].state.end_walk();
-                }
-            }
-            walks_ended();
-            if root_kept == keep {
-                let gone = self.leave_timer(own_timer);
+        }
+        walks_ended();
+        if root {
+            let gone = self.leave_timer(own_timer);
+            after.forgot(gone);
+        }
+        for w in 0..after.walked.len() {
+            if clear(w) {
+                let node = &after.reached[after.walked[w].at as usize];
+                let gone = node.leave_timer(OwnTimer::Forget);
                 after.forgot(gone);
             }
-            for w in 0..after.walked.len() {
-                if matches(w) {
-                    let node = &after.reached[after.walked[w].at as usize];
-                    let gone = node.leave_timer(OwnTimer::Forget);
-                    after.forgot(gone);
-                }
-            }
-        };
-        clear(after, false);
-        if !foreign.is_empty() {
-            for &i in &foreign {
-                after.reached[i].await_walk();
-            }
-            clear(after, true);
         }
     }
 
