@@ -44,9 +44,8 @@ impl Node {
     }
 
     /// [`cancel`](Self::cancel), for a cancel (`OwnTimer::Forget`) or an expiry
-    /// (`OwnTimer::Fired`).
-    /// `began`: what started it, if it begins here (`None`: it reached this node from a
-    /// parent that is done, N10).
+    /// (`OwnTimer::Fired`). `began` is what started it, if it begins here (`None`: it
+    /// reached this node from a parent that is done, N10).
     #[inline]
     pub(super) fn walk(
         self: &Arc<Self>,
