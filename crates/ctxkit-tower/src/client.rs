@@ -215,7 +215,20 @@ pub(crate) fn send_deadline(
     ms_header: Option<&HeaderName>,
     headroom: Duration,
 ) {
-    let Some(left) = ctx.remaining() else {
+    if grpc || ms_header.is_some() {
+        write_deadline(ctx.remaining(), headers, grpc, ms_header, headroom);
+    }
+}
+
+/// [`send_deadline`], given the time left (`None`: no deadline).
+fn write_deadline(
+    left: Option<Duration>,
+    headers: &mut HeaderMap,
+    grpc: bool,
+    ms_header: Option<&HeaderName>,
+    headroom: Duration,
+) {
+    let Some(left) = left else {
         return;
     };
     let left = left.saturating_sub(headroom);
@@ -339,31 +352,37 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.headers());
-        let Some(ctx) = crate::ext::get(req.extensions()).cloned() else {
-            return ClientFuture::new(Some(self.inner.call(req)), None, grpc, Duration::ZERO);
-        };
-        if let Some(err) = ctx.err() {
-            let error = context_error(&ctx, err, grpc, None);
-            let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
-            fut.failed = Some(error);
-            return fut;
-        }
         let headroom = self.config.headroom;
-        if !headroom.is_zero() && ctx.remaining().is_some_and(|left| left <= headroom) {
-            let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
-            fut.failed = Some(headroom_error(&ctx, headroom, grpc));
-            return fut;
-        }
-        send_deadline(
-            &ctx,
+        // The request's context is only borrowed: what the call needs of it is taken here.
+        let (watch, left) = match crate::ext::get(req.extensions()) {
+            None => {
+                return ClientFuture::new(Some(self.inner.call(req)), None, grpc, Duration::ZERO)
+            }
+            Some(ctx) => {
+                if let Some(err) = ctx.err() {
+                    return ClientFuture::failed(context_error(ctx, err, grpc, None), grpc);
+                }
+                // The time left, when the server is sent it or some is kept for the caller.
+                let sent = grpc || self.config.ms_header.is_some();
+                let left = (sent || !headroom.is_zero())
+                    .then(|| ctx.remaining())
+                    .flatten();
+                if !headroom.is_zero() && left.is_some_and(|left| left <= headroom) {
+                    return ClientFuture::failed(headroom_error(ctx, headroom, grpc), grpc);
+                }
+                (Watch::new(ctx, req.method(), req.uri(), grpc), left)
+            }
+        };
+        // The call's context has the request's values, the trace among them.
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::inject(&watch.ctx, req.headers_mut());
+        write_deadline(
+            left,
             req.headers_mut(),
             grpc,
             self.config.ms_header.as_ref(),
             headroom,
         );
-        #[cfg(feature = "opentelemetry")]
-        crate::otel::inject(&ctx, req.headers_mut());
-        let call = call_context(&ctx, req.method(), req.uri(), grpc);
         // The server knows the deadline: its own timer ends the call there.
         let sent = grpc || self.config.ms_header.is_some();
         let slack = if sent {
@@ -371,7 +390,7 @@ where
         } else {
             Duration::ZERO
         };
-        ClientFuture::new(Some(self.inner.call(req)), Some(call), grpc, slack)
+        ClientFuture::new(Some(self.inner.call(req)), Some(watch), grpc, slack)
     }
 }
 
@@ -389,24 +408,42 @@ pin_project! {
     }
 }
 
-/// A context and its `done()` future.
+/// The context of one call ([`call_context`]), and the `done()` future of the request's
+/// context it is a child of.
 struct Watch {
     ctx: Context,
+    /// The request's context's, not the call's: the call's context is done exactly when the
+    /// request's is (nothing holds its handle), and a pending `Done` of the request's context
+    /// costs the call nothing more than an entry in that context's list of wakers, where one
+    /// of its own would give the call's context a list of its own to allocate.
     done: Done,
 }
 
+impl Watch {
+    fn new(request: &Context, method: &http::Method, uri: &http::Uri, grpc: bool) -> Watch {
+        Watch {
+            ctx: call_context(request, method, uri, grpc),
+            done: request.done(),
+        }
+    }
+}
+
 impl<F> ClientFuture<F> {
-    fn new(inner: Option<F>, ctx: Option<Context>, grpc: bool, slack: Duration) -> Self {
+    fn new(inner: Option<F>, watch: Option<Watch>, grpc: bool, slack: Duration) -> Self {
         ClientFuture {
             inner: inner.map(Box::pin),
             slack,
-            watch: ctx.map(|ctx| Watch {
-                done: ctx.done(),
-                ctx,
-            }),
+            watch,
             failed: None,
             grpc,
         }
+    }
+
+    /// A call not sent: it fails with `error` when first polled.
+    fn failed(error: BoxError, grpc: bool) -> Self {
+        let mut fut = ClientFuture::new(None, None, grpc, Duration::ZERO);
+        fut.failed = Some(error);
+        fut
     }
 }
 
