@@ -398,13 +398,59 @@ pin_project! {
     /// The response future of [`ClientService`]: the call, raced against the context.
     #[must_use = "futures do nothing unless polled"]
     pub struct ClientFuture<F> {
-        // Boxed, so that it can be handed to the timer at the deadline (see `linger`).
-        inner: Option<Pin<Box<F>>>,
+        #[pin]
+        inner: Call<F>,
         watch: Option<Watch>,
         failed: Option<BoxError>,
         grpc: bool,
         // How long to keep the call open after its deadline.
         slack: Duration,
+    }
+}
+
+pin_project! {
+    /// The inner service's future. Boxed when the call may have to outlive the response
+    /// future, which hands it to the timer at the deadline (see [`linger`]); in place when
+    /// it never does (no slack), which saves an allocation a call.
+    #[project = CallProj]
+    #[project_replace = CallOwned]
+    enum Call<F> {
+        Boxed { fut: Pin<Box<F>> },
+        Inline { #[pin] fut: F },
+        Gone,
+    }
+}
+
+impl<F> Call<F> {
+    fn new(fut: Option<F>, slack: Duration) -> Self {
+        match fut {
+            None => Call::Gone,
+            Some(fut) if slack.is_zero() => Call::Inline { fut },
+            Some(fut) => Call::Boxed { fut: Box::pin(fut) },
+        }
+    }
+}
+
+impl<F: Future> Call<F> {
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        match self.project() {
+            CallProj::Boxed { fut } => fut.as_mut().poll(cx),
+            CallProj::Inline { fut } => fut.poll(cx),
+            CallProj::Gone => panic!("ClientFuture polled after completion"),
+        }
+    }
+
+    /// Ends the call: hands it to the timer for `slack` if `linger` (a boxed call only: an
+    /// inline one has no slack), else drops it, which aborts it if it is still under way.
+    fn end(self: Pin<&mut Self>, linger: bool, slack: Duration)
+    where
+        F: Send + 'static,
+    {
+        if let CallOwned::Boxed { fut } = self.project_replace(Call::Gone) {
+            if linger {
+                self::linger(fut, slack);
+            }
+        }
     }
 }
 
@@ -431,7 +477,7 @@ impl Watch {
 impl<F> ClientFuture<F> {
     fn new(inner: Option<F>, watch: Option<Watch>, grpc: bool, slack: Duration) -> Self {
         ClientFuture {
-            inner: inner.map(Box::pin),
+            inner: Call::new(inner, slack),
             slack,
             watch,
             failed: None,
@@ -472,25 +518,18 @@ where
     type Output = Result<Response<ClientBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Some(err) = this.failed.take() {
             return Poll::Ready(Err(err));
         }
         let grpc = *this.grpc;
-        let Some(inner) = this.inner.as_mut() else {
-            panic!("ClientFuture polled after completion");
-        };
-        if let Poll::Ready(result) = inner.as_mut().poll(cx) {
-            let call = this.inner.take();
+        if let Poll::Ready(result) = this.inner.as_mut().poll(cx) {
             let watch = this.watch.take();
             // A call that failed at its deadline (tonic's channel has a timer of its own for
             // `grpc-timeout`, which fails the call while still holding its stream) is kept
             // open like one the context's timer stopped.
             let late = result.is_err() && watch.as_ref().is_some_and(|w| deadline_passed(&w.ctx));
-            match call {
-                Some(call) if late && !this.slack.is_zero() => linger(call, *this.slack),
-                call => drop(call),
-            }
+            this.inner.end(late, *this.slack);
             return Poll::Ready(match (result, watch) {
                 (Ok(res), watch) => {
                     let (mut parts, body) = res.into_parts();
@@ -517,13 +556,8 @@ where
         }
         if let Some(watch) = this.watch {
             if let Poll::Ready(err) = Pin::new(&mut watch.done).poll(cx) {
-                let call = this.inner.take();
-                match call {
-                    Some(call) if err == Error::DeadlineExceeded && !this.slack.is_zero() => {
-                        linger(call, *this.slack);
-                    }
-                    _ => drop(call), // abort the call
-                }
+                // Cancelled: abort the call. At the deadline: keep it open for the slack.
+                this.inner.end(err == Error::DeadlineExceeded, *this.slack);
                 return Poll::Ready(Err(context_error(&watch.ctx, err, grpc, None)));
             }
         }
