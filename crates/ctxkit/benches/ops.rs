@@ -5,7 +5,10 @@
 //! `cargo bench -p ctxkit --bench ops -- MODE [N]`, MODE one of:
 //! - `drop`: `with_cancel` of `Background`, dropped (CancelTree/depth=1/Root=Background);
 //! - `cancel`: `with_cancel`, then `cancel`;
-//! - `timeout`: `with_timeout(60 s)`, then `cancel`.
+//! - `timeout`: `with_timeout(60 s)`, then `cancel`;
+//! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
+//!   (CancelTree/depth=100/Root=OpenCanceler; N counts levels);
+//! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -20,6 +23,23 @@ fn main() {
         .map_or(200_000, |n| n.parse().expect("N: a number"));
     let bg = Context::background();
     let mut done = 0usize;
+    if mode == "open" || mode == "closed" {
+        const DEPTH: usize = 100;
+        for _ in 0..n / DEPTH {
+            let (root, cancel) = bg.with_cancel();
+            if mode == "closed" {
+                cancel.cancel();
+            }
+            let mut leaf = root;
+            for _ in 0..DEPTH {
+                leaf = leaf.with_cancel().0;
+            }
+            cancel.cancel();
+            done += black_box(&leaf).is_done() as usize;
+        }
+        println!("{mode}: {n} levels, {done} chains done");
+        return;
+    }
     for _ in 0..n {
         match mode.as_str() {
             "drop" => {
@@ -36,7 +56,7 @@ fn main() {
                 h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
-            other => panic!("MODE: drop, cancel or timeout, not {other}"),
+            other => panic!("MODE: drop, cancel, timeout, open or closed, not {other}"),
         }
     }
     println!("{mode}: {n} ops, {done} done");

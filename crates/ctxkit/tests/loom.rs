@@ -91,6 +91,30 @@ fn cancel_racing_derive_leaves_the_child_done() {
     });
 }
 
+/// A child and a grandchild derived while their parent is cancelled without a cause (the
+/// lock-free path while it has no child) and, at once, with one: however they interleave,
+/// the children end with the parent's err, cause and origin, and a child born done under a
+/// parent done without a cause (N9b) has none either.
+#[test]
+fn children_born_under_a_parent_done_with_or_without_a_cause() {
+    loom::model(|| {
+        let (parent, h) = Context::background().with_cancel();
+        let h2 = h.clone();
+        let plain = thread::spawn(move || h.cancel());
+        let caused = thread::spawn(move || h2.cancel_with_cause(Named("stop")));
+        let (child, _hc) = parent.with_cancel();
+        let (grandchild, _hg) = child.with_cancel();
+        plain.join().unwrap();
+        caused.join().unwrap();
+        let cause = name(&parent.cause().unwrap());
+        for c in [&child, &grandchild] {
+            assert_eq!(c.err(), Some(Error::Canceled));
+            assert_eq!(name(&c.cause().unwrap()), cause);
+            assert_eq!(c.origin(), parent.origin());
+        }
+    });
+}
+
 /// A merge derived while its first parent is cancelled (the second stays live).
 #[test]
 fn cancel_racing_merge_derive_leaves_the_merge_done() {

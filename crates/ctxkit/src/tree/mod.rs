@@ -78,6 +78,12 @@
 //!   no lock. The swap and `claim` are read-modify-writes of one atomic, so exactly one of
 //!   them comes first: a swap that wins leaves `claim` seeing the node done; a `claim` that
 //!   wins makes the swap fail, and the cancellation takes the locked path.
+//! - **N9b (done without a cause)**: a node that is done and unclaimed was made done by such
+//!   a swap, or born done under such a node, and has no cause: a done node's cause never
+//!   changes (S8), and every path that stores one claims the node first. So its err and cause
+//!   are read without its lock (`State::done_without_cause`), and a child born under it is
+//!   made done at once, unclaimed too, without locking or linking anything
+//!   ([S5](crate::guarantees#s5)).
 //! - **N10 (origins)**: a cancellation records where it began on the one node where it
 //!   began, and nowhere else: the kind in the state word, in the same write that makes the
 //!   node done, and the location and thread in `origin_at`/`origin_thread` (under the lock

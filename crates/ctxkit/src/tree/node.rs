@@ -231,6 +231,17 @@ impl Node {
         deadline_cause: Option<Cause>,
         birth: Birth,
     ) -> Arc<Node> {
+        if let (None, None, Some(p)) = (other, &deadline_cause, parent.cancel_node()) {
+            if let Some(err) = p.state.done_without_cause() {
+                // Born done under a parent that can tell its err without its lock (N9b): the
+                // child is made done, unlinked, and nothing is locked.
+                let mut node = Node::new(kind, deadline, parent.clone(), None, None, birth);
+                node.state = State::born_done(err);
+                let node = Arc::new(node);
+                node.inherit_moves(parent, None);
+                return node;
+            }
+        }
         let merge = other.map(|pair| {
             Arc::new(MergeParent {
                 pair: pair.clone(),
@@ -364,6 +375,9 @@ impl Node {
 
     /// The cause, once done ([S7](crate::guarantees#s7)).
     pub(crate) fn cause(&self) -> Option<Cause> {
+        if let Some(err) = self.state.done_without_cause() {
+            return Some(Cause::sentinel(err)); // N9b
+        }
         let err = self.err()?;
         let inner = lock(&self.inner);
         let cause = extra_ref(&inner).and_then(|e| e.cause.clone());

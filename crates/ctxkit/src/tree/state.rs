@@ -57,6 +57,23 @@ impl State {
         State(AtomicU8::new(if claimed { CLAIMED } else { LIVE }))
     }
 
+    /// A node born done, under a parent done without a cause (N9b): unclaimed, for it has
+    /// no cause either.
+    pub(super) fn born_done(err: Error) -> State {
+        State(AtomicU8::new(encode(err)))
+    }
+
+    /// The err of a node that is done and unclaimed (N9b): it was made done without a cause
+    /// and has none, now or ever. `None` if it is live or claimed.
+    #[inline]
+    pub(super) fn done_without_cause(&self) -> Option<Error> {
+        let state = self.0.load(Ordering::Acquire);
+        if state & CLAIMED != 0 {
+            return None;
+        }
+        decode(state)
+    }
+
     /// The node's err: one `Acquire` load (N1).
     #[inline]
     pub(super) fn err(&self) -> Option<Error> {

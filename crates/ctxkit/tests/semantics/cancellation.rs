@@ -245,6 +245,42 @@ fn child_of_cancelled_parent_is_done_at_creation_with_parents_err_and_cause() {
     }
 }
 
+// API S5, S26. A parent cancelled plainly while it had no child is made done without its
+// lock; its children are born done without locking it, and must still see all of it.
+#[test]
+fn children_of_a_parent_done_without_a_cause_are_born_done_with_its_err_and_origin() {
+    let clock = ManualClock::new();
+    let root = Context::background().with_clock(&clock);
+    let (parent, h) = root.with_timeout(HOUR);
+    h.cancel();
+    let (expiring, _he) = root.with_timeout(Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    for (parent, err) in [
+        (&parent, Error::Canceled),
+        (&expiring, Error::DeadlineExceeded),
+    ] {
+        let (c1, _h1) = parent.with_cancel();
+        let (c2, _h2) = c1.with_timeout(HOUR);
+        let c3 = c2.with_value(&USER, "u").with_name("leaf");
+        let (c4, _h4) = c3.with_cancel();
+        for c in [&c1, &c2, &c3, &c4] {
+            assert_eq!(c.err(), Some(err), "{c}");
+            assert_eq!(sentinel(&c.cause().unwrap()), Some(err), "{c}");
+            assert_eq!(c.origin(), parent.origin(), "{c}");
+            assert_eq!(c.deadline(), parent.deadline(), "{c}");
+        }
+        assert_eq!(c4.value(&USER), Some(&"u"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _after = c4.after_func(move || tx.send(()).unwrap());
+        rx.recv_timeout(Duration::from_secs(10)).expect("after_func ran");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let _on = c4.on_cancel(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst), "on_cancel ran at once");
+        assert_eq!(c4.done().err(), Some(err));
+    }
+}
+
 // API S5
 #[test]
 fn child_of_expired_parent_keeps_deadline_exceeded_and_its_cause() {
