@@ -231,31 +231,33 @@ impl Node {
         deadline_cause: Option<Cause>,
         birth: Birth,
     ) -> Arc<Node> {
-        if let (None, None, Some(p)) = (other, &deadline_cause, parent.cancel_node()) {
-            if let Some(err) = p.state.done_without_cause() {
-                // Born done under a parent that can tell its err without its lock (N9b): the
-                // child is made done, unlinked, and nothing is locked.
-                let mut node = Node::new(kind, deadline, parent.clone(), None, None, birth);
-                node.state = State::born_done(err);
-                let node = Arc::new(node);
-                node.inherit_moves(parent, None);
-                return node;
-            }
-        }
+        // Born done under a parent that tells its err without its lock (N9b): made done
+        // here, and nothing is locked or linked.
+        let born_done = match (parent.cancel_node(), other, &deadline_cause) {
+            (Some(p), None, None) => p.state.done_without_cause(),
+            _ => None,
+        };
         let merge = other.map(|pair| {
             Arc::new(MergeParent {
                 pair: pair.clone(),
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        let node = Arc::new(Node::new(
+        let mut node = Node::new(
             kind,
             deadline,
             parent.clone(),
             merge.clone(),
             deadline_cause,
             birth,
-        ));
+        );
+        if let Some(err) = born_done {
+            node.state = State::born_done(err);
+            let node = Arc::new(node);
+            node.inherit_moves(parent, None);
+            return node;
+        }
+        let node = Arc::new(node);
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
         if let Some(p) = parent.cancel_node() {
