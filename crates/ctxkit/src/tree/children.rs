@@ -30,6 +30,7 @@ impl<T> Default for Children<T> {
 
 impl<T> Children<T> {
     /// Stores `child`; returns its slot (never [`UNLINKED`]).
+    #[inline]
     pub(super) fn insert(&mut self, child: T) -> u32 {
         if self.first.is_none() {
             self.first = Some(child);

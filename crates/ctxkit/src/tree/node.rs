@@ -175,6 +175,8 @@ pub(super) fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
 }
 
 impl Node {
+    // Inlined: built where its `Arc` puts it, rather than built and then copied there.
+    #[inline(always)]
     fn new(
         kind: Kind,
         deadline: Nanos,
