@@ -1,10 +1,11 @@
 //! A node's child list (N2, N3): the slots a child's `slot` names.
 //!
-//! The first child lives in a field of its own, outside the vector: a node with one child at
-//! a time (each level of a chain, a parent whose children come and go one by one) never
-//! allocates. The others are entries with a list of the free ones, so that insert and remove
-//! are O(1). An entry of `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which
-//! keeps a parent of many children within the wide fan-out's memory budget.
+//! The first child lives in a field of its own: a node with one child at a time (each level
+//! of a chain, a parent whose children come and go one by one) never allocates, and the list
+//! is two words, so that a chain's levels stay small. The others are entries in one boxed
+//! vector with a list of the free ones, so that insert and remove are O(1). An entry of
+//! `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which keeps a parent of many
+//! children within the wide fan-out's memory budget.
 
 /// The slot of a child in no parent's list (N3).
 pub(super) const UNLINKED: u32 = u32::MAX;
@@ -14,6 +15,12 @@ const FIRST: u32 = u32::MAX - 1;
 /// The children of one node. `T` is `Weak<Node>` in the tree.
 pub(super) struct Children<T> {
     first: Option<T>,
+    /// Made with the second child at a time.
+    more: Option<Box<More<T>>>,
+}
+
+/// The children beyond the first.
+struct More<T> {
     rest: Vec<Option<T>>,
     free: Vec<u32>,
 }
@@ -22,60 +29,81 @@ impl<T> Default for Children<T> {
     fn default() -> Self {
         Children {
             first: None,
-            rest: Vec::new(),
-            free: Vec::new(),
+            more: None,
         }
     }
 }
 
 impl<T> Children<T> {
-    /// Stores `child`; returns its slot (never [`UNLINKED`]).
+    /// A list of `child` alone, and its slot.
+    pub(super) fn with_first(child: T) -> (Self, u32) {
+        let children = Children {
+            first: Some(child),
+            more: None,
+        };
+        (children, FIRST)
+    }
+
+    /// Adds `child`; returns the slot that names it.
     #[inline]
     pub(super) fn insert(&mut self, child: T) -> u32 {
         if self.first.is_none() {
             self.first = Some(child);
             return FIRST;
         }
-        match self.free.pop() {
+        let more = self.more.get_or_insert_with(|| {
+            Box::new(More {
+                rest: Vec::new(),
+                free: Vec::new(),
+            })
+        });
+        match more.free.pop() {
             Some(slot) => {
-                self.rest[slot as usize] = Some(child);
+                more.rest[slot as usize] = Some(child);
                 slot
             }
             None => {
-                self.rest.push(Some(child));
-                // FIRST children would need hundreds of GiB of nodes.
-                (self.rest.len() - 1) as u32
+                more.rest.push(Some(child));
+                (more.rest.len() - 1) as u32
             }
         }
     }
 
-    /// Removes the child in `slot`, which is occupied (N3), and returns it.
+    /// Removes and returns the child in `slot` (`None` if the slot is empty).
     pub(super) fn remove(&mut self, slot: u32) -> Option<T> {
         if slot == FIRST {
             return self.first.take();
         }
-        let child = self.rest[slot as usize].take();
-        if self.free.len() + 1 == self.rest.len() {
-            // Empty again: start over, keeping the capacity.
-            self.rest.clear();
-            self.free.clear();
+        let more = self.more.as_mut()?;
+        let child = more.rest[slot as usize].take();
+        if more.free.len() + 1 == more.rest.len() {
+            // The last entry left: give the memory back.
+            more.rest.clear();
+            more.free.clear();
         } else {
-            self.free.push(slot);
+            more.free.push(slot);
         }
         child
     }
 
-    /// Every child, first the one in its own field, then the others in slot order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.first.iter().chain(self.rest.iter().flatten())
+    /// Calls `f` on every child, the first one first.
+    #[inline]
+    pub(super) fn for_each(&self, mut f: impl FnMut(&T)) {
+        if let Some(first) = &self.first {
+            f(first);
+        }
+        if let Some(more) = &self.more {
+            more.rest.iter().flatten().for_each(f);
+        }
     }
 
-    /// Takes every child out.
     #[cfg(test)]
-    pub(super) fn take(&mut self) -> impl Iterator<Item = T> {
-        self.free.clear();
-        let rest = std::mem::take(&mut self.rest).into_iter().flatten();
-        self.first.take().into_iter().chain(rest)
+    pub(super) fn take(&mut self) -> Vec<T> {
+        let mut taken: Vec<T> = self.first.take().into_iter().collect();
+        if let Some(more) = self.more.take() {
+            taken.extend(more.rest.into_iter().flatten());
+        }
+        taken
     }
 }
 
@@ -124,7 +152,7 @@ mod tests {
                     }
                     Op::Remove(_) => {}
                     Op::Take => {
-                        let mut taken: Vec<u32> = children.take().collect();
+                        let mut taken: Vec<u32> = children.take();
                         let mut expected: Vec<u32> = live.drain(..).map(|(_, c)| c).collect();
                         taken.sort_unstable();
                         expected.sort_unstable();
@@ -142,7 +170,7 @@ mod tests {
             let slot = children.insert(i);
             assert_eq!(children.remove(slot), Some(i));
         }
-        assert_eq!(children.rest.capacity(), 0);
+        assert!(children.more.is_none());
     }
 
     #[test]
@@ -152,7 +180,8 @@ mod tests {
         for (i, &slot) in slots.iter().enumerate() {
             assert_eq!(children.remove(slot), Some(i));
         }
-        assert!(children.rest.is_empty() && children.free.is_empty());
-        assert_eq!(children.take().count(), 0);
+        let more = children.more.as_ref().unwrap();
+        assert!(more.rest.is_empty() && more.free.is_empty());
+        assert_eq!(children.take().len(), 0);
     }
 }

@@ -121,8 +121,11 @@ fn push_children(
             return;
         };
         // Upgraded under the lock: a child being dropped fails to upgrade and is skipped.
-        let live = branch.children.iter().filter_map(|c| c.upgrade());
-        work.extend(live.map(|c| (c, depth, index)));
+        branch.children.for_each(|c| {
+            if let Some(c) = c.upgrade() {
+                work.push((c, depth, index));
+            }
+        });
     }
     work[start..].reverse();
 }

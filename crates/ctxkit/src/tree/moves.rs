@@ -161,11 +161,12 @@ impl Node {
             let Some(branch) = inner.as_deref() else {
                 continue;
             };
-            for child in branch.children.iter().filter_map(|c| c.upgrade()) {
+            branch.children.for_each(|child| {
+                let Some(child) = child.upgrade() else { return };
                 if child.moves.fetch_or(BELOW_MOVED, Ordering::AcqRel) == 0 {
                     work.push(child);
                 }
-            }
+            });
         }
     }
 

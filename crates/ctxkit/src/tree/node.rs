@@ -157,12 +157,19 @@ pub(super) struct MergeParent {
     pub(super) slot: AtomicU32,
 }
 
-pub(super) fn branch(inner: &mut Inner) -> &mut Branch {
-    inner.get_or_insert_with(Default::default)
-}
-
 pub(super) fn extra(inner: &mut Inner) -> &mut Extra {
-    branch(inner).extra.get_or_insert_with(Default::default)
+    match inner {
+        Some(b) => b.extra.get_or_insert_with(Default::default),
+        // Made with its `Extra` in place: a default `Branch` is all zeros, which the
+        // allocator is asked for with `calloc`, slower than `malloc`.
+        None => inner
+            .insert(Box::new(Branch {
+                children: Children::default(),
+                extra: Some(Box::default()),
+            }))
+            .extra
+            .get_or_insert_with(Default::default),
+    }
 }
 
 /// The rare part of a node's state, if it was ever made.
@@ -298,7 +305,19 @@ impl Node {
         if let Some(err) = self.state.claim() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
-        let key = branch(&mut inner).children.insert(weak);
+        let key = match inner.as_deref_mut() {
+            Some(b) => b.children.insert(weak),
+            None => {
+                // Made with the child in it: a default `Branch` is all zeros, which the
+                // allocator is asked for with `calloc`, slower than `malloc`.
+                let (children, key) = Children::with_first(weak);
+                *inner = Some(Box::new(Branch {
+                    children,
+                    extra: None,
+                }));
+                key
+            }
+        };
         slot.store(key, Ordering::Relaxed);
         Ok(())
     }
@@ -312,7 +331,7 @@ impl Node {
         if key == UNLINKED || self.is_done() {
             return;
         }
-        let weak = branch(&mut inner).children.remove(key);
+        let weak = inner.as_deref_mut().and_then(|b| b.children.remove(key));
         drop(inner);
         drop(weak); // after unlocking: the critical section stays short
     }

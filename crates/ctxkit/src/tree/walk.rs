@@ -288,9 +288,7 @@ impl Node {
         after: &mut Aftermath,
     ) {
         if let Some(b) = inner.as_deref_mut() {
-            after
-                .found
-                .extend(b.children.iter().filter_map(|c| c.upgrade()));
+            b.children.for_each(|c| after.found.extend(c.upgrade()));
         }
         match extra_mut(inner) {
             None => {
