@@ -208,6 +208,7 @@ pub struct ClientService<S> {
 
 /// Writes the time left on `ctx` into `headers` (`grpc-timeout` for gRPC, else the configured
 /// millisecond header). Never lengthens a timeout already there.
+#[cfg(any(feature = "reqwest", feature = "reqwest-0_12"))]
 pub(crate) fn send_deadline(
     ctx: &Context,
     headers: &mut HeaderMap,
@@ -523,11 +524,22 @@ where
             return Poll::Ready(Err(err));
         }
         let grpc = *this.grpc;
+        // Once the deadline has passed, the call is not polled again, even before the
+        // context's timer fires: the inner service may have a timer of its own for the
+        // deadline it was sent (tonic's channel has one for `grpc-timeout`), and polled once
+        // that timer has fired, the call fails and drops its stream as it does (tonic's
+        // channel drops the call's hyper future), which resets the stream at the deadline.
+        if !this.slack.is_zero() {
+            if let Some(watch) = this.watch.as_ref().filter(|w| deadline_passed(&w.ctx)) {
+                this.inner.as_mut().end(true, *this.slack);
+                let err = context_error(&watch.ctx, Error::DeadlineExceeded, grpc, None);
+                return Poll::Ready(Err(err));
+            }
+        }
         if let Poll::Ready(result) = this.inner.as_mut().poll(cx) {
             let watch = this.watch.take();
-            // A call that failed at its deadline (tonic's channel has a timer of its own for
-            // `grpc-timeout`, which fails the call while still holding its stream) is kept
-            // open like one the context's timer stopped.
+            // A call that failed as its deadline passed (after the check above) is kept open
+            // like one the context's timer stopped, in case it still holds its stream.
             let late = result.is_err() && watch.as_ref().is_some_and(|w| deadline_passed(&w.ctx));
             this.inner.end(late, *this.slack);
             return Poll::Ready(match (result, watch) {

@@ -406,6 +406,79 @@ async fn failures_after_the_deadline_become_deadline_exceeded() {
     assert!(err.is::<TimeoutExpired>());
 }
 
+/// An inner service with a timer of its own for the deadline it was sent (tonic's channel has
+/// one for `grpc-timeout`) fails the call when that timer fires, and drops the call's stream as
+/// it does. Once the deadline has passed, the call is not polled again, whichever timer fired
+/// first: its stream stays open for the slack.
+#[tokio::test]
+async fn a_call_is_not_polled_once_its_deadline_has_passed() {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::Poll;
+    use std::time::Instant;
+    use tower::Service;
+
+    /// Stands for the call's stream: notes when it is dropped.
+    struct Stream(Arc<Mutex<Option<Instant>>>);
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(Instant::now());
+        }
+    }
+
+    let dropped = Arc::new(Mutex::new(None));
+    let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+    let mut fired = Some(fired);
+    let stream_dropped = Arc::clone(&dropped);
+    let inner = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
+        let stream = Stream(Arc::clone(&stream_dropped));
+        let fired = fired.take().expect("one call");
+        async move {
+            let _stream = stream;
+            let _ = fired.await; // the inner service's own timer
+            Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("timeout expired"))
+        }
+    });
+    let slack = Duration::from_millis(50);
+    let mut svc = ClientLayer::new().deadline_slack(slack).layer(inner);
+    let clock = ctxkit::ManualClock::new();
+    let (ctx, _h) = Context::background()
+        .with_clock(&clock)
+        .with_timeout(Duration::from_millis(100));
+    let mut req = http::Request::new(Full::default());
+    req.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    let mut call = Box::pin(svc.ready().await.unwrap().call(req.with_context(ctx)));
+    std::future::poll_fn(|cx| {
+        assert!(call.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+
+    // The deadline passes, and the inner timer fires with it.
+    clock.advance(Duration::from_millis(100));
+    fire.send(()).unwrap();
+    let failed = Instant::now();
+    let err = call.await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(
+        dropped.lock().unwrap().is_none(),
+        "the stream was dropped at the deadline"
+    );
+
+    tokio::time::sleep(slack * 4).await;
+    let at = dropped
+        .lock()
+        .unwrap()
+        .expect("the stream is dropped after the slack");
+    assert!(
+        at.duration_since(failed) >= slack,
+        "{:?}",
+        at.duration_since(failed)
+    );
+}
+
 /// A tonic call over loopback, cancelled with a cause while the server works: the `Status`
 /// names the cause, and the `ContextError` at the end of its sources has the origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

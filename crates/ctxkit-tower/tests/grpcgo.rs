@@ -178,22 +178,13 @@ async fn a_grpc_go_handler_sees_its_deadline_not_a_cancel() {
         timed_out_calls(&server, ClientLayer::new().deadline_slack(Duration::ZERO)).await;
     eprintln!("reset at the deadline: {deadline} DeadlineExceeded, {canceled} Canceled of {CALLS}");
 
-    // With the default slack: the target is 45 of 50. The best of three rounds counts: on
-    // a machine busy enough to starve the Go server's timer for a few milliseconds, one
-    // round can fall short.
-    let mut best = 0;
-    for round in 1..=3 {
-        let (deadline, canceled) = timed_out_calls(&server, ClientLayer::new()).await;
-        eprintln!(
-            "round {round}, reset 20 ms after it (default): {deadline} DeadlineExceeded, {canceled} Canceled of {CALLS}"
-        );
-        best = best.max(deadline);
-        if best >= 45 {
-            break;
-        }
-    }
+    // With the default slack: at least 45 of 50.
+    let (deadline, canceled) = timed_out_calls(&server, ClientLayer::new()).await;
+    eprintln!(
+        "reset 20 ms after it (default): {deadline} DeadlineExceeded, {canceled} Canceled of {CALLS}"
+    );
     assert!(
-        best >= 45,
-        "at best {best} of {CALLS} Go handlers saw DeadlineExceeded"
+        deadline >= 45,
+        "only {deadline} of {CALLS} Go handlers saw DeadlineExceeded"
     );
 }
