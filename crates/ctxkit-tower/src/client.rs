@@ -119,8 +119,9 @@ impl ClientLayer {
     /// still has about `headroom` to use it; and a call with no more than `headroom` left
     /// fails at once, without being sent, with `DEADLINE_EXCEEDED` (a `tonic::Status` for
     /// gRPC, else a [`ContextError`](crate::ContextError) whose `err()` is
-    /// [`ctxkit::Error::DeadlineExceeded`]). The call itself still runs until
-    /// the context's own deadline. Default: none.
+    /// [`ctxkit::Error::DeadlineExceeded`]). The layer lets the call run until the context's
+    /// own deadline, but an inner service that enforces the deadline it sends ends it at the
+    /// time sent: tonic's channel does, for `grpc-timeout`. Default: none.
     ///
     /// With [`ServerLayer::min_budget`](crate::ServerLayer::min_budget) on the next service,
     /// a chain A → B → C spends its time where it can still be used: see the example there.

@@ -272,11 +272,15 @@ fn children_of_a_parent_done_without_a_cause_are_born_done_with_its_err_and_orig
         assert_eq!(c4.value(&USER), Some(&"u"));
         let (tx, rx) = std::sync::mpsc::channel();
         let _after = c4.after_func(move || tx.send(()).unwrap());
-        rx.recv_timeout(Duration::from_secs(10)).expect("after_func ran");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("after_func ran");
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&ran);
         let _on = c4.on_cancel(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
-        assert!(ran.load(std::sync::atomic::Ordering::SeqCst), "on_cancel ran at once");
+        assert!(
+            ran.load(std::sync::atomic::Ordering::SeqCst),
+            "on_cancel ran at once"
+        );
         assert_eq!(c4.done().err(), Some(err));
     }
 }
