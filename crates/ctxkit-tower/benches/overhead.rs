@@ -15,6 +15,8 @@
 //!   a deadline per request).
 //! - `server_and_client_layers`: and the client sends through [`ClientLayer`] with a context
 //!   whose deadline it writes into each request.
+//! - (A/B only) the same with [`ClientLayer::call_contexts`] off: calls get no context of
+//!   their own.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -33,6 +35,17 @@ use tower_layer::Layer;
 
 /// Requests in flight at once, and per batch.
 const CONCURRENCY: usize = 16;
+
+/// How the client sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    /// Without [`ClientLayer`].
+    Plain,
+    /// Through [`ClientLayer`].
+    Layered,
+    /// Through [`ClientLayer`] with [`ClientLayer::call_contexts`] off.
+    NoCallContexts,
+}
 const BATCH: usize = 256;
 
 fn app() -> axum::Router {
@@ -93,10 +106,12 @@ fn request(addr: SocketAddr) -> http::Request<Full<Bytes>> {
 
 /// Sends `BATCH` requests, `CONCURRENCY` at a time, and reads every body. Both paths clone
 /// the client per request (a tower service is called through a clone).
-async fn batch(client: &HttpClient, addr: SocketAddr, layered_client: bool) {
+async fn batch(client: &HttpClient, addr: SocketAddr, sender: Sender) {
     use futures_util::StreamExt;
-    let ctx = layered_client.then(|| Context::background().with_timeout(Duration::from_secs(10)));
-    let layered = ClientLayer::new().layer(client.clone());
+    let ctx = (sender != Sender::Plain)
+        .then(|| Context::background().with_timeout(Duration::from_secs(10)));
+    let layer = ClientLayer::new().call_contexts(sender == Sender::Layered);
+    let layered = layer.layer(client.clone());
     futures_util::stream::iter(0..BATCH)
         .for_each_concurrent(CONCURRENCY, |_| {
             let ctx = ctx.as_ref().map(|(c, _)| c.clone());
@@ -161,13 +176,13 @@ fn requests_per_second(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(4));
     let cases = [
-        ("plain", s.plain, false),
-        ("server_layer", s.layered, false),
-        ("server_and_client_layers", s.layered, true),
+        ("plain", s.plain, Sender::Plain),
+        ("server_layer", s.layered, Sender::Plain),
+        ("server_and_client_layers", s.layered, Sender::Layered),
     ];
-    for (name, addr, client_layer) in cases {
+    for (name, addr, sender) in cases {
         group.bench_function(name, |b| {
-            b.iter(|| s.client_rt.block_on(batch(&s.client, addr, client_layer)))
+            b.iter(|| s.client_rt.block_on(batch(&s.client, addr, sender)))
         });
     }
     group.finish();
@@ -184,21 +199,27 @@ fn ab_overhead() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(200);
-    let cases = [(s.plain, false), (s.layered, false), (s.layered, true)];
+    let cases = [
+        (s.plain, Sender::Plain),
+        (s.layered, Sender::Plain),
+        (s.layered, Sender::Layered),
+        (s.layered, Sender::NoCallContexts),
+    ];
     for _ in 0..5 {
-        s.client_rt.block_on(batch(&s.client, s.plain, false)); // warm up
+        s.client_rt
+            .block_on(batch(&s.client, s.plain, Sender::Plain)); // warm up
     }
-    let mut overheads = [Vec::new(), Vec::new()];
-    let mut total = [Duration::ZERO; 3];
-    let mut cpu = [Duration::ZERO; 3];
+    let mut overheads = [Vec::new(), Vec::new(), Vec::new()];
+    let mut total = [Duration::ZERO; 4];
+    let mut cpu = [Duration::ZERO; 4];
     for round in 0..rounds {
-        let mut time = [Duration::ZERO; 3];
+        let mut time = [Duration::ZERO; 4];
         // Rotate the order, so no case always runs first.
-        for k in 0..3 {
-            let i = (round + k) % 3;
-            let (addr, client_layer) = cases[i];
+        for k in 0..4 {
+            let i = (round + k) % 4;
+            let (addr, sender) = cases[i];
             let (start, start_cpu) = (Instant::now(), process_cpu_time());
-            s.client_rt.block_on(batch(&s.client, addr, client_layer));
+            s.client_rt.block_on(batch(&s.client, addr, sender));
             time[i] = start.elapsed();
             total[i] += time[i];
             cpu[i] += process_cpu_time().saturating_sub(start_cpu);
@@ -217,7 +238,11 @@ fn ab_overhead() {
         rps(total[0]),
         cpu_us(cpu[0])
     );
-    let names = ["server layer", "server + client layers"];
+    let names = [
+        "server layer",
+        "server + client layers",
+        "  the same, no call contexts",
+    ];
     for (i, (name, mut o)) in names.into_iter().zip(overheads).enumerate() {
         o.sort_by(f64::total_cmp);
         let median = o[o.len() / 2];

@@ -139,6 +139,26 @@ async fn http_client_calls_are_named_like_requests() {
 }
 
 #[tokio::test]
+async fn without_call_contexts_a_call_shows_nothing_and_still_ends_with_its_request() {
+    let (server, mut seen) = http_server(layer(Context::background())).await;
+    let client = ClientLayer::new()
+        .call_contexts(false)
+        .layer(http_client(false));
+    let (root, cancel) = Context::background().with_cancel();
+    let call =
+        tokio::spawn(client.oneshot(get(&server.url("/wait"), None).with_context(root.clone())));
+    let s = next_seen(&mut seen).await;
+    let snapshot = Snapshot::of(&root);
+    assert_eq!(snapshot.entries().len(), 1, "{snapshot}");
+    cancel.cancel();
+    let err = call.await.unwrap().unwrap_err();
+    let err = err.downcast_ref::<ctxkit_tower::ContextError>().unwrap();
+    assert_eq!(err.err(), Error::Canceled);
+    assert_eq!(err.origin(), root.origin());
+    done_within(&s.ctx, Duration::from_secs(2)).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_client_that_went_away_is_the_origin() {
     let (server, mut seen) = http_server(layer(Context::background())).await;
     let call = tokio::spawn(http_client(false).request(get(&server.url("/wait"), None)));
