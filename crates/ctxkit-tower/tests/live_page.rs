@@ -12,7 +12,11 @@ async fn page_lists_requests_in_flight_with_the_contexts_under_them() {
     start(&server, "/slow/one", Some(30_000));
     start(&server, "/slow/two", None);
     start(&server, "/lookup?q=orders", None);
-    let json = json_when(&server, |j| live_names(j, 1).len() >= 4).await;
+    // The request contexts exist before their handlers run: wait for the lookup's own too.
+    let json = json_when(&server, |j| {
+        live_names(j, 1).len() >= 4 && !live_names(j, 2).is_empty()
+    })
+    .await;
     let requests = live_names(&json, 1);
     for name in ["GET /slow/one", "GET /slow/two", "GET /lookup"] {
         assert!(requests.iter().any(|n| n == name), "{name} in {requests:?}");

@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p ctxkit --bench ops -- MODE [N]`, MODE one of:
 //! - `drop`: `with_cancel` of `Background`, dropped (CancelTree/depth=1/Root=Background);
+//! - `child`: `with_cancel` of a live context, dropped (ctxkit/ChildDrop);
 //! - `cancel`: `with_cancel`, then `cancel`;
 //! - `timeout`: `with_timeout(60 s)`, then `cancel`;
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
@@ -22,6 +23,7 @@ fn main() {
         .next()
         .map_or(200_000, |n| n.parse().expect("N: a number"));
     let bg = Context::background();
+    let (parent, _parent) = bg.with_cancel();
     let mut done = 0usize;
     if mode == "open" || mode == "closed" {
         const DEPTH: usize = 100;
@@ -46,6 +48,10 @@ fn main() {
                 let (ctx, _h) = bg.with_cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
+            "child" => {
+                let (ctx, _h) = parent.with_cancel();
+                done += black_box(&ctx).is_done() as usize;
+            }
             "cancel" => {
                 let (ctx, h) = bg.with_cancel();
                 h.cancel();
@@ -56,7 +62,7 @@ fn main() {
                 h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
-            other => panic!("MODE: drop, cancel, timeout, open or closed, not {other}"),
+            other => panic!("MODE: drop, child, cancel, timeout, open or closed, not {other}"),
         }
     }
     println!("{mode}: {n} ops, {done} done");
