@@ -377,6 +377,8 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.headers());
         let headroom = self.config.headroom;
+        // Whether the server is sent the deadline; if so, its own timer ends the call there.
+        let sent = grpc || self.config.ms_header.is_some();
         // The request's context is only borrowed: what the call needs of it is taken here.
         let (watch, left) = match crate::ext::get(req.extensions()) {
             None => {
@@ -387,7 +389,6 @@ where
                     return ClientFuture::failed(context_error(ctx, err, grpc, None), grpc);
                 }
                 // The time left, when the server is sent it or some is kept for the caller.
-                let sent = grpc || self.config.ms_header.is_some();
                 let left = (sent || !headroom.is_zero())
                     .then(|| ctx.remaining())
                     .flatten();
@@ -412,8 +413,6 @@ where
             self.config.ms_header.as_ref(),
             headroom,
         );
-        // The server knows the deadline: its own timer ends the call there.
-        let sent = grpc || self.config.ms_header.is_some();
         let slack = if sent {
             self.config.slack
         } else {
