@@ -121,9 +121,13 @@ impl ClientLayer {
     /// still has about `headroom` to use it; and a call with no more than `headroom` left
     /// fails at once, without being sent, with `DEADLINE_EXCEEDED` (a `tonic::Status` for
     /// gRPC, else a [`ContextError`](crate::ContextError) whose `err()` is
-    /// [`ctxkit::Error::DeadlineExceeded`]). The layer lets the call run until the context's
-    /// own deadline, but an inner service that enforces the deadline it sends ends it at the
-    /// time sent: tonic's channel does, for `grpc-timeout`. Default: none.
+    /// [`ctxkit::Error::DeadlineExceeded`]). A plain HTTP call runs until the context's own
+    /// deadline, so that the server's answer reaches the caller. A gRPC call ends at the time
+    /// it was sent, as the channel enforces it (tonic's does): it fails with
+    /// `DEADLINE_EXCEEDED` saying that the time sent to the server ran out, and, like a call
+    /// at its deadline, its stream is reset only
+    /// [`deadline_slack`](ClientLayer::deadline_slack) later, so that the server sees its own
+    /// deadline. Default: none.
     ///
     /// With [`ServerLayer::min_budget`](crate::ServerLayer::min_budget) on the next service,
     /// a chain A → B → C spends its time where it can still be used: see the example there.
@@ -395,10 +399,12 @@ where
                 if !headroom.is_zero() && left.is_some_and(|left| left <= headroom) {
                     return ClientFuture::failed(headroom_error(ctx, headroom, grpc), grpc);
                 }
+                // A gRPC channel ends the call at the time it is sent (tonic's does).
+                let sent_headroom = if grpc { headroom } else { Duration::ZERO };
                 let watch = if self.config.call_contexts {
-                    Watch::new(ctx, req.method(), req.uri(), grpc)
+                    Watch::new(ctx, req.method(), req.uri(), grpc, sent_headroom)
                 } else {
-                    Watch::request(ctx)
+                    Watch::request(ctx, sent_headroom)
                 };
                 (watch, left)
             }
@@ -491,22 +497,58 @@ struct Watch {
     /// costs the call nothing more than an entry in that context's list of wakers, where one
     /// of its own would give the call's context a list of its own to allocate.
     done: Done,
+    /// For a gRPC call sent its deadline less [`ClientLayer::headroom`]: that headroom. The
+    /// channel (tonic's) ends the call at the time it was sent, so the call counts as past
+    /// its deadline once no more than this is left (see [`Watch::expired`]). Zero otherwise.
+    headroom: Duration,
 }
 
 impl Watch {
-    fn new(request: &Context, method: &http::Method, uri: &http::Uri, grpc: bool) -> Watch {
+    fn new(
+        request: &Context,
+        method: &http::Method,
+        uri: &http::Uri,
+        grpc: bool,
+        headroom: Duration,
+    ) -> Watch {
         Watch {
             ctx: call_context(request, method, uri, grpc),
             done: request.done(),
+            headroom,
         }
     }
 
     /// The request's context itself, when calls get no context of their own.
-    fn request(request: &Context) -> Watch {
+    fn request(request: &Context, headroom: Duration) -> Watch {
         Watch {
             ctx: request.clone(),
             done: request.done(),
+            headroom,
         }
+    }
+
+    /// Whether the call is past its deadline: the context's, or for a gRPC call sent less
+    /// than its time left, the one it was sent (the timers may not have fired yet).
+    fn expired(&self) -> bool {
+        self.ctx.err() == Some(Error::DeadlineExceeded)
+            || self
+                .ctx
+                .remaining()
+                .is_some_and(|left| left <= self.headroom)
+    }
+
+    /// The error of a call past its deadline ([`expired`](Self::expired)).
+    fn expired_error(&self, grpc: bool, source: Option<BoxError>) -> BoxError {
+        if deadline_passed(&self.ctx) {
+            return context_error(&self.ctx, Error::DeadlineExceeded, grpc, source);
+        }
+        // The context has its headroom left; the time the server was sent ran out.
+        let error = ContextError::budget_spent(&self.ctx, self.headroom, source);
+        #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
+        if grpc {
+            return grpc_status(Error::DeadlineExceeded, error);
+        }
+        Box::new(error)
     }
 }
 
@@ -565,17 +607,16 @@ where
         // that timer has fired, the call fails and drops its stream as it does (tonic's
         // channel drops the call's hyper future), which resets the stream at the deadline.
         if !this.slack.is_zero() {
-            if let Some(watch) = this.watch.as_ref().filter(|w| deadline_passed(&w.ctx)) {
+            if let Some(watch) = this.watch.as_ref().filter(|w| w.expired()) {
                 this.inner.as_mut().end(true, *this.slack);
-                let err = context_error(&watch.ctx, Error::DeadlineExceeded, grpc, None);
-                return Poll::Ready(Err(err));
+                return Poll::Ready(Err(watch.expired_error(grpc, None)));
             }
         }
         if let Poll::Ready(result) = this.inner.as_mut().poll(cx) {
             let watch = this.watch.take();
             // A call that failed as its deadline passed (after the check above) is kept open
             // like one the context's timer stopped, in case it still holds its stream.
-            let late = result.is_err() && watch.as_ref().is_some_and(|w| deadline_passed(&w.ctx));
+            let late = result.is_err() && watch.as_ref().is_some_and(Watch::expired);
             this.inner.end(late, *this.slack);
             return Poll::Ready(match (result, watch) {
                 (Ok(res), watch) => {
@@ -588,12 +629,9 @@ where
                     };
                     Ok(Response::from_parts(parts, body))
                 }
-                (Err(err), Some(watch)) if deadline_passed(&watch.ctx) => Err(context_error(
-                    &watch.ctx,
-                    Error::DeadlineExceeded,
-                    grpc,
-                    Some(err.into()),
-                )),
+                (Err(err), Some(watch)) if watch.expired() => {
+                    Err(watch.expired_error(grpc, Some(err.into())))
+                }
                 (Err(err), Some(watch)) => match watch.ctx.err() {
                     Some(e) => Err(context_error(&watch.ctx, e, grpc, Some(err.into()))),
                     None => Err(err.into()),

@@ -48,8 +48,18 @@ pub struct ContextError {
     /// context): its cause and origin are read from it.
     ctx: Context,
     /// Set when the call was not sent for want of this much time.
-    headroom: Option<Duration>,
+    headroom: Option<Headroom>,
     source: Option<crate::BoxError>,
+}
+
+/// Why a call ended with time left on its context, for its
+/// [`headroom`](crate::ClientLayer::headroom).
+#[derive(Clone, Copy)]
+enum Headroom {
+    /// Not sent: no more than the headroom was left.
+    NotSent(Duration),
+    /// Sent the time left less the headroom, which ran out.
+    Spent(Duration),
 }
 
 impl ContextError {
@@ -67,8 +77,23 @@ impl ContextError {
         ContextError {
             err: Error::DeadlineExceeded,
             ctx: ctx.clone(),
-            headroom: Some(headroom),
+            headroom: Some(Headroom::NotSent(headroom)),
             source: None,
+        }
+    }
+
+    /// The call was sent `ctx`'s time left less `headroom`, and that ran out: the server's
+    /// deadline, with `headroom` still left on `ctx`.
+    pub(crate) fn budget_spent(
+        ctx: &Context,
+        headroom: Duration,
+        source: Option<crate::BoxError>,
+    ) -> ContextError {
+        ContextError {
+            err: Error::DeadlineExceeded,
+            ctx: ctx.clone(),
+            headroom: Some(Headroom::Spent(headroom)),
+            source,
         }
     }
 
@@ -82,7 +107,8 @@ impl ContextError {
     /// The context's [`cause`](Context::cause): the error it was cancelled with (e.g. a
     /// server's shutdown cause), or the sentinel of [`err`](ContextError::err). `None` when
     /// the context is not done: its deadline had passed by the layer's clock a moment before
-    /// its timer fired, or the call was not sent for its headroom.
+    /// its timer fired, or the call was not sent for its headroom, or the time sent to the
+    /// server (its time left less the headroom) ran out.
     pub fn cause(&self) -> Option<Cause> {
         self.ctx.cause()
     }
@@ -99,12 +125,23 @@ impl fmt::Display for ContextError {
     /// The origin's line, e.g. `deadline exceeded: set at src/api.rs:40:9 (250ms) in "GET
     /// /orders"`; without an origin, the err (`context deadline exceeded`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(headroom) = self.headroom {
-            return write!(
-                f,
-                "{}: not sent, no more than the headroom of {headroom:?} left",
-                self.err
-            );
+        match self.headroom {
+            Some(Headroom::NotSent(headroom)) => {
+                return write!(
+                    f,
+                    "{}: not sent, no more than the headroom of {headroom:?} left",
+                    self.err
+                )
+            }
+            Some(Headroom::Spent(headroom)) => {
+                return write!(
+                    f,
+                    "{}: the time sent to the server ran out, the headroom of {headroom:?} \
+                     left",
+                    self.err
+                )
+            }
+            None => {}
         }
         match self.origin() {
             Some(origin) if origin.err() == self.err => fmt::Display::fmt(&origin, f),

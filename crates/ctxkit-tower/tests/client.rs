@@ -479,6 +479,96 @@ async fn a_call_is_not_polled_once_its_deadline_has_passed() {
     );
 }
 
+/// With a headroom, a gRPC call is sent its time left less the headroom, and the channel
+/// (tonic's) ends it there with a timer of its own: the call fails then with
+/// `DEADLINE_EXCEEDED`, saying the time sent ran out, while its context still has the
+/// headroom left, and its stream stays open for the slack, as at the context's deadline.
+#[tokio::test]
+async fn a_grpc_call_ends_at_the_time_sent_and_keeps_its_stream_for_the_slack() {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::Poll;
+    use std::time::Instant;
+    use tower::Service;
+
+    /// Stands for the call's stream: notes when it is dropped.
+    struct Stream(Arc<Mutex<Option<Instant>>>);
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(Instant::now());
+        }
+    }
+
+    let dropped = Arc::new(Mutex::new(None));
+    let sent = Arc::new(Mutex::new(None));
+    let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+    let mut fired = Some(fired);
+    let (stream_dropped, sent_timeout) = (Arc::clone(&dropped), Arc::clone(&sent));
+    let inner = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+        *sent_timeout.lock().unwrap() = req.headers().get("grpc-timeout").cloned();
+        let stream = Stream(Arc::clone(&stream_dropped));
+        let fired = fired.take().expect("one call");
+        async move {
+            let _stream = stream;
+            let _ = fired.await; // the channel's own timer, for the time it was sent
+            Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("timeout expired"))
+        }
+    });
+    let slack = Duration::from_millis(50);
+    let mut svc = ClientLayer::new()
+        .headroom(Duration::from_millis(300))
+        .deadline_slack(slack)
+        .layer(inner);
+    let clock = ctxkit::ManualClock::new();
+    let (ctx, _h) = Context::background()
+        .with_clock(&clock)
+        .with_timeout(Duration::from_millis(1000));
+    let mut req = http::Request::new(Full::default());
+    req.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    let mut call = Box::pin(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req.with_context(ctx.clone())),
+    );
+    std::future::poll_fn(|cx| {
+        assert!(call.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    assert_eq!(sent.lock().unwrap().as_ref().unwrap(), "700000u");
+
+    // The time sent passes, and the channel's timer fires with it.
+    clock.advance(Duration::from_millis(700));
+    fire.send(()).unwrap();
+    let failed = Instant::now();
+    let err = call.await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(
+        status.message().contains("time sent to the server ran out"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(ctx.err(), None, "the context keeps its headroom");
+    assert!(
+        dropped.lock().unwrap().is_none(),
+        "the stream was dropped at the time sent"
+    );
+
+    tokio::time::sleep(slack * 4).await;
+    let at = dropped
+        .lock()
+        .unwrap()
+        .expect("the stream is dropped after the slack");
+    assert!(
+        at.duration_since(failed) >= slack,
+        "{:?}",
+        at.duration_since(failed)
+    );
+}
+
 /// A tonic call over loopback, cancelled with a cause while the server works: the `Status`
 /// names the cause, and the `ContextError` at the end of its sources has the origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
