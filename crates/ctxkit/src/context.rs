@@ -156,7 +156,8 @@ impl Context {
     /// ```
     #[track_caller]
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(time::to_nanos(deadline), None, None, Birth::here())
+        let queue = self.pair.timer_queue();
+        self.deadline_child(queue, time::to_nanos(deadline), None, None, Birth::here())
     }
 
     /// A child cancelled after `timeout`, measured on this context's clock (Go's
@@ -171,9 +172,10 @@ impl Context {
     /// ```
     #[track_caller]
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
-        let now = self.pair.now();
+        let queue = self.pair.timer_queue();
+        let now = queue.now();
         let at = time::add_duration(now, timeout);
-        self.deadline_child(at, None, Some(now), Birth::here())
+        self.deadline_child(queue, at, None, Some(now), Birth::here())
     }
 
     /// [`with_deadline`](Context::with_deadline), with `cause` as the
@@ -193,7 +195,14 @@ impl Context {
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
         let cause = Cause::custom(cause.into());
-        self.deadline_child(time::to_nanos(deadline), Some(cause), None, Birth::here())
+        let queue = self.pair.timer_queue();
+        self.deadline_child(
+            queue,
+            time::to_nanos(deadline),
+            Some(cause),
+            None,
+            Birth::here(),
+        )
     }
 
     /// [`with_timeout`](Context::with_timeout), with `cause` as the cause when the deadline
@@ -212,16 +221,19 @@ impl Context {
         timeout: Duration,
         cause: impl Into<BoxError>,
     ) -> (Context, CancelHandle) {
-        let now = self.pair.now();
+        let queue = self.pair.timer_queue();
+        let now = queue.now();
         let at = time::add_duration(now, timeout);
         let cause = Some(Cause::custom(cause.into()));
-        self.deadline_child(at, cause, Some(now), Birth::here())
+        self.deadline_child(queue, at, cause, Some(now), Birth::here())
     }
 
-    /// A child with its own deadline `at`. `now` is the clock reading `at` was computed from,
-    /// if any: reading the clock again would cost as much as the rest of the call.
+    /// A child with its own deadline `at`, on `queue` (this context's clock's, looked up once
+    /// by the caller). `now` is the clock reading `at` was computed from, if any: reading the
+    /// clock again would cost as much as the rest of the call.
     fn deadline_child(
         &self,
+        queue: &Arc<tree::Queue>,
         at: Nanos,
         cause: Option<Cause>,
         now: Option<Nanos>,
@@ -231,16 +243,14 @@ impl Context {
         if at == NO_DEADLINE || inherited < at {
             return self.cancel_child(birth); // S12, S13
         }
-        if let (Some(now), true) = (now, self.pair.is_real_time()) {
+        if let (Some(now), true) = (now, queue.is_real_time()) {
             // The exact reading: an origin shows the deadline's budget to the millisecond.
             birth.born = time::to_coarse(now);
         }
         let node = Node::child(Kind::Deadline, at, &self.pair, None, cause, birth);
-        if !node.is_done() {
-            let queue = self.pair.timer_queue();
-            if at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node) {
-                Arc::clone(&node).expire(Callbacks::Inline); // S13
-            }
+        if !node.is_done() && (at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node))
+        {
+            Arc::clone(&node).expire(Callbacks::Inline); // S13
         }
         self.with_node(node)
     }

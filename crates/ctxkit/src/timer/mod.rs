@@ -144,6 +144,11 @@ impl<T: Timed> TimerQueue<T> {
     }
 
     /// This queue's clock reading.
+    /// Whether this queue runs on the real clock (not a manual one).
+    pub(crate) fn is_real_time(&self) -> bool {
+        self.manual_now.is_none()
+    }
+
     pub(crate) fn now(&self) -> Nanos {
         match &self.manual_now {
             Some(now) => now.load(Ordering::Acquire),

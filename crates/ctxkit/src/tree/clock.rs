@@ -38,7 +38,7 @@ impl Pair {
 
     /// Whether this context's deadlines are measured on the real clock.
     pub(crate) fn is_real_time(&self) -> bool {
-        Arc::ptr_eq(self.timer_queue(), real_time())
+        self.timer_queue().is_real_time()
     }
 
     /// The current time on this context's clock.
