@@ -406,77 +406,133 @@ async fn failures_after_the_deadline_become_deadline_exceeded() {
     assert!(err.is::<TimeoutExpired>());
 }
 
+/// A stand-in for a gRPC channel with a timer of its own for the deadline it is sent (tonic's
+/// has one for `grpc-timeout`): one call, which holds a stream until [`OwnTimer::fire`], then
+/// fails and drops the stream, as tonic's channel does.
+struct OwnTimer {
+    /// When the call's stream was dropped.
+    dropped: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// The `grpc-timeout` the call was sent.
+    sent: std::sync::Arc<std::sync::Mutex<Option<http::HeaderValue>>>,
+    fire: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl OwnTimer {
+    /// The channel, as an inner service, and its probe.
+    fn channel() -> (
+        impl tower::Service<
+                http::Request<Full<Bytes>>,
+                Response = http::Response<Full<Bytes>>,
+                Error = std::io::Error,
+                Future = impl std::future::Future<
+                    Output = Result<http::Response<Full<Bytes>>, std::io::Error>,
+                > + Send
+                             + 'static,
+            > + Clone,
+        OwnTimer,
+    ) {
+        use std::sync::{Arc, Mutex};
+        /// Stands for the call's stream: notes when it is dropped.
+        struct Stream(Arc<Mutex<Option<std::time::Instant>>>);
+        impl Drop for Stream {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = Some(std::time::Instant::now());
+            }
+        }
+        let probe = OwnTimer {
+            dropped: Arc::new(Mutex::new(None)),
+            sent: Arc::new(Mutex::new(None)),
+            fire: None,
+        };
+        let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+        let fired = Arc::new(Mutex::new(Some(fired)));
+        let (dropped, sent) = (Arc::clone(&probe.dropped), Arc::clone(&probe.sent));
+        let inner = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+            *sent.lock().unwrap() = req.headers().get("grpc-timeout").cloned();
+            let stream = Stream(Arc::clone(&dropped));
+            let fired = fired.lock().unwrap().take().expect("one call");
+            async move {
+                let _stream = stream;
+                let _ = fired.await; // the channel's own timer
+                Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("timeout expired"))
+            }
+        });
+        (
+            inner,
+            OwnTimer {
+                fire: Some(fire),
+                ..probe
+            },
+        )
+    }
+
+    /// Sends a gRPC call with `ctx` through `svc`, and polls it once (it is pending).
+    async fn start<S>(svc: &mut S, ctx: Context) -> std::pin::Pin<Box<S::Future>>
+    where
+        S: tower::Service<http::Request<Full<Bytes>>>,
+        S::Error: std::fmt::Debug,
+    {
+        use std::future::Future;
+        let mut req = http::Request::new(Full::default());
+        req.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        let mut call = Box::pin(svc.ready().await.unwrap().call(req.with_context(ctx)));
+        std::future::poll_fn(|cx| {
+            assert!(call.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        call
+    }
+
+    /// Fires the channel's timer.
+    fn fire(&mut self) {
+        self.fire.take().expect("fired once").send(()).unwrap();
+    }
+
+    /// Checks that the stream is still open, then that it is dropped `slack` after `failed`.
+    async fn assert_kept_for(&self, failed: std::time::Instant, slack: Duration) {
+        assert!(
+            self.dropped.lock().unwrap().is_none(),
+            "the stream was dropped when the call failed"
+        );
+        tokio::time::sleep(slack * 4).await;
+        let at = self
+            .dropped
+            .lock()
+            .unwrap()
+            .expect("the stream is dropped after the slack");
+        assert!(
+            at.duration_since(failed) >= slack,
+            "{:?}",
+            at.duration_since(failed)
+        );
+    }
+}
+
 /// An inner service with a timer of its own for the deadline it was sent (tonic's channel has
 /// one for `grpc-timeout`) fails the call when that timer fires, and drops the call's stream as
 /// it does. Once the deadline has passed, the call is not polled again, whichever timer fired
 /// first: its stream stays open for the slack.
 #[tokio::test]
 async fn a_call_is_not_polled_once_its_deadline_has_passed() {
-    use std::future::Future;
-    use std::sync::{Arc, Mutex};
-    use std::task::Poll;
-    use std::time::Instant;
-    use tower::Service;
-
-    /// Stands for the call's stream: notes when it is dropped.
-    struct Stream(Arc<Mutex<Option<Instant>>>);
-    impl Drop for Stream {
-        fn drop(&mut self) {
-            *self.0.lock().unwrap() = Some(Instant::now());
-        }
-    }
-
-    let dropped = Arc::new(Mutex::new(None));
-    let (fire, fired) = tokio::sync::oneshot::channel::<()>();
-    let mut fired = Some(fired);
-    let stream_dropped = Arc::clone(&dropped);
-    let inner = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
-        let stream = Stream(Arc::clone(&stream_dropped));
-        let fired = fired.take().expect("one call");
-        async move {
-            let _stream = stream;
-            let _ = fired.await; // the inner service's own timer
-            Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("timeout expired"))
-        }
-    });
+    let (inner, mut channel) = OwnTimer::channel();
     let slack = Duration::from_millis(50);
     let mut svc = ClientLayer::new().deadline_slack(slack).layer(inner);
     let clock = ctxkit::ManualClock::new();
     let (ctx, _h) = Context::background()
         .with_clock(&clock)
         .with_timeout(Duration::from_millis(100));
-    let mut req = http::Request::new(Full::default());
-    req.headers_mut()
-        .insert("content-type", "application/grpc".parse().unwrap());
-    let mut call = Box::pin(svc.ready().await.unwrap().call(req.with_context(ctx)));
-    std::future::poll_fn(|cx| {
-        assert!(call.as_mut().poll(cx).is_pending());
-        Poll::Ready(())
-    })
-    .await;
+    let call = OwnTimer::start(&mut svc, ctx).await;
 
     // The deadline passes, and the inner timer fires with it.
     clock.advance(Duration::from_millis(100));
-    fire.send(()).unwrap();
-    let failed = Instant::now();
+    channel.fire();
+    let failed = std::time::Instant::now();
     let err = call.await.unwrap_err();
     let status = err.downcast_ref::<tonic::Status>().unwrap();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-    assert!(
-        dropped.lock().unwrap().is_none(),
-        "the stream was dropped at the deadline"
-    );
-
-    tokio::time::sleep(slack * 4).await;
-    let at = dropped
-        .lock()
-        .unwrap()
-        .expect("the stream is dropped after the slack");
-    assert!(
-        at.duration_since(failed) >= slack,
-        "{:?}",
-        at.duration_since(failed)
-    );
+    channel.assert_kept_for(failed, slack).await;
 }
 
 /// With a headroom, a gRPC call is sent its time left less the headroom, and the channel
@@ -485,35 +541,7 @@ async fn a_call_is_not_polled_once_its_deadline_has_passed() {
 /// headroom left, and its stream stays open for the slack, as at the context's deadline.
 #[tokio::test]
 async fn a_grpc_call_ends_at_the_time_sent_and_keeps_its_stream_for_the_slack() {
-    use std::future::Future;
-    use std::sync::{Arc, Mutex};
-    use std::task::Poll;
-    use std::time::Instant;
-    use tower::Service;
-
-    /// Stands for the call's stream: notes when it is dropped.
-    struct Stream(Arc<Mutex<Option<Instant>>>);
-    impl Drop for Stream {
-        fn drop(&mut self) {
-            *self.0.lock().unwrap() = Some(Instant::now());
-        }
-    }
-
-    let dropped = Arc::new(Mutex::new(None));
-    let sent = Arc::new(Mutex::new(None));
-    let (fire, fired) = tokio::sync::oneshot::channel::<()>();
-    let mut fired = Some(fired);
-    let (stream_dropped, sent_timeout) = (Arc::clone(&dropped), Arc::clone(&sent));
-    let inner = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
-        *sent_timeout.lock().unwrap() = req.headers().get("grpc-timeout").cloned();
-        let stream = Stream(Arc::clone(&stream_dropped));
-        let fired = fired.take().expect("one call");
-        async move {
-            let _stream = stream;
-            let _ = fired.await; // the channel's own timer, for the time it was sent
-            Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("timeout expired"))
-        }
-    });
+    let (inner, mut channel) = OwnTimer::channel();
     let slack = Duration::from_millis(50);
     let mut svc = ClientLayer::new()
         .headroom(Duration::from_millis(300))
@@ -523,26 +551,13 @@ async fn a_grpc_call_ends_at_the_time_sent_and_keeps_its_stream_for_the_slack() 
     let (ctx, _h) = Context::background()
         .with_clock(&clock)
         .with_timeout(Duration::from_millis(1000));
-    let mut req = http::Request::new(Full::default());
-    req.headers_mut()
-        .insert("content-type", "application/grpc".parse().unwrap());
-    let mut call = Box::pin(
-        svc.ready()
-            .await
-            .unwrap()
-            .call(req.with_context(ctx.clone())),
-    );
-    std::future::poll_fn(|cx| {
-        assert!(call.as_mut().poll(cx).is_pending());
-        Poll::Ready(())
-    })
-    .await;
-    assert_eq!(sent.lock().unwrap().as_ref().unwrap(), "700000u");
+    let call = OwnTimer::start(&mut svc, ctx.clone()).await;
+    assert_eq!(channel.sent.lock().unwrap().as_ref().unwrap(), "700000u");
 
     // The time sent passes, and the channel's timer fires with it.
     clock.advance(Duration::from_millis(700));
-    fire.send(()).unwrap();
-    let failed = Instant::now();
+    channel.fire();
+    let failed = std::time::Instant::now();
     let err = call.await.unwrap_err();
     let status = err.downcast_ref::<tonic::Status>().unwrap();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
@@ -552,21 +567,7 @@ async fn a_grpc_call_ends_at_the_time_sent_and_keeps_its_stream_for_the_slack() 
         status.message()
     );
     assert_eq!(ctx.err(), None, "the context keeps its headroom");
-    assert!(
-        dropped.lock().unwrap().is_none(),
-        "the stream was dropped at the time sent"
-    );
-
-    tokio::time::sleep(slack * 4).await;
-    let at = dropped
-        .lock()
-        .unwrap()
-        .expect("the stream is dropped after the slack");
-    assert!(
-        at.duration_since(failed) >= slack,
-        "{:?}",
-        at.duration_since(failed)
-    );
+    channel.assert_kept_for(failed, slack).await;
 }
 
 /// A tonic call over loopback, cancelled with a cause while the server works: the `Status`
