@@ -406,6 +406,13 @@ async fn failures_after_the_deadline_become_deadline_exceeded() {
     assert!(err.is::<TimeoutExpired>());
 }
 
+/// The inner service [`OwnTimer::channel`] gives.
+type Channel = tower::util::BoxCloneService<
+    http::Request<Full<Bytes>>,
+    http::Response<Full<Bytes>>,
+    std::io::Error,
+>;
+
 /// A stand-in for a gRPC channel with a timer of its own for the deadline it is sent (tonic's
 /// has one for `grpc-timeout`): one call, which holds a stream until [`OwnTimer::fire`], then
 /// fails and drops the stream, as tonic's channel does.
@@ -419,18 +426,7 @@ struct OwnTimer {
 
 impl OwnTimer {
     /// The channel, as an inner service, and its probe.
-    fn channel() -> (
-        impl tower::Service<
-                http::Request<Full<Bytes>>,
-                Response = http::Response<Full<Bytes>>,
-                Error = std::io::Error,
-                Future = impl std::future::Future<
-                    Output = Result<http::Response<Full<Bytes>>, std::io::Error>,
-                > + Send
-                             + 'static,
-            > + Clone,
-        OwnTimer,
-    ) {
+    fn channel() -> (Channel, OwnTimer) {
         use std::sync::{Arc, Mutex};
         /// Stands for the call's stream: notes when it is dropped.
         struct Stream(Arc<Mutex<Option<std::time::Instant>>>);
@@ -458,7 +454,7 @@ impl OwnTimer {
             }
         });
         (
-            inner,
+            tower::util::BoxCloneService::new(inner),
             OwnTimer {
                 fire: Some(fire),
                 ..probe
