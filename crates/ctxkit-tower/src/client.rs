@@ -296,10 +296,15 @@ pub(crate) fn call_context(
 /// [`ContextError`], or for gRPC a `tonic::Status` whose message is its text and whose chain
 /// of sources ends in it. `source` is the error the call failed with on its own, if any.
 fn context_error(ctx: &Context, err: Error, grpc: bool, source: Option<BoxError>) -> BoxError {
-    let error = ContextError::new(ctx, err, source);
+    boxed(ContextError::new(ctx, err, source), grpc)
+}
+
+/// `error` as the call's error: itself, or for gRPC a `tonic::Status` whose message is its
+/// text and whose chain of sources ends in it.
+fn boxed(error: ContextError, grpc: bool) -> BoxError {
     #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
     if grpc {
-        return grpc_status(err, error);
+        return grpc_status(error);
     }
     let _ = grpc;
     Box::new(error)
@@ -312,8 +317,8 @@ fn context_error(ctx: &Context, err: Error, grpc: bool, source: Option<BoxError>
 /// through which a generated client passes the layer's error, takes its own `Status` from
 /// the error itself or from its chain of sources.
 #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
-fn grpc_status(err: Error, error: ContextError) -> BoxError {
-    let message = error.to_string();
+fn grpc_status(error: ContextError) -> BoxError {
+    let (err, message) = (error.err(), error.to_string());
     macro_rules! status {
         ($tonic:ident) => {
             match err {
@@ -349,13 +354,7 @@ fn grpc_status(err: Error, error: ContextError) -> BoxError {
 /// The error for a call not sent because no more than `headroom` was left.
 #[cold]
 fn headroom_error(ctx: &Context, headroom: Duration, grpc: bool) -> BoxError {
-    let error = ContextError::headroom(ctx, headroom);
-    #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
-    if grpc {
-        return grpc_status(Error::DeadlineExceeded, error);
-    }
-    let _ = grpc;
-    Box::new(error)
+    boxed(ContextError::headroom(ctx, headroom), grpc)
 }
 
 /// Whether the deadline has passed (the timer may not have fired yet).
@@ -543,12 +542,10 @@ impl Watch {
             return context_error(&self.ctx, Error::DeadlineExceeded, grpc, source);
         }
         // The context has its headroom left; the time the server was sent ran out.
-        let error = ContextError::budget_spent(&self.ctx, self.headroom, source);
-        #[cfg(any(feature = "tonic", feature = "tonic-0_13"))]
-        if grpc {
-            return grpc_status(Error::DeadlineExceeded, error);
-        }
-        Box::new(error)
+        boxed(
+            ContextError::budget_spent(&self.ctx, self.headroom, source),
+            grpc,
+        )
     }
 }
 
