@@ -8,7 +8,8 @@
 //! load of other processes on a shared machine does not distort).
 //!
 //! Knobs: `CTXKIT_AB_ROUNDS` (default 200); `CTXKIT_BENCH_NO_TIMEOUT=1` sends no
-//! `grpc-timeout`, which separates the cost of the core's deadline timer from the layer's own.
+//! `grpc-timeout`, which separates the cost of the core's deadline timer from the layer's own;
+//! `CTXKIT_BENCH_PROFILE=CASE:BATCHES` runs one case alone, for a profiler (see [`profile`]).
 //!
 //! - `plain`: an axum handler, no layer; the request carries `grpc-timeout` anyway.
 //! - `server_layer`: the same behind [`ServerLayer`] (which parses it and makes a context with
@@ -321,7 +322,33 @@ fn layer_alone(c: &mut Criterion) {
 
 criterion_group!(benches, layer_alone, requests_per_second);
 
+/// `CTXKIT_BENCH_PROFILE=CASE:BATCHES`: sends only `BATCHES` batches of one case (`plain`,
+/// `server`, `layered` or `no_call_contexts`) and exits, for a profiler (`perf record`,
+/// `valgrind --tool=callgrind`): the difference between two cases' counts, divided by the
+/// requests sent, is what the layers cost per request.
+fn profile(spec: &str) {
+    let (case, batches) = spec
+        .split_once(':')
+        .expect("CTXKIT_BENCH_PROFILE=CASE:BATCHES");
+    let batches: usize = batches.parse().expect("BATCHES: a number");
+    let s = setup();
+    let (addr, sender) = match case {
+        "plain" => (s.plain, Sender::Plain),
+        "server" => (s.layered, Sender::Plain),
+        "layered" => (s.layered, Sender::Layered),
+        "no_call_contexts" => (s.layered, Sender::NoCallContexts),
+        other => panic!("CASE: plain, server, layered or no_call_contexts, not {other}"),
+    };
+    for _ in 0..batches {
+        s.client_rt.block_on(batch(&s.client, addr, sender));
+    }
+    println!("{case}: {} requests", batches * BATCH);
+}
+
 fn main() {
+    if let Some(spec) = std::env::var_os("CTXKIT_BENCH_PROFILE") {
+        return profile(spec.to_str().expect("CTXKIT_BENCH_PROFILE: UTF-8"));
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     ab_overhead();
