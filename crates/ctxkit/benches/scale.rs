@@ -187,6 +187,74 @@ fn fanout_counting_wakers(n: usize) {
     );
 }
 
+/// The floor of a fan-out wake on this runtime and machine: n tasks pending on one plain
+/// list of wakers (a `Mutex<Vec<Waker>>`, the least any cancellation can keep), all woken
+/// from the main thread as `fanout_wake/tasks` is. No context, no token: what is left is the
+/// runtime's own work of scheduling, polling and completing each woken task.
+fn fanout_tasks_floor(n: usize) {
+    struct Wakers {
+        fired: AtomicBool,
+        list: Mutex<Vec<std::task::Waker>>,
+    }
+    /// Pending until `fired`; registers its waker once per poll, as `Done` does.
+    struct Wait(Arc<Wakers>);
+    impl std::future::Future for Wait {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0.fired.load(Ordering::Acquire) {
+                return std::task::Poll::Ready(());
+            }
+            let mut list = self.0.list.lock().unwrap();
+            if self.0.fired.load(Ordering::Acquire) {
+                return std::task::Poll::Ready(());
+            }
+            list.push(cx.waker().clone());
+            std::task::Poll::Pending
+        }
+    }
+    let rt = runtime();
+    let wakers = Arc::new(Wakers {
+        fired: AtomicBool::new(false),
+        list: Mutex::new(Vec::with_capacity(n)),
+    });
+    let cd = Countdown::new(n);
+    for _ in 0..n {
+        let (wakers, cd) = (Arc::clone(&wakers), Arc::clone(&cd));
+        rt.spawn(async move {
+            cd.ready.fetch_add(1, Ordering::Release);
+            Wait(wakers).await;
+            cd.arrive();
+        });
+    }
+    cd.wait_ready(n);
+    let t = Instant::now();
+    let list = {
+        let mut list = wakers.list.lock().unwrap();
+        wakers.fired.store(true, Ordering::Release);
+        std::mem::take(&mut *list)
+    };
+    for waker in list {
+        waker.wake();
+    }
+    let returned = t.elapsed();
+    cd.wait_all();
+    let total = t.elapsed();
+    line(
+        &format!("floor/fanout_wake/tasks={n}/cancel_returned"),
+        per(returned, n),
+        "ns/waiter",
+    );
+    line(
+        &format!("floor/fanout_wake/tasks={n}"),
+        per(total, n),
+        "ns/waiter",
+    );
+    drop(rt);
+}
+
 fn fanout_tasks_tokio_util(n: usize) {
     let rt = runtime();
     let token = CancellationToken::new();
@@ -426,6 +494,38 @@ fn timer_lateness(n: usize) {
     );
 }
 
+/// The floor of timer lateness on this runtime and machine: the same n tasks, each asleep
+/// on the runtime's own timer (`tokio::time::sleep_until`) to a deadline 50 ms after it was
+/// made, measured as `timer_lateness` is. No context: what is left is how late the runtime
+/// itself wakes a task for a deadline while n of them come due.
+fn timer_lateness_floor(n: usize) {
+    let rt = runtime();
+    let mut waiters = Vec::with_capacity(n);
+    for _ in 0..n {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        waiters.push(rt.spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            Instant::now().saturating_duration_since(deadline)
+        }));
+    }
+    let mut late: Vec<Duration> = rt.block_on(async {
+        let mut late = Vec::with_capacity(n);
+        for w in waiters {
+            late.push(w.await.expect("a waiter"));
+        }
+        late
+    });
+    late.sort();
+    let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    for (name, q) in [("min", 0.0), ("p50", 0.5), ("p99", 0.99)] {
+        line(
+            &format!("floor/timer_lateness/n={n}/{name}"),
+            ms(pick(q)),
+            "ms",
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 6) a storm: n deadlines at one instant, each with an after_func, and a probe 100 ms later
 // ---------------------------------------------------------------------------------------
@@ -591,6 +691,7 @@ fn main() {
         fanout_counting_wakers(1_000_000 / div);
         fanout_tasks_tokio_util(100_000 / div);
         fanout_tasks_tokio_util(1_000_000 / div);
+        fanout_tasks_floor(1_000_000 / div);
     }
     if run("wide") {
         wide(1_000_000 / div);
@@ -604,6 +705,7 @@ fn main() {
     }
     if run("lateness") {
         timer_lateness(10_000 / div);
+        timer_lateness_floor(10_000 / div);
     }
     if run("storm") {
         storm(10_000 / div);
