@@ -90,7 +90,7 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(20);
 ///
 /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(2));
 /// let res = client.oneshot(http::Request::new(()).with_context(ctx)).await.unwrap();
-/// let sent: u64 = res.body().get_ref().parse().unwrap();
+/// let sent: u64 = res.body().get_ref().unwrap().parse().unwrap();
 /// assert!(sent > 1900 && sent <= 2000);
 /// # }
 /// ```
@@ -151,7 +151,7 @@ impl ClientLayer {
     ///
     /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(1));
     /// let res = client.clone().oneshot(http::Request::new(()).with_context(ctx)).await.unwrap();
-    /// let sent: u64 = res.body().get_ref().parse().unwrap();
+    /// let sent: u64 = res.body().get_ref().unwrap().parse().unwrap();
     /// assert!(sent > 600 && sent <= 700); // 1 s less the 300 ms kept
     ///
     /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(200));
@@ -432,7 +432,7 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct ClientFuture<F> {
         #[pin]
-        inner: Call<F>,
+        inner: Held<F>,
         watch: Option<Watch>,
         failed: Option<BoxError>,
         grpc: bool,
@@ -442,48 +442,66 @@ pin_project! {
 }
 
 pin_project! {
-    /// The inner service's future. Boxed when the call may have to outlive the response
-    /// future, which hands it to the timer at the deadline (see [`linger`]); in place when
-    /// it never does (no slack), which saves an allocation a call.
-    #[project = CallProj]
-    #[project_replace = CallOwned]
-    enum Call<F> {
-        Boxed { fut: Pin<Box<F>> },
-        Inline { #[pin] fut: F },
+    /// A call's future, or its response body. Boxed when it may have to outlive its owner,
+    /// which hands it to the timer at the deadline (see [`linger`]); in place when it never
+    /// does (no slack), which saves an allocation a call.
+    #[project = HeldProj]
+    #[project_replace = HeldOwned]
+    enum Held<T> {
+        Boxed { inner: Pin<Box<T>> },
+        Inline { #[pin] inner: T },
         Gone,
     }
 }
 
-impl<F> Call<F> {
-    fn new(fut: Option<F>, slack: Duration) -> Self {
-        match fut {
-            None => Call::Gone,
-            Some(fut) if slack.is_zero() => Call::Inline { fut },
-            Some(fut) => Call::Boxed { fut: Box::pin(fut) },
+impl<T> Held<T> {
+    fn new(inner: Option<T>, slack: Duration) -> Self {
+        match inner {
+            None => Held::Gone,
+            Some(inner) if slack.is_zero() => Held::Inline { inner },
+            Some(inner) => Held::Boxed {
+                inner: Box::pin(inner),
+            },
+        }
+    }
+
+    fn as_pin_mut(self: Pin<&mut Self>) -> Option<Pin<&mut T>> {
+        match self.project() {
+            HeldProj::Boxed { inner } => Some(inner.as_mut()),
+            HeldProj::Inline { inner } => Some(inner),
+            HeldProj::Gone => None,
+        }
+    }
+
+    fn get(&self) -> Option<&T> {
+        match self {
+            Held::Boxed { inner } => Some(inner),
+            Held::Inline { inner } => Some(inner),
+            Held::Gone => None,
+        }
+    }
+
+    /// Ends it: hands it to the timer for `slack` if `linger` (a boxed one only: one in
+    /// place has no slack), else drops it, which aborts a call or a body still under way.
+    fn end(self: Pin<&mut Self>, linger: bool, slack: Duration)
+    where
+        T: Send + 'static,
+    {
+        if let HeldOwned::Boxed { inner } = self.project_replace(Held::Gone) {
+            if linger {
+                self::linger(inner, slack);
+            }
         }
     }
 }
 
-impl<F: Future> Call<F> {
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        match self.project() {
-            CallProj::Boxed { fut } => fut.as_mut().poll(cx),
-            CallProj::Inline { fut } => fut.poll(cx),
-            CallProj::Gone => panic!("ClientFuture polled after completion"),
-        }
-    }
+impl<F: Future> Future for Held<F> {
+    type Output = F::Output;
 
-    /// Ends the call: hands it to the timer for `slack` if `linger` (a boxed call only: an
-    /// inline one has no slack), else drops it, which aborts it if it is still under way.
-    fn end(self: Pin<&mut Self>, linger: bool, slack: Duration)
-    where
-        F: Send + 'static,
-    {
-        if let CallOwned::Boxed { fut } = self.project_replace(Call::Gone) {
-            if linger {
-                self::linger(fut, slack);
-            }
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.as_pin_mut()
+            .expect("ClientFuture polled after completion")
+            .poll(cx)
     }
 }
 
@@ -552,7 +570,7 @@ impl Watch {
 impl<F> ClientFuture<F> {
     fn new(inner: Option<F>, watch: Option<Watch>, grpc: bool, slack: Duration) -> Self {
         ClientFuture {
-            inner: Call::new(inner, slack),
+            inner: Held::new(inner, slack),
             slack,
             watch,
             failed: None,
@@ -574,8 +592,9 @@ impl<F> fmt::Debug for ClientFuture<F> {
     }
 }
 
-/// Keeps `call` (the future of a call whose deadline passed, not polled again) alive for
-/// `slack`, then drops it on ctxkit's timer thread: only then is its stream reset.
+/// Keeps `call` (the future or the response body of a call whose deadline passed, not
+/// polled again) alive for `slack`, then drops it on ctxkit's timer thread: only then is its
+/// stream reset.
 #[cold]
 fn linger<T: Send + 'static>(call: T, slack: Duration) {
     let (timer, _handle) = Context::background().with_timeout(slack);
@@ -619,10 +638,17 @@ where
                 (Ok(res), watch) => {
                     let (mut parts, body) = res.into_parts();
                     ClientBody::<B>::fix_status(&watch, grpc, &mut parts.headers);
+                    // The body, like the call, is kept for the slack past the deadline.
+                    let slack = if watch.is_some() {
+                        *this.slack
+                    } else {
+                        Duration::ZERO
+                    };
                     let body = ClientBody {
-                        inner: body,
+                        inner: Held::new(Some(body), slack),
                         watch,
                         grpc,
+                        slack,
                     };
                     Ok(Response::from_parts(parts, body))
                 }
@@ -651,11 +677,20 @@ pin_project! {
     /// The response body of [`ClientService`]: fails with the context's error once the
     /// context is done, and turns a gRPC `CANCELLED` into `DEADLINE_EXCEEDED` once the
     /// deadline has passed.
+    ///
+    /// A body still waiting for data when its deadline fires fails with `DEADLINE_EXCEEDED`
+    /// and, when the server was sent the deadline, is kept open for the
+    /// [`deadline_slack`](ClientLayer::deadline_slack) on ctxkit's timer thread, like the
+    /// call: a reader who then drops it at once (a streaming response cut short by its
+    /// deadline) does not reset the stream before the server's own deadline fires. A body
+    /// whose context was cancelled is dropped when it fails, which resets its stream.
     pub struct ClientBody<B> {
         #[pin]
-        inner: B,
+        inner: Held<B>,
         watch: Option<Watch>,
         grpc: bool,
+        // How long to keep the body open after its deadline.
+        slack: Duration,
     }
 }
 
@@ -666,14 +701,23 @@ impl<B> fmt::Debug for ClientBody<B> {
 }
 
 impl<B> ClientBody<B> {
-    /// The body the inner service answered with.
-    pub fn get_ref(&self) -> &B {
-        &self.inner
+    /// The body the inner service answered with; `None` once it failed at its deadline and
+    /// went to ctxkit's timer thread for the slack (see [`ClientBody`]).
+    pub fn get_ref(&self) -> Option<&B> {
+        self.inner.get()
     }
 
-    /// The body the inner service answered with, without the context's watch.
-    pub fn into_inner(self) -> B {
-        self.inner
+    /// The body the inner service answered with, without the context's watch; `None` once it
+    /// failed at its deadline (see [`get_ref`](ClientBody::get_ref)).
+    pub fn into_inner(self) -> Option<B>
+    where
+        B: Unpin,
+    {
+        match self.inner {
+            Held::Boxed { inner } => Some(*Pin::into_inner(inner)),
+            Held::Inline { inner } => Some(inner),
+            Held::Gone => None,
+        }
     }
 }
 
@@ -696,7 +740,7 @@ impl<B> ClientBody<B> {
 
 impl<B> Body for ClientBody<B>
 where
-    B: Body,
+    B: Body + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Data = B::Data;
@@ -706,9 +750,12 @@ where
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
-        let this = self.project();
+        let mut this = self.project();
         let grpc = *this.grpc;
-        match this.inner.poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None); // failed already
+        };
+        match inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_trailers() {
                     Ok(mut trailers) => {
@@ -730,6 +777,8 @@ where
             Poll::Pending => match this.watch {
                 Some(w) => match Pin::new(&mut w.done).poll(cx) {
                     Poll::Ready(err) => {
+                        // Cancelled: drop the body. At the deadline: keep it for the slack.
+                        this.inner.end(err == Error::DeadlineExceeded, *this.slack);
                         Poll::Ready(Some(Err(context_error(&w.ctx, err, grpc, None))))
                     }
                     Poll::Pending => Poll::Pending,
@@ -740,10 +789,12 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.get().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .get()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
     }
 }

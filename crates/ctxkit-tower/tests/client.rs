@@ -531,6 +531,116 @@ async fn a_call_is_not_polled_once_its_deadline_has_passed() {
     channel.assert_kept_for(failed, slack).await;
 }
 
+/// When something was dropped, once it is.
+type DropTime = std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>;
+
+/// A streaming gRPC response whose body never ends, from a stand-in channel: the body notes
+/// when it is dropped (dropping a real one resets its stream).
+fn streaming_channel() -> (
+    impl tower::Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<Endless>,
+            Error = std::io::Error,
+            Future = impl Send,
+        > + Clone,
+    DropTime,
+) {
+    let dropped = DropTime::default();
+    let probe = std::sync::Arc::clone(&dropped);
+    let inner = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
+        let body = Endless(std::sync::Arc::clone(&dropped));
+        async move { Ok::<_, std::io::Error>(http::Response::new(body)) }
+    });
+    (inner, probe)
+}
+
+/// The body of [`streaming_channel`]: no frame, ever.
+struct Endless(DropTime);
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(std::time::Instant::now());
+    }
+}
+
+/// A gRPC request carrying `ctx`.
+fn grpc_request(ctx: Context) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::new(Full::default());
+    req.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    req.with_context(ctx)
+}
+
+/// A streaming response whose headers came before the deadline: when the deadline fires its
+/// body fails with `DEADLINE_EXCEEDED` and is not read again, and a reader who then drops it
+/// at once does not reset the stream before the slack is over.
+#[tokio::test]
+async fn a_response_body_is_kept_open_for_the_slack_past_its_deadline() {
+    let (inner, dropped) = streaming_channel();
+    let slack = Duration::from_millis(50);
+    let svc = ClientLayer::new().deadline_slack(slack).layer(inner);
+    let clock = ctxkit::ManualClock::new();
+    let (ctx, _h) = Context::background()
+        .with_clock(&clock)
+        .with_timeout(Duration::from_millis(100));
+    let mut body = svc.oneshot(grpc_request(ctx)).await.unwrap().into_body();
+    std::future::poll_fn(|cx| {
+        assert!(http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx).is_pending());
+        std::task::Poll::Ready(())
+    })
+    .await;
+
+    clock.advance(Duration::from_millis(100));
+    let failed = std::time::Instant::now();
+    let err = body.frame().await.expect("an error frame").unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(body.get_ref().is_none(), "the body went to the timer");
+    assert!(body.frame().await.is_none(), "and is not read again");
+    drop(body); // the reader gives up at once
+    assert!(
+        dropped.lock().unwrap().is_none(),
+        "the stream was reset at the deadline"
+    );
+    tokio::time::sleep(slack * 4).await;
+    let at = dropped.lock().unwrap().expect("dropped after the slack");
+    assert!(
+        at.duration_since(failed) >= slack,
+        "{:?}",
+        at.duration_since(failed)
+    );
+}
+
+/// A response body whose context is cancelled fails with `Canceled` and is dropped at once,
+/// which resets its stream: a cancel is not held back.
+#[tokio::test]
+async fn a_response_body_whose_context_is_cancelled_is_dropped_at_once() {
+    let (inner, dropped) = streaming_channel();
+    let svc = ClientLayer::new()
+        .deadline_slack(Duration::from_secs(60))
+        .layer(inner);
+    let (ctx, cancel) = Context::background().with_timeout(Duration::from_secs(60));
+    let res = svc.oneshot(grpc_request(ctx)).await.unwrap();
+    let mut body = res.into_body();
+    assert!(body.get_ref().is_some());
+    cancel.cancel();
+    let err = body.frame().await.expect("an error frame").unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), tonic::Code::Cancelled);
+    assert!(dropped.lock().unwrap().is_some(), "dropped when it failed");
+}
+
 /// With a headroom, a gRPC call is sent its time left less the headroom, and the channel
 /// (tonic's) ends it there with a timer of its own: the call fails then with
 /// `DEADLINE_EXCEEDED`, saying the time sent ran out, while its context still has the
