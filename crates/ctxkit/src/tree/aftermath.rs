@@ -62,22 +62,12 @@ pub(super) struct Walked {
 type Panic = Box<dyn Any + Send + 'static>;
 
 thread_local! {
-    /// The emptied buffers of this thread's last cancellation, for its next one.
-    static SPARE: Cell<Aftermath> = const { Cell::new(Aftermath::EMPTY) };
+    /// The emptied buffers of this thread's last cancellation, for its next one. Boxed, so
+    /// that taking and returning them moves a pointer, not eight vectors.
+    static SPARE: Cell<Option<Box<Aftermath>>> = const { Cell::new(None) };
 }
 
 impl Aftermath {
-    const EMPTY: Aftermath = Aftermath {
-        wakers: Vec::new(),
-        regs: Vec::new(),
-        found: Vec::new(),
-        reached: Vec::new(),
-        walked: Vec::new(),
-        found_done: Vec::new(),
-        unpinned: Vec::new(),
-        garbage: Vec::new(),
-    };
-
     /// Keeps the nodes whose last reference came out of a timer shard, to drop after.
     #[inline]
     pub(super) fn forgot(&mut self, gone: Vec<Node>) {
@@ -89,13 +79,13 @@ impl Aftermath {
     /// An empty aftermath with the buffers of this thread's last one: a cancellation
     /// allocates nothing for its bookkeeping in the steady state. (A cancellation inside a
     /// callback of another finds none and allocates.)
-    pub(super) fn take() -> Aftermath {
-        SPARE.try_with(Cell::take).unwrap_or_default()
+    pub(super) fn take() -> Box<Aftermath> {
+        SPARE.try_with(Cell::take).ok().flatten().unwrap_or_default()
     }
 
     /// Keeps this emptied aftermath's buffers for the thread's next cancellation, unless one
     /// grew large (a big subtree): that memory goes back now.
-    fn recycle(self) {
+    fn recycle(self: Box<Self>) {
         const KEEP: usize = 64;
         let small = self.wakers.capacity() <= KEEP
             && self.regs.capacity() <= KEEP
@@ -106,13 +96,13 @@ impl Aftermath {
             && self.unpinned.capacity() <= KEEP
             && self.garbage.capacity() <= KEEP;
         if small {
-            let _ = SPARE.try_with(|spare| spare.set(self));
+            let _ = SPARE.try_with(|spare| spare.set(Some(self)));
         }
     }
 
     /// Wakes, runs and drops everything this cancellation collected, with no lock held (N6):
     /// here, or on the pool for [`Callbacks::Pool`].
-    pub(super) fn run(mut self, callbacks: Callbacks) {
+    pub(super) fn run(mut self: Box<Self>, callbacks: Callbacks) {
         match callbacks {
             Callbacks::Inline => {
                 self.run_here();
