@@ -80,7 +80,11 @@ impl Aftermath {
     /// allocates nothing for its bookkeeping in the steady state. (A cancellation inside a
     /// callback of another finds none and allocates.)
     pub(super) fn take() -> Box<Aftermath> {
-        SPARE.try_with(Cell::take).ok().flatten().unwrap_or_default()
+        SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// Keeps this emptied aftermath's buffers for the thread's next cancellation, unless one
