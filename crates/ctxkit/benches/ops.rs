@@ -7,6 +7,8 @@
 //! - `child`: `with_cancel` of a live context, dropped (ctxkit/ChildDrop);
 //! - `cancel`: `with_cancel`, then `cancel`;
 //! - `timeout`: `with_timeout(60 s)`, then `cancel`;
+//! - `tree1`: `with_cancel` of `Background`, a child of it, then the first cancelled
+//!   (CancelTree/depth=1/Root=OpenCanceler: one cancellation that walks a child);
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
 //!   (CancelTree/depth=100/Root=OpenCanceler; N counts levels);
 //! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler).
@@ -57,12 +59,20 @@ fn main() {
                 h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
+            "tree1" => {
+                let (root, cancel) = bg.with_cancel();
+                let (child, _c) = root.with_cancel();
+                cancel.cancel();
+                done += black_box(&child).is_done() as usize;
+            }
             "timeout" => {
                 let (ctx, h) = bg.with_timeout(Duration::from_secs(60));
                 h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
-            other => panic!("MODE: drop, child, cancel, timeout, open or closed, not {other}"),
+            other => {
+                panic!("MODE: drop, child, cancel, tree1, timeout, open or closed, not {other}")
+            }
         }
     }
     println!("{mode}: {n} ops, {done} done");
