@@ -703,6 +703,27 @@ impl<B> fmt::Debug for ClientBody<B> {
 impl<B> ClientBody<B> {
     /// The body the inner service answered with; `None` once it failed at its deadline and
     /// went to ctxkit's timer thread for the slack (see [`ClientBody`]).
+    ///
+    /// ```
+    /// use ctxkit::Context;
+    /// use ctxkit_tower::{ClientLayer, RequestContextExt};
+    /// use tower::ServiceExt;
+    /// use tower_layer::Layer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inner = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+    /// });
+    /// let (ctx, _cancel) = Context::background().with_cancel();
+    /// let res = ClientLayer::new()
+    ///     .layer(inner)
+    ///     .oneshot(http::Request::new(()).with_context(ctx))
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(res.body().get_ref().map(String::as_str), Some("hello"));
+    /// assert_eq!(res.into_body().into_inner().as_deref(), Some("hello"));
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> Option<&B> {
         self.inner.get()
     }

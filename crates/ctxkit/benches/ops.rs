@@ -11,7 +11,11 @@
 //!   (CancelTree/depth=1/Root=OpenCanceler: one cancellation that walks a child);
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
 //!   (CancelTree/depth=100/Root=OpenCanceler; N counts levels);
-//! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler).
+//! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler);
+//! - `wide`: N children of one live context, all kept, then dropped (wide fan-out).
+//!
+//! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
+//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped) and `tu_wide`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -26,7 +30,20 @@ fn main() {
         .map_or(200_000, |n| n.parse().expect("N: a number"));
     let bg = Context::background();
     let (parent, _parent) = bg.with_cancel();
+    let tu_parent = tokio_util::sync::CancellationToken::new();
     let mut done = 0usize;
+    if mode == "wide" || mode == "tu_wide" {
+        if mode == "wide" {
+            let kids: Vec<Context> = (0..n).map(|_| parent.with_cancel().0).collect();
+            done += black_box(&kids).len();
+        } else {
+            let root = tokio_util::sync::CancellationToken::new();
+            let kids: Vec<_> = (0..n).map(|_| root.child_token()).collect();
+            done += black_box(&kids).len();
+        }
+        println!("{mode}: {n} children, {done} made");
+        return;
+    }
     if mode == "open" || mode == "closed" {
         const DEPTH: usize = 100;
         for _ in 0..n / DEPTH {
@@ -59,6 +76,10 @@ fn main() {
                 h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
+            "tu_child" => {
+                let token = tu_parent.child_token();
+                done += black_box(&token).is_cancelled() as usize;
+            }
             "tree1" => {
                 let (root, cancel) = bg.with_cancel();
                 let (child, _c) = root.with_cancel();
@@ -71,7 +92,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, tree1, timeout, open or closed, not {other}")
+                panic!("MODE: drop, child, cancel, tree1, timeout, open, closed, wide, tu_child or tu_wide, not {other}")
             }
         }
     }
