@@ -9,6 +9,8 @@
 //! - `timeout`: `with_timeout(60 s)`, then `cancel`;
 //! - `tree1`: `with_cancel` of `Background`, a child of it, then the first cancelled
 //!   (CancelTree/depth=1/Root=OpenCanceler: one cancellation that walks a child);
+//! - `tree1c`: `with_cancel` of `Background`, cancelled, then a child of it
+//!   (CancelTree/depth=1/Root=ClosedCanceler);
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
 //!   (CancelTree/depth=100/Root=OpenCanceler; N counts levels);
 //! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler);
@@ -80,6 +82,12 @@ fn main() {
                 let token = tu_parent.child_token();
                 done += black_box(&token).is_cancelled() as usize;
             }
+            "tree1c" => {
+                let (root, cancel) = bg.with_cancel();
+                cancel.cancel();
+                let (child, _c) = root.with_cancel();
+                done += black_box(&child).is_done() as usize;
+            }
             "tree1" => {
                 let (root, cancel) = bg.with_cancel();
                 let (child, _c) = root.with_cancel();
@@ -92,7 +100,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, tree1, timeout, open, closed, wide, tu_child or tu_wide, not {other}")
+                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, wide, tu_child or tu_wide, not {other}")
             }
         }
     }
