@@ -406,6 +406,49 @@ async fn failures_after_the_deadline_become_deadline_exceeded() {
     assert!(err.is::<TimeoutExpired>());
 }
 
+/// When something was dropped, once it is.
+type DropTime = std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>;
+
+/// A call's stream that never ends, as a response body: no frame, ever. It notes when it is
+/// dropped (dropping a real one resets the stream).
+struct Endless(DropTime);
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(std::time::Instant::now());
+    }
+}
+
+/// Checks that `dropped` is not set yet, then that it is set `slack` after `failed`: a stream
+/// kept open for the slack past its deadline, then reset.
+async fn assert_kept_for(dropped: &DropTime, failed: std::time::Instant, slack: Duration) {
+    assert!(
+        dropped.lock().unwrap().is_none(),
+        "the stream was reset at the deadline"
+    );
+    tokio::time::sleep(slack * 4).await;
+    let at = dropped
+        .lock()
+        .unwrap()
+        .expect("the stream is dropped after the slack");
+    assert!(
+        at.duration_since(failed) >= slack,
+        "{:?}",
+        at.duration_since(failed)
+    );
+}
+
 /// The inner service [`OwnTimer::channel`] gives.
 type Channel = tower::util::BoxCloneService<
     http::Request<Full<Bytes>>,
@@ -418,7 +461,7 @@ type Channel = tower::util::BoxCloneService<
 /// fails and drops the stream, as tonic's channel does.
 struct OwnTimer {
     /// When the call's stream was dropped.
-    dropped: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    dropped: DropTime,
     /// The `grpc-timeout` the call was sent.
     sent: std::sync::Arc<std::sync::Mutex<Option<http::HeaderValue>>>,
     fire: Option<tokio::sync::oneshot::Sender<()>>,
@@ -428,13 +471,6 @@ impl OwnTimer {
     /// The channel, as an inner service, and its probe.
     fn channel() -> (Channel, OwnTimer) {
         use std::sync::{Arc, Mutex};
-        /// Stands for the call's stream: notes when it is dropped.
-        struct Stream(Arc<Mutex<Option<std::time::Instant>>>);
-        impl Drop for Stream {
-            fn drop(&mut self) {
-                *self.0.lock().unwrap() = Some(std::time::Instant::now());
-            }
-        }
         let probe = OwnTimer {
             dropped: Arc::new(Mutex::new(None)),
             sent: Arc::new(Mutex::new(None)),
@@ -445,7 +481,7 @@ impl OwnTimer {
         let (dropped, sent) = (Arc::clone(&probe.dropped), Arc::clone(&probe.sent));
         let inner = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
             *sent.lock().unwrap() = req.headers().get("grpc-timeout").cloned();
-            let stream = Stream(Arc::clone(&dropped));
+            let stream = Endless(Arc::clone(&dropped));
             let fired = fired.lock().unwrap().take().expect("one call");
             async move {
                 let _stream = stream;
@@ -485,25 +521,6 @@ impl OwnTimer {
     fn fire(&mut self) {
         self.fire.take().expect("fired once").send(()).unwrap();
     }
-
-    /// Checks that the stream is still open, then that it is dropped `slack` after `failed`.
-    async fn assert_kept_for(&self, failed: std::time::Instant, slack: Duration) {
-        assert!(
-            self.dropped.lock().unwrap().is_none(),
-            "the stream was dropped when the call failed"
-        );
-        tokio::time::sleep(slack * 4).await;
-        let at = self
-            .dropped
-            .lock()
-            .unwrap()
-            .expect("the stream is dropped after the slack");
-        assert!(
-            at.duration_since(failed) >= slack,
-            "{:?}",
-            at.duration_since(failed)
-        );
-    }
 }
 
 /// An inner service with a timer of its own for the deadline it was sent (tonic's channel has
@@ -528,11 +545,8 @@ async fn a_call_is_not_polled_once_its_deadline_has_passed() {
     let err = call.await.unwrap_err();
     let status = err.downcast_ref::<tonic::Status>().unwrap();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-    channel.assert_kept_for(failed, slack).await;
+    assert_kept_for(&channel.dropped, failed, slack).await;
 }
-
-/// When something was dropped, once it is.
-type DropTime = std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>;
 
 /// A streaming gRPC response whose body never ends, from a stand-in channel: the body notes
 /// when it is dropped (dropping a real one resets its stream).
@@ -552,26 +566,6 @@ fn streaming_channel() -> (
         async move { Ok::<_, std::io::Error>(http::Response::new(body)) }
     });
     (inner, probe)
-}
-
-/// The body of [`streaming_channel`]: no frame, ever.
-struct Endless(DropTime);
-
-impl http_body::Body for Endless {
-    type Data = Bytes;
-    type Error = std::io::Error;
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        std::task::Poll::Pending
-    }
-}
-
-impl Drop for Endless {
-    fn drop(&mut self) {
-        *self.0.lock().unwrap() = Some(std::time::Instant::now());
-    }
 }
 
 /// A gRPC request carrying `ctx`.
@@ -609,17 +603,7 @@ async fn a_response_body_is_kept_open_for_the_slack_past_its_deadline() {
     assert!(body.get_ref().is_none(), "the body went to the timer");
     assert!(body.frame().await.is_none(), "and is not read again");
     drop(body); // the reader gives up at once
-    assert!(
-        dropped.lock().unwrap().is_none(),
-        "the stream was reset at the deadline"
-    );
-    tokio::time::sleep(slack * 4).await;
-    let at = dropped.lock().unwrap().expect("dropped after the slack");
-    assert!(
-        at.duration_since(failed) >= slack,
-        "{:?}",
-        at.duration_since(failed)
-    );
+    assert_kept_for(&dropped, failed, slack).await;
 }
 
 /// A response body whose context is cancelled fails with `Canceled` and is dropped at once,
@@ -673,7 +657,7 @@ async fn a_grpc_call_ends_at_the_time_sent_and_keeps_its_stream_for_the_slack() 
         status.message()
     );
     assert_eq!(ctx.err(), None, "the context keeps its headroom");
-    channel.assert_kept_for(failed, slack).await;
+    assert_kept_for(&channel.dropped, failed, slack).await;
 }
 
 /// A tonic call over loopback, cancelled with a cause while the server works: the `Status`

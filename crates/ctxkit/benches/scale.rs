@@ -471,14 +471,7 @@ fn timer_lateness(n: usize) {
             Instant::now().saturating_duration_since(ctx.deadline().expect("a deadline"))
         }));
     }
-    let mut late: Vec<Duration> = rt.block_on(async {
-        let mut late = Vec::with_capacity(n);
-        for w in waiters {
-            late.push(w.await.expect("a waiter"));
-        }
-        late
-    });
-    late.sort();
+    let late = sorted_lateness(&rt, waiters);
     let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
     // The spread shows whether firing keeps up: a late start lifts every quantile alike; a
     // backlog makes lateness grow from the first context fired to the last.
@@ -492,6 +485,22 @@ fn timer_lateness(n: usize) {
         ms(*late.last().unwrap()),
         "ms",
     );
+}
+
+/// Awaits every waiter on `rt`: their lateness, sorted.
+fn sorted_lateness(
+    rt: &tokio::runtime::Runtime,
+    waiters: Vec<tokio::task::JoinHandle<Duration>>,
+) -> Vec<Duration> {
+    let mut late: Vec<Duration> = rt.block_on(async {
+        let mut late = Vec::with_capacity(waiters.len());
+        for w in waiters {
+            late.push(w.await.expect("a waiter"));
+        }
+        late
+    });
+    late.sort();
+    late
 }
 
 /// The floor of timer lateness on this runtime and machine: the same n tasks, each asleep
@@ -508,14 +517,7 @@ fn timer_lateness_floor(n: usize) {
             Instant::now().saturating_duration_since(deadline)
         }));
     }
-    let mut late: Vec<Duration> = rt.block_on(async {
-        let mut late = Vec::with_capacity(n);
-        for w in waiters {
-            late.push(w.await.expect("a waiter"));
-        }
-        late
-    });
-    late.sort();
+    let late = sorted_lateness(&rt, waiters);
     let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
     for (name, q) in [("min", 0.0), ("p50", 0.5), ("p99", 0.99)] {
         line(
