@@ -317,6 +317,7 @@ async fn deadlines_and_cancellation_cross_a_chain_of_three_services() {
 
     let (ctx, cancel) = Context::background().with_timeout(Duration::from_secs(5));
     let a_deadline = ctx.deadline().unwrap();
+    let sent = std::time::Instant::now();
     let call = tokio::spawn(async move {
         let req = tonic::Request::new(common::pb::WorkRequest { millis: 60_000 });
         to_b.work(req.with_context(ctx)).await
@@ -325,10 +326,23 @@ async fn deadlines_and_cancellation_cross_a_chain_of_three_services() {
     let at_c = next_seen(&mut c_seen).await;
     let b_deadline = at_b.ctx.deadline().unwrap();
     let c_deadline = at_c.ctx.deadline().unwrap();
-    // Never later than A's (grpc-timeout rounds up to the microsecond at most).
+    // A server starts the time it is sent when the request arrives, so its deadline is its
+    // caller's plus the request's time in transit, never more (grpc-timeout rounds up to the
+    // microsecond at most): B's request left A after `sent`, and C's left B once B's
+    // handler had waited `b_delay`.
     let slack = Duration::from_millis(1);
-    assert!(b_deadline <= a_deadline + slack);
-    assert!(c_deadline <= b_deadline + slack);
+    let transit_to_b = at_b.at - sent;
+    let transit_to_c = at_c.at.saturating_duration_since(at_b.at + b_delay);
+    assert!(
+        b_deadline <= a_deadline + transit_to_b + slack,
+        "{:?} after A's",
+        b_deadline.saturating_duration_since(a_deadline)
+    );
+    assert!(
+        c_deadline <= b_deadline + transit_to_c + slack,
+        "{:?} after B's",
+        c_deadline.saturating_duration_since(b_deadline)
+    );
     // C's time left is A's less what B spent (its delay), give or take scheduling.
     let (left_b, left_c) = (at_b.remaining.unwrap(), at_c.remaining.unwrap());
     assert!(
