@@ -55,8 +55,9 @@ const DEFAULT_SLACK: Duration = Duration::from_millis(20);
 ///   as the header set with [`timeout_ms_header`](ClientLayer::timeout_ms_header), if any;
 /// - the call (and the response body) race `ctx.done()`: cancelling the context drops the
 ///   call, which resets the HTTP/2 stream or closes the HTTP/1.1 connection. At the
-///   deadline, the call fails at once with `DEADLINE_EXCEEDED` too, but the stream is reset
-///   only [`deadline_slack`](ClientLayer::deadline_slack) later, when the server was sent the
+///   deadline, the call (or a body still waiting for data) fails at once with
+///   `DEADLINE_EXCEEDED` too, but the stream is reset only
+///   [`deadline_slack`](ClientLayer::deadline_slack) later, when the server was sent the
 ///   deadline: the server's own copy of it fires first, so its handler sees its deadline
 ///   (grpc-go: `context.DeadlineExceeded`), not a cancel;
 /// - once the deadline has passed, a failure or a gRPC `CANCELLED` status (what tonic reports
@@ -170,8 +171,9 @@ impl ClientLayer {
     /// How long after a deadline the call is reset, when the server was sent the deadline
     /// (gRPC, or the header of [`timeout_ms_header`](ClientLayer::timeout_ms_header)).
     /// Default: 20 ms; use at least the one-way network latency. The caller sees nothing of
-    /// it: the call fails with `DEADLINE_EXCEEDED` at the deadline; only the reset of the
-    /// stream (or the close of an HTTP/1.1 connection) waits, on ctxkit's timer thread.
+    /// it: the call, or a response body still waiting for data, fails with
+    /// `DEADLINE_EXCEEDED` at the deadline; only the reset of the stream (or the close of an
+    /// HTTP/1.1 connection) waits, on ctxkit's timer thread.
     ///
     /// The server started its copy of the deadline when the request arrived, a network
     /// transit after the client started its own, so the server's fires that much later. A
