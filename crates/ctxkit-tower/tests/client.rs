@@ -517,9 +517,21 @@ impl OwnTimer {
         call
     }
 
-    /// Fires the channel's timer.
-    fn fire(&mut self) {
+    /// Fires the channel's timer and awaits `call`, which must fail with a `tonic::Status`:
+    /// that status, and when the call failed.
+    async fn fire_and_fail<F, T>(
+        &mut self,
+        call: std::pin::Pin<Box<F>>,
+    ) -> (tonic::Status, std::time::Instant)
+    where
+        F: std::future::Future<Output = Result<T, ctxkit_tower::BoxError>>,
+        T: std::fmt::Debug,
+    {
         self.fire.take().expect("fired once").send(()).unwrap();
+        let failed = std::time::Instant::now();
+        let err = call.await.unwrap_err();
+        let status = err.downcast_ref::<tonic::Status>().unwrap().clone();
+        (status, failed)
     }
 }
 
@@ -540,10 +552,7 @@ async fn a_call_is_not_polled_once_its_deadline_has_passed() {
 
     // The deadline passes, and the inner timer fires with it.
     clock.advance(Duration::from_millis(100));
-    channel.fire();
-    let failed = std::time::Instant::now();
-    let err = call.await.unwrap_err();
-    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    let (status, failed) = channel.fire_and_fail(call).await;
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
     assert_kept_for(&channel.dropped, failed, slack).await;
 }
@@ -646,10 +655,7 @@ async fn a_grpc_call_ends_at_the_time_sent_and_keeps_its_stream_for_the_slack() 
 
     // The time sent passes, and the channel's timer fires with it.
     clock.advance(Duration::from_millis(700));
-    channel.fire();
-    let failed = std::time::Instant::now();
-    let err = call.await.unwrap_err();
-    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    let (status, failed) = channel.fire_and_fail(call).await;
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
     assert!(
         status.message().contains("time sent to the server ran out"),

@@ -230,29 +230,33 @@ fn fanout_tasks_floor(n: usize) {
         });
     }
     cd.wait_ready(n);
+    timed_wake(&format!("floor/fanout_wake/tasks={n}"), n, &cd, || {
+        let list = {
+            let mut list = wakers.list.lock().unwrap();
+            wakers.fired.store(true, Ordering::Release);
+            std::mem::take(&mut *list)
+        };
+        for waker in list {
+            waker.wake();
+        }
+    });
+    drop(rt);
+}
+
+/// Times `wake` (waking `n` waiters, each of which arrives at `cd`), then until the last
+/// one arrived, and prints both per waiter: `NAME/cancel_returned` and `NAME`.
+fn timed_wake(name: &str, n: usize, cd: &Countdown, wake: impl FnOnce()) {
     let t = Instant::now();
-    let list = {
-        let mut list = wakers.list.lock().unwrap();
-        wakers.fired.store(true, Ordering::Release);
-        std::mem::take(&mut *list)
-    };
-    for waker in list {
-        waker.wake();
-    }
+    wake();
     let returned = t.elapsed();
     cd.wait_all();
     let total = t.elapsed();
     line(
-        &format!("floor/fanout_wake/tasks={n}/cancel_returned"),
+        &format!("{name}/cancel_returned"),
         per(returned, n),
         "ns/waiter",
     );
-    line(
-        &format!("floor/fanout_wake/tasks={n}"),
-        per(total, n),
-        "ns/waiter",
-    );
-    drop(rt);
+    line(name, per(total, n), "ns/waiter");
 }
 
 fn fanout_tasks_tokio_util(n: usize) {
@@ -268,21 +272,9 @@ fn fanout_tasks_tokio_util(n: usize) {
         });
     }
     cd.wait_ready(n);
-    let t = Instant::now();
-    token.cancel();
-    let returned = t.elapsed();
-    cd.wait_all();
-    let total = t.elapsed();
-    line(
-        &format!("tokio_util/fanout_wake/tasks={n}/cancel_returned"),
-        per(returned, n),
-        "ns/waiter",
-    );
-    line(
-        &format!("tokio_util/fanout_wake/tasks={n}"),
-        per(total, n),
-        "ns/waiter",
-    );
+    timed_wake(&format!("tokio_util/fanout_wake/tasks={n}"), n, &cd, || {
+        token.cancel()
+    });
     drop(rt);
 }
 
