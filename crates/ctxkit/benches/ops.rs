@@ -14,7 +14,10 @@
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
 //!   (CancelTree/depth=100/Root=OpenCanceler; N counts levels);
 //! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler);
-//! - `wide`: N children of one live context, all kept, then dropped (wide fan-out).
+//! - `wide`: N children of one live context, all kept, then dropped (wide fan-out);
+//! - `call`: what ctxkit-tower does per outgoing call: a named child of a live context
+//!   (`with_name` of a `String`, then `with_cancel`, its handle dropped), 16 alive at a time
+//!   as 16 calls in flight are.
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
 //! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped) and `tu_wide`.
@@ -63,6 +66,16 @@ fn main() {
         println!("{mode}: {n} levels, {done} chains done");
         return;
     }
+    if mode == "call" {
+        let mut in_flight: Vec<Context> = (0..16).map(|_| parent.clone()).collect();
+        for i in 0..n {
+            let name = String::from("GET /orders");
+            in_flight[i % 16] = parent.with_name(name).with_cancel().0;
+            done += black_box(&in_flight[i % 16]).is_done() as usize;
+        }
+        println!("{mode}: {n} ops, {done} done");
+        return;
+    }
     for _ in 0..n {
         match mode.as_str() {
             "drop" => {
@@ -100,7 +113,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, wide, tu_child or tu_wide, not {other}")
+                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, wide, call, tu_child or tu_wide, not {other}")
             }
         }
     }

@@ -299,8 +299,10 @@ impl Context {
     /// A child that shares this context's cancellation, deadline and values and carries the
     /// name `name`, for people reading it: [`name`](Context::name) reads it back, and
     /// Display shows it as `.WithName("…")` ([S28](crate::guarantees#s28)). A name is
-    /// inherited like a value. Allocates at most once (the layer; an owned `String` name is
-    /// moved in, not copied).
+    /// inherited like a value. Allocates at most once: the layer. An owned name of up to 54
+    /// bytes is copied into the layer and its `String` freed at once, so that a name made
+    /// per request or per call keeps no allocation of its own alive; a longer one is moved
+    /// in, not copied.
     ///
     /// ```
     /// let (ctx, _h) = ctxkit::Context::background().with_cancel();
@@ -310,7 +312,7 @@ impl Context {
     /// assert_eq!(request.to_string(), r#"context.Background.WithCancel.WithName("GET /orders")"#);
     /// ```
     pub fn with_name(&self, name: impl Into<Cow<'static, str>>) -> Context {
-        self.with_layer(tree::with_name(&self.pair, name.into()))
+        self.with_layer(tree::with_name(&self.pair, tree::Name::new(name.into())))
     }
 
     /// A child with this context's values (and clock) that is never done and has no deadline:
@@ -499,8 +501,8 @@ impl Context {
     /// assert_eq!(named.name(), Some("job 7"));
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.find::<Cow<'static, str>>(tree::name_key())
-            .map(|name| &**name)
+        self.find::<tree::Name>(tree::name_key())
+            .map(tree::Name::as_str)
     }
 
     /// The value set by the nearest [`with::<T>`](Context::with) above this context.

@@ -154,10 +154,30 @@ fn with_name_allocates_at_most_once() {
     let name = String::from("GET /orders");
     check(
         "with_name(String) under values",
-        2, // the clone this test makes, then the layer; the String is moved in
+        2, // the clone this test makes, then the layer
         measure(|| {
             black_box(parent.with_name(name.clone()));
         }),
+    );
+}
+
+/// A short owned name is copied into the layer and its `String` freed at once: a named
+/// context holds no allocation of its own besides its layer. A long one is kept as given.
+#[test]
+fn a_short_owned_name_lives_in_its_layer() {
+    let short = String::from("GET /orders/7");
+    let given = short.as_ptr();
+    let ctx = Context::background().with_name(short);
+    assert_eq!(ctx.name(), Some("GET /orders/7"));
+    assert_ne!(ctx.name().unwrap().as_ptr(), given, "the String was kept");
+
+    let long = "/a.very.long.package.Service/ItsMethodWithAVeryLongName".repeat(2);
+    let given = long.as_ptr();
+    let ctx = Context::background().with_name(long);
+    assert_eq!(
+        ctx.name().unwrap().as_ptr(),
+        given,
+        "a long name is kept as given"
     );
 }
 

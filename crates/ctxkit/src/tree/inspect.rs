@@ -73,7 +73,7 @@ impl Seen {
 /// pre-order, `pair` itself first. Holds one node's lock at a time, only to copy out its
 /// child list (S31); a merge is listed under the first of its parents reached (S30).
 pub(crate) fn snapshot(pair: &Pair) -> Vec<Seen> {
-    let name = pair.name_cow().cloned();
+    let name = pair.name().map(super::Name::to_cow);
     let Some(root) = &pair.node else {
         return vec![Seen {
             depth: 0,
@@ -98,7 +98,7 @@ pub(crate) fn snapshot(pair: &Pair) -> Vec<Seen> {
         if node.kind() == Kind::Merge && !merges.insert(Arc::as_ptr(&node)) {
             continue;
         }
-        let name = node.parent.name_cow().cloned();
+        let name = node.parent.name().map(super::Name::to_cow);
         let entry = Seen::of(&node, depth, name, seen[above].origin.as_ref());
         seen.push(entry);
         push_children(&node, depth + 1, seen.len() - 1, &mut work);

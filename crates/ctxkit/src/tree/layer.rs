@@ -41,9 +41,9 @@
 //!   have rows.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::name::Name;
 use super::Pair;
 use crate::key::{Key, KeyId};
 
@@ -61,6 +61,9 @@ struct Entry {
 // Two words on 64-bit targets, as documented: a key and a thin pointer.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+// A name kept inline does not grow a layer beyond what a value's needs (`name.rs`).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Layer>() == 96);
 
 /// A layer copies its parent's table while it would have at most this many rows (V5).
 pub(crate) const ROWS_MAX: usize = 128;
@@ -95,7 +98,7 @@ enum Body {
     /// `with_value`, `with` and `with_clock`: one value on top of the parent's.
     Value(Own),
     /// `with_name`: a name, looked up like a value under [`name_key`], kept in the layer
-    /// itself so that naming a context allocates the layer alone.
+    /// itself so that naming a context allocates the layer alone (see `name.rs`).
     Name(Named),
     /// `merge`: no value of its own. The merged contexts' values are all in the table, and
     /// the merge's node displays the link (S24).
@@ -118,13 +121,13 @@ struct Own {
 
 /// A name a layer carries.
 struct Named {
-    name: Cow<'static, str>,
+    name: Name,
     /// The context this layer was derived from.
     parent: Pair,
 }
 
 /// The key under which names are found, like values (S28).
-static NAME: Key<Cow<'static, str>> = Key::new("name");
+static NAME: Key<Name> = Key::new("name");
 
 /// The key of a context's name.
 pub(crate) fn name_key() -> KeyId {
@@ -176,7 +179,7 @@ impl Layer {
     /// The name this layer sets, if it is a name's layer.
     pub(crate) fn name(&self) -> Option<&str> {
         match &self.body {
-            Body::Name(named) => Some(&named.name),
+            Body::Name(named) => Some(named.name.as_str()),
             _ => None,
         }
     }
@@ -357,7 +360,7 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
 
 /// A new layer naming the context on top of `parent`'s values (S28). It copies no table
 /// (V5), so that naming allocates the layer alone, except once every [`HOPS_MAX`] layers.
-pub(crate) fn with_name(parent: &Pair, name: Cow<'static, str>) -> Arc<Layer> {
+pub(crate) fn with_name(parent: &Pair, name: Name) -> Arc<Layer> {
     let inherited = match parent.layer.as_ref() {
         None => Table::default(),
         Some(p) if p.hops() + 1 < HOPS_MAX => Table::Parent { hops: p.hops() + 1 },

@@ -22,7 +22,8 @@
 //! | `provenance.rs` | where a cancellation began: recorded once, found from any node (N10) |
 //! | `release.rs` | dropping nodes and chains without recursion (N2, N7) |
 //! | `inspect.rs` | the live tree under a context, read one node at a time (S30, S31) |
-//! | `layer.rs` | value layers and their flat tables (V1–V4) |
+//! | `layer.rs` | value layers and their flat tables (V1–V5) |
+//! | `name.rs` | a context's name as its layer keeps it: short ones inline |
 //! | `clock.rs` | which timer queue a context's deadlines go to |
 //!
 //! # Invariants
@@ -111,6 +112,7 @@ mod clock;
 mod inspect;
 mod layer;
 mod moves;
+mod name;
 mod node;
 mod provenance;
 mod release;
@@ -125,6 +127,7 @@ pub(crate) use inspect::{snapshot, Seen};
 pub(crate) use layer::{
     merge as merge_layers, name_key, with_name, with_value, AnyValue, Label, Layer,
 };
+pub(crate) use name::Name;
 pub(crate) use node::{Birth, Kind, Node};
 
 use crate::key::KeyId;

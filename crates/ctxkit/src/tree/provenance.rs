@@ -1,7 +1,6 @@
 //! Origins (N10, [S26–S29](crate::guarantees#s26)): recording where a cancellation began, on
 //! the node where it began only, and finding it again from any node it reached.
 
-use std::borrow::Cow;
 use std::panic::Location;
 use std::sync::Arc;
 
@@ -104,7 +103,7 @@ impl Node {
             kind,
             err,
             location: Some(location),
-            context_name: self.parent.name_cow().cloned(),
+            context_name: self.parent.name().map(super::Name::to_cow),
             thread_name,
             cause,
             budget,
@@ -114,7 +113,7 @@ impl Node {
 
 impl Pair {
     /// The name visible at this context ([S28](crate::guarantees#s28)).
-    pub(crate) fn name_cow(&self) -> Option<&Cow<'static, str>> {
+    pub(crate) fn name(&self) -> Option<&super::Name> {
         self.find(super::name_key())?.downcast_ref()
     }
 }
