@@ -20,7 +20,8 @@
 //!   as 16 calls in flight are.
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
-//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped) and `tu_wide`.
+//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_wide`, and the
+//! chains `tu_open` and `tu_closed`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -62,6 +63,23 @@ fn main() {
             }
             cancel.cancel();
             done += black_box(&leaf).is_done() as usize;
+        }
+        println!("{mode}: {n} levels, {done} chains done");
+        return;
+    }
+    if mode == "tu_open" || mode == "tu_closed" {
+        const DEPTH: usize = 100;
+        for _ in 0..n / DEPTH {
+            let root = tokio_util::sync::CancellationToken::new();
+            if mode == "tu_closed" {
+                root.cancel();
+            }
+            let mut leaf = root.clone();
+            for _ in 0..DEPTH {
+                leaf = leaf.child_token();
+            }
+            root.cancel();
+            done += black_box(&leaf).is_cancelled() as usize;
         }
         println!("{mode}: {n} levels, {done} chains done");
         return;
@@ -113,7 +131,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, wide, call, tu_child or tu_wide, not {other}")
+                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, wide, call, tu_child, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }

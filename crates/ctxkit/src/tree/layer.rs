@@ -218,14 +218,24 @@ impl Layer {
 }
 
 impl Layer {
-    /// Takes out the contexts this layer holds: the one it was derived from and the layers of
-    /// its rows, for `release.rs` to drop without recursion (V4). Leaves nothing behind.
-    pub(super) fn take_parents(&mut self) -> impl Iterator<Item = Pair> {
-        let parent = match &mut self.body {
+    /// Whether this layer holds rows of a table: layers of other contexts beside its parent.
+    pub(super) fn has_rows(&self) -> bool {
+        matches!(&self.inherited, Table::Rows(rows) if !rows.is_empty())
+    }
+
+    /// Takes out the context this layer was derived from (none for a merge's layer).
+    pub(super) fn take_parent(&mut self) -> Option<Pair> {
+        match &mut self.body {
             Body::Value(own) => Some(std::mem::take(&mut own.parent)),
             Body::Name(named) => Some(std::mem::take(&mut named.parent)),
             Body::Merge => None,
-        };
+        }
+    }
+
+    /// Takes out the contexts this layer holds: the one it was derived from and the layers of
+    /// its rows, for `release.rs` to drop without recursion (V4). Leaves nothing behind.
+    pub(super) fn take_parents(&mut self) -> impl Iterator<Item = Pair> {
+        let parent = self.take_parent();
         let rows = match std::mem::take(&mut self.inherited) {
             Table::Rows(rows) => rows.into_vec(),
             Table::Parent { .. } => Vec::new(),

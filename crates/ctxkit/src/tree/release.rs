@@ -27,18 +27,24 @@ impl Drop for Node {
             work.release(merge);
             return work.drain();
         }
-        // The common case: one parent, and this was not the last reference to its node (or
-        // it has none): nothing is taken out of an `Arc`, no list is made.
-        let Pair { node, layer } = parent;
-        let node = node.and_then(Arc::into_inner);
-        let layer = layer.and_then(Arc::into_inner);
-        if node.is_none() && layer.is_none() {
-            return;
-        }
-        let mut work = Releases::default();
-        work.adopt(node, layer);
-        work.drain();
+        release_one(parent);
     }
+}
+
+/// Releases the one parent of a node or layer being dropped. In the common case, where this
+/// was not the last reference to the parent's node or layer, nothing is taken out of an
+/// `Arc` and no list is made.
+#[inline]
+fn release_one(parent: Pair) {
+    let Pair { node, layer } = parent;
+    let node = node.and_then(Arc::into_inner);
+    let layer = layer.and_then(Arc::into_inner);
+    if node.is_none() && layer.is_none() {
+        return;
+    }
+    let mut work = Releases::default();
+    work.adopt(node, layer);
+    work.drain();
 }
 
 impl Node {
@@ -76,6 +82,13 @@ impl Node {
 
 impl Drop for Layer {
     fn drop(&mut self) {
+        if !self.has_rows() {
+            // A name's layer, or one with no values above it: its parent alone.
+            if let Some(parent) = self.take_parent() {
+                release_one(parent);
+            }
+            return;
+        }
         let mut work = Releases::default();
         for parent in self.take_parents() {
             work.release(parent);
