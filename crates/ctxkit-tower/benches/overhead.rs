@@ -18,6 +18,10 @@
 //!   whose deadline it writes into each request.
 //! - (A/B only) the same with [`ClientLayer::call_contexts`] off: calls get no context of
 //!   their own.
+//! - (A/B only) no layer on either side, but each request carries its context
+//!   ([`RequestContextExt::with_context`]): what the request's extension map (three
+//!   allocations, made by `http`) costs by itself, a part of the layered rows' overhead that
+//!   no layer can avoid.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -46,6 +50,14 @@ enum Sender {
     Layered,
     /// Through [`ClientLayer`] with [`ClientLayer::call_contexts`] off.
     NoCallContexts,
+    /// Through [`ClientLayer`], the context given to the service
+    /// ([`ClientService::with_context`](ctxkit_tower::ClientService::with_context)) rather
+    /// than to each request.
+    LayeredBound,
+    /// Without [`ClientLayer`], but each request carries its context
+    /// ([`RequestContextExt::with_context`]) to a plain server: what the request's extension
+    /// map costs by itself.
+    PlainWithContext,
 }
 const BATCH: usize = 256;
 
@@ -111,7 +123,7 @@ async fn batch(client: &HttpClient, addr: SocketAddr, sender: Sender) {
     use futures_util::StreamExt;
     let ctx = (sender != Sender::Plain)
         .then(|| Context::background().with_timeout(Duration::from_secs(10)));
-    let layer = ClientLayer::new().call_contexts(sender == Sender::Layered);
+    let layer = ClientLayer::new().call_contexts(sender != Sender::NoCallContexts);
     let layered = layer.layer(client.clone());
     futures_util::stream::iter(0..BATCH)
         .for_each_concurrent(CONCURRENCY, |_| {
@@ -119,6 +131,21 @@ async fn batch(client: &HttpClient, addr: SocketAddr, sender: Sender) {
             let (client, layered) = (client.clone(), layered.clone());
             async move {
                 let body = match ctx {
+                    Some(ctx) if sender == Sender::PlainWithContext => {
+                        let res = client
+                            .oneshot(request(addr).with_context(ctx))
+                            .await
+                            .unwrap();
+                        res.into_body().collect().await.unwrap().to_bytes()
+                    }
+                    Some(ctx) if sender == Sender::LayeredBound => {
+                        let res = layered
+                            .with_context(ctx)
+                            .oneshot(request(addr))
+                            .await
+                            .unwrap();
+                        res.into_body().collect().await.unwrap().to_bytes()
+                    }
                     Some(ctx) => {
                         let res = layered
                             .oneshot(request(addr).with_context(ctx))
@@ -205,19 +232,22 @@ fn ab_overhead() {
         (s.layered, Sender::Plain),
         (s.layered, Sender::Layered),
         (s.layered, Sender::NoCallContexts),
+        (s.plain, Sender::PlainWithContext),
+        (s.layered, Sender::LayeredBound),
     ];
     for _ in 0..5 {
         s.client_rt
             .block_on(batch(&s.client, s.plain, Sender::Plain)); // warm up
     }
-    let mut overheads = [Vec::new(), Vec::new(), Vec::new()];
-    let mut total = [Duration::ZERO; 4];
-    let mut cpu = [Duration::ZERO; 4];
+    const CASES: usize = 6;
+    let mut overheads: [Vec<f64>; CASES - 1] = Default::default();
+    let mut total = [Duration::ZERO; CASES];
+    let mut cpu = [Duration::ZERO; CASES];
     for round in 0..rounds {
-        let mut time = [Duration::ZERO; 4];
+        let mut time = [Duration::ZERO; CASES];
         // Rotate the order, so no case always runs first.
-        for k in 0..4 {
-            let i = (round + k) % 4;
+        for k in 0..CASES {
+            let i = (round + k) % CASES;
             let (addr, sender) = cases[i];
             let (start, start_cpu) = (Instant::now(), process_cpu_time());
             s.client_rt.block_on(batch(&s.client, addr, sender));
@@ -235,7 +265,7 @@ fn ab_overhead() {
     let cpu_us = |t: Duration| t.as_secs_f64() * 1e6 / n;
     println!("\nA/B, {rounds} rounds of {BATCH} requests each, {CONCURRENCY} in flight:");
     println!(
-        "  plain                     {:>8.0} req/s                       {:>6.2} µs CPU/request",
+"  plain                         {:>8.0} req/s                       {:>6.2} µs CPU/request",
         rps(total[0]),
         cpu_us(cpu[0])
     );
@@ -243,13 +273,15 @@ fn ab_overhead() {
         "server layer",
         "server + client layers",
         "  the same, no call contexts",
+        "no layer, context in request",
+        "both layers, context on service",
     ];
     for (i, (name, mut o)) in names.into_iter().zip(overheads).enumerate() {
         o.sort_by(f64::total_cmp);
         let median = o[o.len() / 2];
         let extra = (cpu[i + 1].as_secs_f64() / cpu[0].as_secs_f64() - 1.0) * 100.0;
         println!(
-            "  {name:<25} {:>8.0} req/s  (median {median:+.2}%)   {:>6.2} µs CPU/request ({extra:+.2}%)",
+            "  {name:<29} {:>8.0} req/s  (median {median:+.2}%)   {:>6.2} µs CPU/request ({extra:+.2}%)",
             rps(total[i + 1]),
             cpu_us(cpu[i + 1])
         );
@@ -323,7 +355,7 @@ fn layer_alone(c: &mut Criterion) {
 criterion_group!(benches, layer_alone, requests_per_second);
 
 /// `CTXKIT_BENCH_PROFILE=CASE:BATCHES`: sends only `BATCHES` batches of one case (`plain`,
-/// `server`, `layered` or `no_call_contexts`) and exits, for a profiler (`perf record`,
+/// `server`, `layered`, `no_call_contexts` or `plain_with_context`) and exits, for a profiler (`perf record`,
 /// `valgrind --tool=callgrind`): the difference between two cases' counts, divided by the
 /// requests sent, is what the layers cost per request.
 fn profile(spec: &str) {
@@ -337,7 +369,11 @@ fn profile(spec: &str) {
         "server" => (s.layered, Sender::Plain),
         "layered" => (s.layered, Sender::Layered),
         "no_call_contexts" => (s.layered, Sender::NoCallContexts),
-        other => panic!("CASE: plain, server, layered or no_call_contexts, not {other}"),
+        "plain_with_context" => (s.plain, Sender::PlainWithContext),
+        "layered_bound" => (s.layered, Sender::LayeredBound),
+        other => panic!(
+            "CASE: plain, server, layered, no_call_contexts, plain_with_context or layered_bound, not {other}"
+        ),
     };
     for _ in 0..batches {
         s.client_rt.block_on(batch(&s.client, addr, sender));

@@ -86,6 +86,54 @@ async fn the_time_left_is_sent_in_the_right_header_rounded_up() {
     );
 }
 
+/// A context given to the service is the context of every request that carries none; a
+/// request's own context comes first.
+#[tokio::test]
+async fn a_context_given_to_the_service_is_used_for_requests_without_one() {
+    let client = ClientLayer::new()
+        .timeout_ms_header("x-timeout-ms")
+        .layer(echo_headers());
+    let (bound, cancel) = Context::background().with_timeout(Duration::from_secs(2));
+    let sent = |res: http::Response<_>| async move {
+        let body = BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        text.split_once('|').unwrap().1.parse::<u64>().unwrap()
+    };
+
+    let res = client
+        .clone()
+        .with_context(bound.clone())
+        .oneshot(http::Request::new(Full::default()))
+        .await
+        .unwrap();
+    assert!(
+        (1900..=2000).contains(&sent(res).await),
+        "the service's deadline"
+    );
+
+    let (own, _h) = Context::background().with_timeout(Duration::from_secs(5));
+    let req = http::Request::new(Full::default()).with_context(own);
+    let res = client
+        .clone()
+        .with_context(bound.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert!(
+        (4900..=5000).contains(&sent(res).await),
+        "the request's own deadline"
+    );
+
+    cancel.cancel();
+    let err = client
+        .with_context(bound)
+        .oneshot(http::Request::new(Full::default()))
+        .await
+        .unwrap_err();
+    let err = err.downcast_ref::<ContextError>().expect("a ContextError");
+    assert_eq!(err.err(), Error::Canceled);
+}
+
 /// A service that answers only after the deadline, with what tonic's server answers when
 /// its own timeout fires: `grpc-status: 1` (CANCELLED).
 fn late_cancelled(
