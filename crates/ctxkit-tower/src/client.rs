@@ -323,10 +323,8 @@ pub(crate) fn call_context(
     uri: &http::Uri,
     grpc: bool,
 ) -> Context {
-    let name = crate::name::request_name(method, uri, grpc);
-    // Dropping the handle does not cancel: the call's context ends with `ctx`, and goes
-    // once the call and its body drop it.
-    ctx.with_name(name).with_cancel().0
+    // Done when `ctx` is; gone once the call and its body drop it.
+    ctx.named_child(crate::name::request_name(method, uri, grpc))
 }
 
 /// The error for a call stopped because `ctx` is done (or its deadline passed): a

@@ -139,7 +139,7 @@ impl Context {
 
     fn cancel_child(&self, birth: Birth) -> (Context, CancelHandle) {
         let deadline = self.pair.deadline();
-        let node = Node::child(Kind::Cancel, deadline, &self.pair, None, None, birth);
+        let node = Node::child(Kind::Cancel, deadline, self.pair.clone(), None, None, birth);
         self.with_node(node)
     }
 
@@ -247,7 +247,7 @@ impl Context {
             // The exact reading: an origin shows the deadline's budget to the millisecond.
             birth.born = time::to_coarse(now);
         }
-        let node = Node::child(Kind::Deadline, at, &self.pair, None, cause, birth);
+        let node = Node::child(Kind::Deadline, at, self.pair.clone(), None, cause, birth);
         if !node.is_done() && (at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node))
         {
             Arc::clone(&node).expire(Callbacks::Inline); // S13
@@ -315,6 +315,38 @@ impl Context {
         self.with_layer(tree::with_name(&self.pair, tree::Name::new(name.into())))
     }
 
+    /// A child named `name` that is listed under this context in the live tree
+    /// ([S30](crate::guarantees#s30)) and is done exactly when this context is done: what
+    /// `self.with_name(name).with_cancel().0` makes, in one call that makes no handle. For a
+    /// piece of work that should show where it runs (a call to another service, a query)
+    /// without being cancellable on its own.
+    ///
+    /// It allocates the name's layer and the node, as that pair of calls does, and touches
+    /// fewer reference counts: there is no handle to make and drop, and no intermediate
+    /// context.
+    ///
+    /// ```
+    /// use ctxkit::{inspect::Snapshot, Context};
+    /// let (request, cancel) = Context::background().with_cancel();
+    /// let call = request.named_child("GET /orders");
+    /// assert_eq!(call.name(), Some("GET /orders"));
+    /// assert_eq!(Snapshot::of(&request).entries()[1].name(), Some("GET /orders"));
+    /// cancel.cancel();
+    /// assert!(call.is_done());
+    /// ```
+    #[track_caller]
+    pub fn named_child(&self, name: impl Into<Cow<'static, str>>) -> Context {
+        let birth = Birth::here();
+        let layer = tree::with_name(&self.pair, tree::Name::new(name.into()));
+        let named = Pair {
+            node: self.pair.node.clone(),
+            layer: Some(Arc::clone(&layer)),
+        };
+        let deadline = named.deadline();
+        let node = Node::child(Kind::Cancel, deadline, named, None, None, birth);
+        Context::from_node(node, Some(layer))
+    }
+
     /// A child with this context's values (and clock) that is never done and has no deadline:
     /// cancelling this context does not reach it (Go's `WithoutCancel`,
     /// [S16](crate::guarantees#s16)).
@@ -348,7 +380,14 @@ impl Context {
     pub fn merge(&self, other: &Context) -> (Context, CancelHandle) {
         let (a, b) = (&self.pair, &other.pair);
         let deadline = a.deadline().min(b.deadline());
-        let node = Node::child(Kind::Merge, deadline, a, Some(b), None, Birth::here());
+        let node = Node::child(
+            Kind::Merge,
+            deadline,
+            a.clone(),
+            Some(b),
+            None,
+            Birth::here(),
+        );
         let layer = tree::merge_layers(a, b, tree::clock_key());
         (
             Context::from_node(Arc::clone(&node), layer),

@@ -175,6 +175,8 @@
 //! [S24](#s24)). Display shows a name as `.WithName("n")`, escaped like a Rust string
 //! literal. `with_name` allocates at most once. [`Origin::context_name`] is the name of the
 //! context where the cancellation began (the name visible where it was derived).
+//! `named_child(n)` is `with_name(n).with_cancel()` with its handle dropped: a named child
+//! listed in the live tree ([S30](#s30)) that is done exactly when its parent is.
 //!
 //! <a id="s29"></a>**S29.** Cost: nothing on `err()`, `is_done()`, `clone()`; `with_name`
 //! at most one allocation; a cancellation records its origin once, on the context where it

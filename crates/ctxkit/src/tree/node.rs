@@ -235,7 +235,7 @@ impl Node {
     pub(crate) fn child(
         kind: Kind,
         deadline: Nanos,
-        parent: &Pair,
+        parent: Pair,
         other: Option<&Pair>,
         deadline_cause: Option<Cause>,
         birth: Birth,
@@ -252,21 +252,15 @@ impl Node {
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        let mut node = Node::new(
-            kind,
-            deadline,
-            parent.clone(),
-            merge.clone(),
-            deadline_cause,
-            birth,
-        );
+        let mut node = Node::new(kind, deadline, parent, merge.clone(), deadline_cause, birth);
         if let Some(err) = born_done {
             node.state = State::born_done(err);
             let node = Arc::new(node);
-            node.inherit_moves(parent, None);
+            node.inherit_moves(&node.parent, None);
             return node;
         }
         let node = Arc::new(node);
+        let parent = &node.parent;
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
         if let Some(p) = parent.cancel_node() {

@@ -93,3 +93,54 @@ fn a_long_chain_of_names_and_values_finds_each() {
     assert_eq!(ctx.name(), Some("level 999"));
     assert_eq!(ctx.value(&USER), Some(&"root"));
 }
+
+/// `named_child(n)` is `with_name(n).with_cancel()` with the handle dropped: named, listed
+/// under its parent in a snapshot, displayed the same way, done with its parent only, with
+/// the parent's origin, values and deadline, and gone from the tree once dropped.
+// API S28, S30
+#[test]
+fn a_named_child_is_a_named_cancel_child_without_a_handle() {
+    use ctxkit::inspect::Snapshot;
+    let (root, cancel) = Context::background().with_cancel();
+    let request = root.with_value(&USER, "gopher");
+    let (timed, _t) = request.with_timeout(HOUR);
+    assert_eq!(
+        request.named_child("GET /").to_string(),
+        request.with_name("GET /").with_cancel().0.to_string()
+    );
+    let call = timed.named_child(String::from("GET /orders/7"));
+    let same = timed.with_name("GET /orders/7").with_cancel().0;
+    assert_eq!(call.name(), Some("GET /orders/7"));
+    assert_eq!(call.value(&USER), Some(&"gopher"));
+    assert_eq!(call.deadline(), timed.deadline());
+    let snapshot = Snapshot::of(&timed);
+    let names: Vec<_> = snapshot.entries().iter().map(|e| e.name()).collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == Some("GET /orders/7"))
+            .count(),
+        2
+    );
+    drop(same);
+    assert_eq!(
+        Snapshot::of(&timed).entries().len(),
+        2,
+        "timed and the call"
+    );
+
+    assert!(!call.is_done());
+    cancel.cancel();
+    assert_eq!(call.err(), Some(ctxkit::Error::Canceled));
+    assert_eq!(call.origin(), root.origin());
+    drop(call);
+    assert_eq!(
+        Snapshot::of(&timed).entries().len(),
+        1,
+        "a dropped child leaves the tree"
+    );
+
+    // Under a context that is already done, it is born done.
+    let late = timed.named_child("late");
+    assert!(late.is_done());
+}
