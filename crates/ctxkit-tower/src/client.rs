@@ -201,9 +201,9 @@ impl ClientLayer {
     /// body are: what shows the call under its request in a
     /// [`Snapshot`](ctxkit::inspect::Snapshot) and on the live page, and where the origin of a
     /// call's error points. Default: yes. Without them, a call watches the request's context
-    /// directly, which saves a context (a name, a node and its entry under the request) per
-    /// call: about 3% of the requests per second of a small request on loopback (see
-    /// BENCHMARKS.md); nothing else changes.
+    /// directly, which saves a context ([`Context::named_child`]: a name's layer, a node and
+    /// its entry under the request) per call: about 2% of the requests per second of a small
+    /// request on loopback (see BENCHMARKS.md); nothing else changes.
     ///
     /// ```
     /// use ctxkit_tower::ClientLayer;
