@@ -61,7 +61,7 @@ struct Entry {
 // Two words on 64-bit targets, as documented: a key and a thin pointer.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Entry>() == 16);
-// A name kept inline does not grow a layer beyond what a value's needs (`name.rs`).
+// A name kept inline does not make a layer larger than a value does (`name.rs`).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Layer>() == 96);
 
