@@ -122,6 +122,7 @@ def main():
         ("done().await on a done context (cancelled().await)", None, "ctxkit/DoneAwaitReady",
          "tokio_util/DoneAwaitReady", "ns", ("tk",)),
         ("merge (create + drop)", None, "ctxkit/Merge", None, "ns", None),
+        ("named_child (create + drop)", None, "ctxkit/NamedChild", None, "ns", None),
         ("after_func + stop", None, "ctxkit/AfterFuncStop", None, "ns", None),
         ("with_cancel + on_cancel + cancel", None, "ctxkit/OnCancel", None, "ns", None),
     ]

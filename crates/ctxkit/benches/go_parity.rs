@@ -383,6 +383,11 @@ fn shared_shapes(c: &mut Criterion) {
     let (a, _ha) = Context::background().with_cancel();
     let (other, _hb) = Context::background().with_cancel();
     c.bench_function("ctxkit/Merge", |b| b.iter(|| a.merge(&other)));
+    // What ctxkit-tower makes per outgoing call: a named child of the request's context,
+    // listed in the live tree, made and dropped.
+    c.bench_function("ctxkit/NamedChild", |b| {
+        b.iter(|| parent.named_child(black_box("GET /orders")))
+    });
     // An idle timeout touched on every message (S33): moving a live context's deadline
     // later. The floor is the clock read `set_timeout` needs.
     let (_idle_ctx, idle) = Context::background().with_cancel();
