@@ -182,7 +182,7 @@ pub(super) fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
 }
 
 impl Node {
-    // Inlined: built where its `Arc` puts it, rather than built and then copied there.
+    // Inlined, so that `child` builds the node in its allocation (see `Arc::new_cyclic` there).
     #[inline(always)]
     fn new(
         kind: Kind,
@@ -252,14 +252,20 @@ impl Node {
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        let mut node = Node::new(kind, deadline, parent, merge.clone(), deadline_cause, birth);
-        if let Some(err) = born_done {
-            node.state = State::born_done(err);
-            let node = Arc::new(node);
+        // `new_cyclic` allocates first and builds the node in its place. `Arc::new` builds it
+        // on the stack and copies it over once allocated, which costs more than the one
+        // atomic increment `new_cyclic` adds (BENCHMARKS.md, "a node built in place").
+        let node = Arc::new_cyclic(|_| {
+            let mut node = Node::new(kind, deadline, parent, merge.clone(), deadline_cause, birth);
+            if let Some(err) = born_done {
+                node.state = State::born_done(err);
+            }
+            node
+        });
+        if born_done.is_some() {
             node.inherit_moves(&node.parent, None);
             return node;
         }
-        let node = Arc::new(node);
         let parent = &node.parent;
         // Linking happens after the Arc exists, so a parent's walk can always upgrade its
         // Weak (N2): a node under construction could not be reached.
