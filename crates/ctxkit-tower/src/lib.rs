@@ -11,7 +11,10 @@
 //!   requests) or the `RequestContext` extractor (axum, feature `axum`).
 //! - **Client**: [`ClientLayer`] (tonic channels, hyper clients) and `RequestBuilderExt`
 //!   (reqwest, feature `reqwest`) send the context's remaining time to the server and abort
-//!   the call when the context is done.
+//!   the call when the context is done. A request carries its context
+//!   ([`RequestContextExt::with_context`]), or the client service is given it
+//!   ([`ClientService::with_context`]), which spares `http` the extension map it allocates
+//!   for a request's first extension.
 //! - **Codec**: [`codec`] parses and writes `grpc-timeout` and millisecond headers, strictly.
 //!
 //! ```
