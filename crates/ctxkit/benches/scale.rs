@@ -102,6 +102,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// Spawns `n` tasks on `rt` that each await `wait()` and then arrive, and returns once all
+/// of them are pending: the waiters of a fan-out wake.
+fn spawn_waiters<F>(rt: &tokio::runtime::Runtime, n: usize, wait: impl Fn() -> F) -> Arc<Countdown>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let cd = Countdown::new(n);
+    for _ in 0..n {
+        let (wait, cd) = (wait(), Arc::clone(&cd));
+        rt.spawn(async move {
+            cd.ready.fetch_add(1, Ordering::Release);
+            wait.await;
+            cd.arrive();
+        });
+    }
+    cd.wait_ready(n);
+    cd
+}
+
 // ---------------------------------------------------------------------------------------
 // 1) fan-out: n waiters on one context; time from cancel() to all woken
 // ---------------------------------------------------------------------------------------
@@ -116,36 +135,27 @@ fn fanout_tasks(n: usize) {
 fn fanout_tasks_from(n: usize, from_task: bool) {
     let rt = runtime();
     let (ctx, handle) = Context::background().with_cancel();
-    let cd = Countdown::new(n);
-    for _ in 0..n {
-        let (ctx, cd) = (ctx.clone(), Arc::clone(&cd));
-        rt.spawn(async move {
-            cd.ready.fetch_add(1, Ordering::Release);
+    let cd = spawn_waiters(&rt, n, || {
+        let ctx = ctx.clone();
+        async move {
             ctx.done().await;
-            cd.arrive();
+        }
+    });
+    if !from_task {
+        timed_wake(&format!("fanout_wake/tasks={n}"), n, &cd, || {
+            handle.cancel()
         });
+        return drop(rt);
     }
-    cd.wait_ready(n);
-    let (t, returned) = if from_task {
-        let canceller = rt.spawn(async move {
-            let t = Instant::now();
-            handle.cancel();
-            (t, t.elapsed())
-        });
-        cd.wait_all();
-        rt.block_on(canceller).expect("the cancelling task")
-    } else {
+    let canceller = rt.spawn(async move {
         let t = Instant::now();
         handle.cancel();
-        let returned = t.elapsed();
-        cd.wait_all();
-        (t, returned)
-    };
+        (t, t.elapsed())
+    });
+    cd.wait_all();
+    let (t, returned) = rt.block_on(canceller).expect("the cancelling task");
     let total = t.elapsed();
-    let name = match from_task {
-        true => format!("fanout_wake/tasks={n}/from_task"),
-        false => format!("fanout_wake/tasks={n}"),
-    };
+    let name = format!("fanout_wake/tasks={n}/from_task");
     // How long cancel() itself took (collecting and waking the wakers), then the total.
     line(
         &format!("{name}/cancel_returned"),
@@ -220,16 +230,7 @@ fn fanout_tasks_floor(n: usize) {
         fired: AtomicBool::new(false),
         list: Mutex::new(Vec::with_capacity(n)),
     });
-    let cd = Countdown::new(n);
-    for _ in 0..n {
-        let (wakers, cd) = (Arc::clone(&wakers), Arc::clone(&cd));
-        rt.spawn(async move {
-            cd.ready.fetch_add(1, Ordering::Release);
-            Wait(wakers).await;
-            cd.arrive();
-        });
-    }
-    cd.wait_ready(n);
+    let cd = spawn_waiters(&rt, n, || Wait(Arc::clone(&wakers)));
     timed_wake(&format!("floor/fanout_wake/tasks={n}"), n, &cd, || {
         let list = {
             let mut list = wakers.list.lock().unwrap();
@@ -262,16 +263,7 @@ fn timed_wake(name: &str, n: usize, cd: &Countdown, wake: impl FnOnce()) {
 fn fanout_tasks_tokio_util(n: usize) {
     let rt = runtime();
     let token = CancellationToken::new();
-    let cd = Countdown::new(n);
-    for _ in 0..n {
-        let (token, cd) = (token.clone(), Arc::clone(&cd));
-        rt.spawn(async move {
-            cd.ready.fetch_add(1, Ordering::Release);
-            token.cancelled().await;
-            cd.arrive();
-        });
-    }
-    cd.wait_ready(n);
+    let cd = spawn_waiters(&rt, n, || token.clone().cancelled_owned());
     timed_wake(&format!("tokio_util/fanout_wake/tasks={n}"), n, &cd, || {
         token.cancel()
     });
