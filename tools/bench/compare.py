@@ -119,6 +119,8 @@ def main():
     rows += [
         ("child of a live parent, dropped (child_token+drop)", None, "ctxkit/ChildDrop",
          "tokio_util/ChildDrop", "ns", ("tk",)),
+        ("cancel after the one child was dropped", None, "ctxkit/CancelAfterChild",
+         "tokio_util/CancelAfterChild", "ns", None),
         ("done().await on a done context (cancelled().await)", None, "ctxkit/DoneAwaitReady",
          "tokio_util/DoneAwaitReady", "ns", ("tk",)),
         ("merge (create + drop)", None, "ctxkit/Merge", None, "ns", None),

@@ -359,6 +359,23 @@ fn shared_shapes(c: &mut Criterion) {
     let token = CancellationToken::new();
     c.bench_function("tokio_util/ChildDrop", |b| b.iter(|| token.child_token()));
 
+    // A context cancelled after its one child was dropped: a request's context at the end
+    // of the request, its calls gone.
+    c.bench_function("ctxkit/CancelAfterChild", |b| {
+        b.iter(|| {
+            let (ctx, cancel) = Context::background().with_cancel();
+            drop(ctx.with_cancel());
+            cancel.cancel();
+        })
+    });
+    c.bench_function("tokio_util/CancelAfterChild", |b| {
+        b.iter(|| {
+            let token = CancellationToken::new();
+            drop(token.child_token());
+            token.cancel();
+        })
+    });
+
     // Awaiting done on a context that is already done: make the future, poll it once.
     let (done_ctx, h) = Context::background().with_cancel();
     h.cancel();

@@ -104,9 +104,25 @@ impl Aftermath {
         }
     }
 
+    /// Whether this cancellation collected nothing at all.
+    fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
+            && self.regs.is_empty()
+            && self.reached.is_empty()
+            && self.unpinned.is_empty()
+            && self.garbage.is_empty()
+            && self.walked.is_empty()
+            && self.found_done.is_empty()
+    }
+
     /// Wakes, runs and drops everything this cancellation collected, with no lock held (N6):
     /// here, or on the pool for [`Callbacks::Pool`].
     pub(super) fn run(mut self: Box<Self>, callbacks: Callbacks) {
+        if self.is_empty() {
+            // Most cancels: nothing was waiting, registered or let go of.
+            self.recycle();
+            return;
+        }
         match callbacks {
             Callbacks::Inline => {
                 self.run_here();

@@ -113,6 +113,19 @@ impl Node {
             self.finish(&mut inner, err, cause.clone(), reached, &mut after);
             cause
         };
+        if after.found.is_empty() {
+            // No child to walk (every level of a chain's end, a parent whose children are
+            // all gone): `finish` made the node done with its walk over, so no walking bit
+            // was set and none is to be cleared or waited for (N1b).
+            drop(cause);
+            after.forgot(self.leave_timer(own_timer));
+            after.run(callbacks);
+            #[cfg(feature = "tracing")]
+            if began.is_some() {
+                self.trace_origin(callbacks);
+            }
+            return;
+        }
         // The walk goes through `reached` in order, appending the children it finds (N7);
         // the walk's own node's children come first, up to `root_end`.
         let mut reached = std::mem::take(&mut after.reached);
