@@ -163,9 +163,13 @@ impl Aftermath {
                 first.get_or_insert(payload);
             }
         };
-        for waker in self.wakers.drain(..) {
-            // A broken waker must not keep the other waiters and the callbacks from hearing.
-            note(catch_unwind(AssertUnwindSafe(|| waker.wake())));
+        // Each list is looked at before it is drained: most cancellations have nothing in most.
+        if !self.wakers.is_empty() {
+            for waker in self.wakers.drain(..) {
+                // A broken waker must not keep the other waiters and the callbacks from
+                // hearing.
+                note(catch_unwind(AssertUnwindSafe(|| waker.wake())));
+            }
         }
         if !self.regs.is_empty() {
             // Drained, not taken: the buffer is kept for the thread's next cancellation.
@@ -173,8 +177,10 @@ impl Aftermath {
                 note(Err(payload));
             }
         }
-        for garbage in self.garbage.drain(..) {
-            note(catch_unwind(AssertUnwindSafe(|| drop(garbage))));
+        if !self.garbage.is_empty() {
+            for garbage in self.garbage.drain(..) {
+                note(catch_unwind(AssertUnwindSafe(|| drop(garbage))));
+            }
         }
         // Most of these are not the last reference; a drop that runs a value's `Drop` may
         // panic, and then the rest are still dropped (and a second panic aborts, as in std).
