@@ -449,6 +449,64 @@ fn child_with_callback_dropped_while_parent_cancels() {
     });
 }
 
+/// A chain root → middle → leaf where the leaf holds the middle's last reference: dropping the
+/// leaf takes the middle out of its `Arc` without unlinking from it (N3), while the root's
+/// cancellation may be walking the middle. Both levels are freed exactly once, and the root
+/// lists no child after.
+#[test]
+fn chain_dropped_while_its_root_cancels_is_freed() {
+    loom::model(|| {
+        let (root, hr) = Context::background().with_cancel();
+        let (middle_flag, middle_dropped) = drop_flag();
+        let (leaf_flag, leaf_dropped) = drop_flag();
+        let leaf = {
+            let (middle, _hm) = root.with_value(&PAYLOAD, middle_flag).with_cancel();
+            let (leaf, _hl) = middle.with_cancel();
+            leaf.with_value(&PAYLOAD, leaf_flag)
+        };
+        let canceller = thread::spawn(move || hr.cancel());
+        drop(leaf);
+        canceller.join().unwrap();
+        assert!(
+            leaf_dropped.load(StdOrdering::SeqCst),
+            "leak: leaf not freed"
+        );
+        assert!(
+            middle_dropped.load(StdOrdering::SeqCst),
+            "leak: middle not freed"
+        );
+        assert!(root.is_done());
+        assert_eq!(
+            ctxkit::inspect::Snapshot::of(&root).entries().len(),
+            1,
+            "only the root"
+        );
+    });
+}
+
+/// The same chain with an `on_cancel` pending on the middle level: dropping the leaf hands the
+/// callback to the root (the middle goes with the leaf), and it runs exactly once, whether
+/// the root's cancellation comes before or after (S19, S20).
+#[test]
+fn chain_with_callback_dropped_while_its_root_cancels() {
+    loom::model(|| {
+        let (root, hr) = Context::background().with_cancel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let leaf = {
+            let (middle, _hm) = root.with_cancel();
+            let r2 = Arc::clone(&runs);
+            drop(middle.on_cancel(move || {
+                r2.fetch_add(1, Ordering::SeqCst);
+            }));
+            middle.with_cancel().0
+        };
+        let canceller = thread::spawn(move || hr.cancel());
+        drop(leaf);
+        canceller.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // S24: merge with both parents cancelling at once
 // ---------------------------------------------------------------------------------------

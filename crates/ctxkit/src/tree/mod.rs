@@ -50,7 +50,11 @@
 //!   stays in its parents' lists, done or not, until it is dropped, so that a snapshot lists
 //!   the done contexts still held ([S30](crate::guarantees#s30)). Once a parent is done, its
 //!   list never changes again: it takes no new child, and a child dropped after that leaves
-//!   its `Weak` in place (the parent is not locked) until the parent itself is dropped.
+//!   its `Weak` in place (the parent is not locked) until the parent itself is dropped. So
+//!   may a child dropped while it holds the last strong reference to its parent (a level of
+//!   a chain being released): no context or handle of the parent is left to derive a child
+//!   from it, only a passing walk or snapshot can still reach it through a `Weak`, and it is
+//!   dropped, its list with it, as soon as they let go (`walk.rs`, `leave_parents_on_drop`).
 //! - **N4 (done is final and downward-closed)**: a node becomes done under its own lock, and
 //!   in the same critical section reads its children and takes its waiters and callbacks out (or, with
 //!   nothing behind its lock, without it: N9). A node is registered with a parent only under

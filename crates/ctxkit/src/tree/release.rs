@@ -18,7 +18,7 @@ use crate::callback::Reg;
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let Some((parent, merge)) = self.leave() else {
+        let Some((parent, merge)) = self.leave(false) else {
             return;
         };
         if let Some(merge) = merge {
@@ -50,9 +50,10 @@ fn release_one(parent: Pair) {
 impl Node {
     /// Leaves the tree, once: a node dropped before it was done leaves its parents' child
     /// lists and its timer queue, and hands its pending callbacks to its parents (N2, N8).
-    /// Returns its parents, for the caller to release.
+    /// Returns its parents, for the caller to release. `in_chain`: the node was taken out of
+    /// its `Arc` by a release (see `leave_parents_on_drop`).
     #[inline]
-    fn leave(&mut self) -> Option<(Pair, Option<Pair>)> {
+    fn leave(&mut self, in_chain: bool) -> Option<(Pair, Option<Pair>)> {
         if !self.state.leave_once() {
             return None;
         }
@@ -62,7 +63,7 @@ impl Node {
         let mut extra = branch.and_then(|b| b.extra);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
         // Done or not, it is still listed by its parents that are live (N3).
-        self.leave_parents_on_drop(merge.clone());
+        self.leave_parents_on_drop(merge.clone(), in_chain);
         if !self.is_done() {
             // Nodes whose last reference came out of the timer queue: their drops release
             // their own parents.
@@ -121,7 +122,7 @@ impl Releases {
     /// then they are dropped, finding nothing left to release.
     fn adopt(&mut self, node: Option<Node>, layer: Option<Layer>) {
         if let Some(mut node) = node {
-            if let Some((parent, merge)) = node.leave() {
+            if let Some((parent, merge)) = node.leave(true) {
                 self.push(parent);
                 if let Some(merge) = merge {
                     self.push(merge);

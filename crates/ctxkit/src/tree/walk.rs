@@ -350,11 +350,18 @@ impl Node {
     }
 
     /// A node being dropped leaves its parents' child lists (N2, N3): the first parent, and
-    /// `merge`'s for a merge. A parent that is done is not locked: it lists no child any more
-    /// once it is dropped, and never takes a new one.
-    pub(super) fn leave_parents_on_drop(&self, merge: Option<Arc<MergeParent>>) {
+    /// `merge`'s for a merge. A parent that is done is not locked: it lists no child any
+    /// more once it is dropped, and never takes a new one. With `in_chain` (a node whose
+    /// last reference a release took from its child, `release.rs`), nor is a first parent
+    /// this node holds the last reference to: only a passing walk or snapshot can still
+    /// reach it, and it goes, its list with it, when they let go (N3). So a chain drops
+    /// without locking its levels. The first node of a drop does not look: its parent is
+    /// most often shared (a child dropped under a live parent), and the look costs that case
+    /// more than it saves (BENCHMARKS.md, "a chain dropped without locking its levels").
+    pub(super) fn leave_parents_on_drop(&self, merge: Option<Arc<MergeParent>>, in_chain: bool) {
         let live = |p: &&Arc<Node>| !p.is_done();
-        if let Some(p) = self.parent.cancel_node().filter(live) {
+        let shared = |p: &&Arc<Node>| !in_chain || Arc::strong_count(p) != 1;
+        if let Some(p) = self.parent.cancel_node().filter(live).filter(shared) {
             p.unlink(&self.slot);
         }
         if let Some(merge) = merge {
