@@ -14,6 +14,8 @@
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
 //!   (CancelTree/depth=100/Root=OpenCanceler; N counts levels);
 //! - `closed`: a chain of 100 `with_cancel` under a cancelled root (.../Root=ClosedCanceler);
+//! - `chain`: a chain of 100 `with_cancel` under `Background`, released live
+//!   (.../Root=Background);
 //! - `wide`: N children of one live context, all kept, then dropped (wide fan-out);
 //! - `call`: what ctxkit-tower does per outgoing call: a named child of a live context
 //!   (`with_name` of a `String`, then `with_cancel`, its handle dropped), 16 alive at a time
@@ -48,6 +50,19 @@ fn main() {
             done += black_box(&kids).len();
         }
         println!("{mode}: {n} children, {done} made");
+        return;
+    }
+    if mode == "chain" {
+        // Go's CancelTree with Root=Background: a chain of live levels, released at once.
+        const DEPTH: usize = 100;
+        for _ in 0..n / DEPTH {
+            let mut leaf = bg.clone();
+            for _ in 0..DEPTH {
+                leaf = leaf.with_cancel().0;
+            }
+            done += black_box(&leaf).is_done() as usize;
+        }
+        println!("{mode}: {n} levels, {done} chains done");
         return;
     }
     if mode == "open" || mode == "closed" {
@@ -131,7 +146,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, wide, call, tu_child, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }
