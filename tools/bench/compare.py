@@ -113,6 +113,10 @@ def main():
             k = f"CancelTree/depth={depth}/Root={r}"
             tgt = ("x", 6) if (depth, r) == (1000, "Background") else ("tk",)
             rows.append((k, k, k, "tokio_util/" + k, "ns", tgt))
+    for depth in (10, 1000):
+        k = f"depth={depth}/Root=OpenCanceler"
+        rows.append((f"CancelTree/{k}, every level's handle kept", None,
+                     f"LevelsKept/ctxkit/{k}", f"LevelsKept/tokio_util/{k}", "ns", None))
     for depth in (10, 20, 30, 50, 100):
         k = f"DeepValueSameGoRoutine/depth={depth}"
         rows.append((k, k, k, None, "ns", ("x", 25) if depth == 100 else None))

@@ -252,6 +252,45 @@ fn cancel_tree(c: &mut Criterion) {
     }
     g.finish();
 
+    // Go's shape drops each level's cancel function and context as it goes. A ctxkit level
+    // stays in the tree while a descendant lives (as a Go level does: Display and the live
+    // tree show it); a tokio-util token whose handles are all gone is taken out of the tree
+    // and freed at once, so its chain is one level long whatever the depth. Here every
+    // level's context and handle (token) are kept until the op ends, so that both keep
+    // every level: the same work on both sides.
+    let mut g = c.benchmark_group("LevelsKept");
+    for depth in [10usize, 1000] {
+        g.bench_function(format!("ctxkit/depth={depth}/Root=OpenCanceler"), |b| {
+            b.iter(|| {
+                let (root, cancel) = Context::background().with_cancel();
+                let mut levels = Vec::with_capacity(depth);
+                let mut ctx = root;
+                for _ in 0..depth {
+                    let (child, handle) = ctx.with_cancel();
+                    levels.push((ctx, handle));
+                    ctx = child;
+                }
+                cancel.cancel();
+                (ctx, levels)
+            })
+        });
+        g.bench_function(format!("tokio_util/depth={depth}/Root=OpenCanceler"), |b| {
+            b.iter(|| {
+                let root = CancellationToken::new();
+                let mut levels = Vec::with_capacity(depth);
+                let mut token = root.clone();
+                for _ in 0..depth {
+                    let child = token.child_token();
+                    levels.push(token);
+                    token = child;
+                }
+                root.cancel();
+                (token, levels)
+            })
+        });
+    }
+    g.finish();
+
     // A token has no never-cancelled root: Root=Background is a chain of `depth` tokens
     // whose first has no parent, as Go's first WithCancel(Background()) has none.
     let mut g = c.benchmark_group("tokio_util/CancelTree");
