@@ -7,6 +7,8 @@
 //! - `child`: `with_cancel` of a live context, dropped (ctxkit/ChildDrop);
 //! - `cancel`: `with_cancel`, then `cancel`;
 //! - `timeout`: `with_timeout(60 s)`, then `cancel`;
+//! - `after`: `with_cancel` of `Background`, a child of it dropped, then the first cancelled
+//!   (ctxkit/CancelAfterChild: a cancellation with no child left to walk);
 //! - `tree1`: `with_cancel` of `Background`, a child of it, then the first cancelled
 //!   (CancelTree/depth=1/Root=OpenCanceler: one cancellation that walks a child);
 //! - `tree1c`: `with_cancel` of `Background`, cancelled, then a child of it
@@ -22,7 +24,7 @@
 //!   as 16 calls in flight are.
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
-//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_wide`, and the
+//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`, `tu_wide`, and the
 //! chains `tu_open` and `tu_closed`.
 
 use std::hint::black_box;
@@ -134,6 +136,18 @@ fn main() {
                 let (child, _c) = root.with_cancel();
                 done += black_box(&child).is_done() as usize;
             }
+            "after" => {
+                let (root, cancel) = bg.with_cancel();
+                drop(root.with_cancel());
+                cancel.cancel();
+                done += black_box(&root).is_done() as usize;
+            }
+            "tu_after" => {
+                let root = tokio_util::sync::CancellationToken::new();
+                drop(root.child_token());
+                root.cancel();
+                done += black_box(&root).is_cancelled() as usize;
+            }
             "tree1" => {
                 let (root, cancel) = bg.with_cancel();
                 let (child, _c) = root.with_cancel();
@@ -146,7 +160,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }
