@@ -357,7 +357,7 @@ impl Node {
     /// reach it, and it goes, its list with it, when they let go (N3). So a chain drops
     /// without locking its levels. The first node of a drop does not look: its parent is
     /// most often shared (a child dropped under a live parent), and the look costs that case
-    /// more than it saves (BENCHMARKS.md, "a chain dropped without locking its levels").
+    /// more than it saves (BENCHMARKS.md, "A chain released without locking its levels").
     pub(super) fn leave_parents_on_drop(&self, merge: Option<Arc<MergeParent>>, in_chain: bool) {
         let live = |p: &&Arc<Node>| !p.is_done();
         let shared = |p: &&Arc<Node>| !in_chain || Arc::strong_count(p) != 1;
