@@ -226,6 +226,51 @@ fn second_parent_cancel_waits_for_the_merge_subtree() {
 // S5: children of done parents
 // ---------------------------------------------------------------------------------------
 
+// API S4, S7, S8, S26. A context whose children have all been dropped (a request's context
+// once its calls are done) has nothing left to walk; its cancellation still does all of it:
+// err, cause and origin, its own timer forgotten, its waiters and callbacks reached, and
+// later children born done.
+#[test]
+fn a_context_whose_children_are_all_gone_cancels_fully() {
+    let clock = ManualClock::new();
+    let (ctx, h) = Context::background()
+        .with_clock(&clock)
+        .with_timeout(Duration::from_secs(1));
+    for _ in 0..3 {
+        let (child, hc) = ctx.with_cancel();
+        let (grandchild, _hg) = child.with_timeout(HOUR);
+        drop((child, hc, grandchild));
+    }
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    let _on = ctx.on_cancel(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let waiter = {
+        let ctx = ctx.clone();
+        thread::spawn(move || ctx.wait())
+    };
+    let line = line!() + 1;
+    h.cancel_with_cause(Oops("done"));
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert_eq!(oops(&ctx.cause().unwrap()), Some("done"));
+    let origin = ctx.origin().expect("an origin once done");
+    assert_eq!(origin.kind(), ctxkit::OriginKind::Cancel);
+    assert_eq!(origin.location().map(|l| l.line()), Some(line));
+    assert!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        "on_cancel ran"
+    );
+    assert_eq!(
+        within("the waiter wakes", move || waiter.join().unwrap()),
+        Error::Canceled
+    );
+    // Its own deadline passing changes nothing (S8).
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    let (late, _hl) = ctx.with_cancel();
+    assert_eq!(late.err(), Some(Error::Canceled));
+    assert_eq!(oops(&late.cause().unwrap()), Some("done"));
+}
+
 // API S5
 #[test]
 fn child_of_cancelled_parent_is_done_at_creation_with_parents_err_and_cause() {

@@ -43,6 +43,45 @@ fn dropping_a_child_without_cancel_frees_it_and_the_parent_lets_go() {
     assert!(parent.is_done());
 }
 
+// API S22, S30. A chain whose levels are held only by the level below: dropping the leaf
+// frees every level at once (each level the last holder of the one above), and the live
+// parent it hangs from lists none of them after. Both kinds of chain: cancellable levels
+// alone (each node the only holder of the one above), and values between them (each node
+// held by the node and the value layer above it).
+#[test]
+fn dropping_the_leaf_of_a_chain_frees_every_level_and_its_parent_lets_go() {
+    let (root, hr) = Context::background().with_cancel();
+    for with_values in [false, true] {
+        let (bottom_flag, bottom_dropped) = drop_flag();
+        let mut flags = vec![bottom_dropped];
+        let mut leaf = root.with_value(&PAYLOAD, bottom_flag);
+        for _ in 0..50 {
+            if with_values {
+                let (flag, dropped) = drop_flag();
+                flags.push(dropped);
+                leaf = leaf.with_value(&PAYLOAD, flag);
+            }
+            leaf = leaf.with_cancel().0;
+        }
+        let entries = ctxkit::inspect::Snapshot::of(&root).entries().len();
+        assert_eq!(entries, 51, "with values: {with_values}");
+        assert!(
+            flags.iter().all(|f| !f.load(Ordering::SeqCst)),
+            "held by the leaf"
+        );
+        drop(leaf);
+        assert!(
+            flags.iter().all(|f| f.load(Ordering::SeqCst)),
+            "every level freed"
+        );
+        assert_eq!(ctxkit::inspect::Snapshot::of(&root).entries().len(), 1);
+    }
+    // The root still takes children and cancels them.
+    let (child, _hc) = root.with_cancel();
+    hr.cancel();
+    assert!(child.is_done());
+}
+
 // API S22
 #[test]
 fn dropping_a_cancelled_child_frees_it() {
