@@ -222,10 +222,6 @@ fn second_parent_cancel_waits_for_the_merge_subtree() {
     });
 }
 
-// ---------------------------------------------------------------------------------------
-// S5: children of done parents
-// ---------------------------------------------------------------------------------------
-
 // API S4, S7, S8, S26. A context whose children have all been dropped (a request's context
 // once its calls are done) has nothing left to walk; its cancellation still does all of it:
 // err, cause and origin, its own timer forgotten, its waiters and callbacks reached, and
@@ -270,6 +266,10 @@ fn a_context_whose_children_are_all_gone_cancels_fully() {
     assert_eq!(late.err(), Some(Error::Canceled));
     assert_eq!(oops(&late.cause().unwrap()), Some("done"));
 }
+
+// ---------------------------------------------------------------------------------------
+// S5: children of done parents
+// ---------------------------------------------------------------------------------------
 
 // API S5
 #[test]
