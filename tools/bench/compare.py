@@ -123,6 +123,8 @@ def main():
     rows += [
         ("child of a live parent, dropped (child_token+drop)", None, "ctxkit/ChildDrop",
          "tokio_util/ChildDrop", "ns", ("tk",)),
+        ("the same under a context carrying a value", None, "ctxkit/ChildDropUnderValue",
+         None, "ns", None),
         ("cancel after the one child was dropped", None, "ctxkit/CancelAfterChild",
          "tokio_util/CancelAfterChild", "ns", None),
         ("done().await on a done context (cancelled().await)", None, "ctxkit/DoneAwaitReady",

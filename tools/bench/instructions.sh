@@ -5,7 +5,7 @@
 #   tools/bench/instructions.sh REV [N]
 #
 # Builds `crates/ctxkit/benches/ops.rs` here and, copied, in a worktree of REV (the program uses
-# only the public API), runs each mode (see ops.rs: drop, child, cancel, after, tree1, tree1c, timeout, call, and the chains open,
+# only the public API), runs each mode (see ops.rs: drop, child, vchild, cancel, after, tree1, tree1c, timeout, call, and the chains open,
 # closed and chain (live), counted per level) N times (default 200000) under valgrind's callgrind and
 # prints instructions per operation (process start included, the same for both).
 set -euo pipefail
@@ -24,7 +24,7 @@ here=$(ls -t target/release/deps/ops-* | grep -v '\.d$' | head -1)
 there="$root/target/instructions-$rev/release/examples/zz_ops"
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
 printf '%-8s %14s %14s %8s\n' mode "$rev" HEAD change
-for mode in drop child cancel after tree1 tree1c timeout open closed chain call; do
+for mode in drop child vchild cancel after tree1 tree1c timeout open closed chain call; do
     a=$(count "$there" "$mode" "$n")
     b=$(count "$here" "$mode" "$n")
     printf '%-8s %14s %14s %7s%%\n' "$mode" "$((a / n)) instr/op" "$((b / n)) instr/op" \

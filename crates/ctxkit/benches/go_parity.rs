@@ -397,6 +397,12 @@ fn shared_shapes(c: &mut Criterion) {
     c.bench_function("ctxkit/ChildDrop", |b| b.iter(|| parent.with_cancel()));
     let token = CancellationToken::new();
     c.bench_function("tokio_util/ChildDrop", |b| b.iter(|| token.child_token()));
+    // The same under a context that carries a value, as a request's context carries its
+    // trace id: the child shares the parent's values (N12 in `tree/mod.rs`).
+    let request = parent.with_value(&KEY, "4bf92f35");
+    c.bench_function("ctxkit/ChildDropUnderValue", |b| {
+        b.iter(|| request.with_cancel())
+    });
 
     // A context cancelled after its one child was dropped: a request's context at the end
     // of the request, its calls gone.

@@ -5,6 +5,7 @@
 //! `cargo bench -p ctxkit --bench ops -- MODE [N]`, MODE one of:
 //! - `drop`: `with_cancel` of `Background`, dropped (CancelTree/depth=1/Root=Background);
 //! - `child`: `with_cancel` of a live context, dropped (ctxkit/ChildDrop);
+//! - `vchild`: the same under a value (ctxkit/ChildDropUnderValue);
 //! - `cancel`: `with_cancel`, then `cancel`;
 //! - `timeout`: `with_timeout(60 s)`, then `cancel`;
 //! - `after`: `with_cancel` of `Background`, a child of it dropped, then the first cancelled
@@ -40,6 +41,8 @@ fn main() {
         .map_or(200_000, |n| n.parse().expect("N: a number"));
     let bg = Context::background();
     let (parent, _parent) = bg.with_cancel();
+    static TRACE_ID: ctxkit::Key<&str> = ctxkit::Key::new("trace_id");
+    let request = parent.with_value(&TRACE_ID, "4bf92f35");
     let tu_parent = tokio_util::sync::CancellationToken::new();
     let mut done = 0usize;
     if mode == "wide" || mode == "tu_wide" {
@@ -121,6 +124,10 @@ fn main() {
                 let (ctx, _h) = parent.with_cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
+            "vchild" => {
+                let (ctx, _h) = request.with_cancel();
+                done += black_box(&ctx).is_done() as usize;
+            }
             "cancel" => {
                 let (ctx, h) = bg.with_cancel();
                 h.cancel();
@@ -160,7 +167,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }

@@ -24,7 +24,10 @@ use crate::Error;
 ///
 /// A context is immutable: deriving (`with_cancel`, `with_timeout`, `with_value`, …) makes a
 /// new child and leaves the parent as it was. Cancelling a context cancels every context
-/// derived from it. Cloning is cheap (reference counts) and clones are the same context.
+/// derived from it. Cloning is cheap and clones are the same context: a context is two
+/// words, and a clone adds one reference count, or two for a context made by `with_value`
+/// or `with_name` (a cancellable or deadline context shares its parent's values without a
+/// count of its own).
 ///
 /// # Examples
 ///
@@ -116,9 +119,10 @@ impl Context {
         }
     }
 
-    /// The context of a new node, with this context's values, and its handle.
+    /// The context of a new node, with this context's values, and its handle. The node's
+    /// parent holds the values, so the context does not (N12).
     fn with_node(&self, node: Arc<Node>) -> (Context, CancelHandle) {
-        let ctx = Context::from_node(Arc::clone(&node), self.pair.layer.clone());
+        let ctx = Context::from_node(Arc::clone(&node), None);
         (ctx, CancelHandle::new(node))
     }
 
@@ -139,7 +143,14 @@ impl Context {
 
     fn cancel_child(&self, birth: Birth) -> (Context, CancelHandle) {
         let deadline = self.pair.deadline();
-        let node = Node::child(Kind::Cancel, deadline, self.pair.clone(), None, None, birth);
+        let node = Node::child(
+            Kind::Cancel,
+            deadline,
+            self.pair.as_parent(),
+            None,
+            None,
+            birth,
+        );
         self.with_node(node)
     }
 
@@ -247,7 +258,14 @@ impl Context {
             // The exact reading: an origin shows the deadline's budget to the millisecond.
             birth.born = time::to_coarse(now);
         }
-        let node = Node::child(Kind::Deadline, at, self.pair.clone(), None, cause, birth);
+        let node = Node::child(
+            Kind::Deadline,
+            at,
+            self.pair.as_parent(),
+            None,
+            cause,
+            birth,
+        );
         if !node.is_done() && (at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node))
         {
             Arc::clone(&node).expire(Callbacks::Inline); // S13
@@ -340,11 +358,11 @@ impl Context {
         let layer = tree::with_name(&self.pair, tree::Name::new(name.into()));
         let named = Pair {
             node: self.pair.node.clone(),
-            layer: Some(Arc::clone(&layer)),
+            layer: Some(layer),
         };
         let deadline = named.deadline();
         let node = Node::child(Kind::Cancel, deadline, named, None, None, birth);
-        Context::from_node(node, Some(layer))
+        Context::from_node(node, None) // the name is its node's parent's layer (N12)
     }
 
     /// A child with this context's values (and clock) that is never done and has no deadline:
@@ -359,8 +377,8 @@ impl Context {
     /// ```
     #[track_caller]
     pub fn without_cancel(&self) -> Context {
-        let node = Node::never_done(Kind::WithoutCancel, self.pair.clone(), Birth::here());
-        Context::from_node(node, self.pair.layer.clone())
+        let node = Node::never_done(Kind::WithoutCancel, self.pair.as_parent(), Birth::here());
+        Context::from_node(node, None) // N12
     }
 
     /// A context done as soon as `self` or `other` is done (or its handle cancels), taking
@@ -383,12 +401,14 @@ impl Context {
         let node = Node::child(
             Kind::Merge,
             deadline,
-            a.clone(),
+            a.as_parent(),
             Some(b),
             None,
             Birth::here(),
         );
-        let layer = tree::merge_layers(a, b, tree::clock_key());
+        // `None` when the merge has `a`'s values alone: its node's parent holds them (N12).
+        let layer = tree::merge_layers(a, b, tree::clock_key())
+            .filter(|l| !a.nearest_layer().is_some_and(|own| Arc::ptr_eq(own, l)));
         (
             Context::from_node(Arc::clone(&node), layer),
             CancelHandle::new(node),

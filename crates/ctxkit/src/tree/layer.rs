@@ -186,7 +186,7 @@ impl Layer {
 
     /// The layer of the context this one was derived from (`None` for a merge's layer).
     fn parent_layer(&self) -> Option<&Arc<Layer>> {
-        self.display_parent()?.layer.as_ref()
+        self.display_parent()?.nearest_layer()
     }
 
     /// How many layers this one is from the nearest with rows (V5).
@@ -343,7 +343,7 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
     label: Label,
     value: T,
 ) -> Arc<Layer> {
-    let inherited = match parent.layer.as_ref() {
+    let inherited = match parent.nearest_layer() {
         None => Table::default(),
         Some(p) => {
             let small = matches!(&p.inherited, Table::Rows(rows) if rows.len() < ROWS_MAX);
@@ -363,7 +363,7 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
             label,
             type_name: std::any::type_name::<T>(),
             value: Box::new(value),
-            parent: parent.clone(),
+            parent: parent.as_parent(), // N12
         }),
     })
 }
@@ -371,7 +371,7 @@ pub(crate) fn with_value<T: Send + Sync + 'static>(
 /// A new layer naming the context on top of `parent`'s values (S28). It copies no table
 /// (V5), so that naming allocates the layer alone, except once every [`HOPS_MAX`] layers.
 pub(crate) fn with_name(parent: &Pair, name: Name) -> Arc<Layer> {
-    let inherited = match parent.layer.as_ref() {
+    let inherited = match parent.nearest_layer() {
         None => Table::default(),
         Some(p) if p.hops() + 1 < HOPS_MAX => Table::Parent { hops: p.hops() + 1 },
         Some(p) => {
@@ -383,7 +383,7 @@ pub(crate) fn with_name(parent: &Pair, name: Name) -> Arc<Layer> {
         inherited,
         body: Body::Name(Named {
             name,
-            parent: parent.clone(),
+            parent: parent.as_parent(), // N12
         }),
     })
 }
@@ -392,7 +392,7 @@ pub(crate) fn with_name(parent: &Pair, name: Name) -> Arc<Layer> {
 /// ([S24](crate::guarantees#s24)); `None` if that makes no value at all. `a_only` is a key
 /// taken from `a` alone (the clock: a merge measures time on `a`'s clock, S24).
 pub(crate) fn merge(a: &Pair, b: &Pair, a_only: KeyId) -> Option<Arc<Layer>> {
-    let (a, b) = match (a.layer.as_ref(), b.layer.as_ref()) {
+    let (a, b) = match (a.nearest_layer(), b.nearest_layer()) {
         (a, None) => return a.cloned(),
         (a, Some(b)) => (a, b),
     };

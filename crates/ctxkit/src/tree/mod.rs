@@ -108,6 +108,16 @@
 //!   entry, moving it earlier adds one. While a moved node is live, its `origin_at` holds
 //!   where its deadline was last set, written under its lock (a moved node is claimed, so
 //!   it is never cancelled lock-free and its origin is written under the lock too, N10).
+//! - **N12 (a node's context shares its parent's layer)**: a [`Pair`] whose `node` is set and
+//!   whose `layer` is `None` has the layer of its node's parent ([`Pair::nearest_layer`]).
+//!   So the context of a new node (`with_cancel`, `with_timeout`, `without_cancel`,
+//!   `named_child`, a merge with one side's values) holds no reference of its own to the
+//!   values it shares with its parent: making, cloning and dropping it changes one reference
+//!   count, not two, and a layer shared by the children of many threads is written half as
+//!   often. A pair held as a parent (by a node, a merge or a layer) is made by
+//!   [`Pair::as_parent`] and holds its layer itself whenever there is one, so finding a
+//!   context's layer takes at most one step and never walks nodes. A layer whose last
+//!   reference a node's parent held is dropped when the node is (`release.rs`).
 
 mod aftermath;
 mod callbacks;
@@ -138,10 +148,12 @@ use crate::key::KeyId;
 use crate::time::{Nanos, NO_DEADLINE};
 
 /// A context as the tree holds it: its nearest node and its nearest value layer. `None`
-/// node: never done; `None` layer: no values; both `None`: `background()`.
+/// node: never done; both `None`: `background()`; a node and no layer: the layer of the
+/// node's parent (N12).
 #[derive(Clone, Default)]
 pub(crate) struct Pair {
     pub(crate) node: Option<Arc<Node>>,
+    /// The layer this pair holds itself; see N12 for `None`.
     pub(crate) layer: Option<Arc<Layer>>,
 }
 
@@ -164,8 +176,87 @@ impl Pair {
         self.node.as_ref().map_or(NO_DEADLINE, |n| n.deadline())
     }
 
+    /// This context's nearest value layer, `None` if it has no values (N12).
+    #[inline]
+    pub(crate) fn nearest_layer(&self) -> Option<&Arc<Layer>> {
+        match (&self.layer, &self.node) {
+            (Some(layer), _) => Some(layer),
+            // One step: a node's parent holds its layer itself (N12).
+            (None, Some(node)) => node.parent().layer.as_ref(),
+            (None, None) => None,
+        }
+    }
+
+    /// This context as a node or layer derived from it holds it: with its layer set
+    /// whenever it has one (N12). As many reference counts as `clone`.
+    #[inline]
+    pub(crate) fn as_parent(&self) -> Pair {
+        Pair {
+            node: self.node.clone(),
+            layer: self.nearest_layer().cloned(),
+        }
+    }
+
     /// The value set under `key` nearest to this context.
     pub(crate) fn find(&self, key: KeyId) -> Option<&AnyValue> {
-        self.layer.as_deref()?.find(key)
+        self.nearest_layer()?.find(key)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::{Context, Key};
+
+    static K: Key<u32> = Key::new("k");
+
+    /// N12: the contexts of new nodes hold no reference to their values' layer; the node's
+    /// parent holds it, once per node, and every lookup finds it in one step.
+    #[test]
+    fn a_nodes_context_shares_its_parents_layer() {
+        let values = Context::background().with_value(&K, 7);
+        let layer = Arc::clone(values.pair().layer.as_ref().unwrap());
+        let counted = |extra: usize| Arc::strong_count(&layer) - extra;
+        let alone = counted(0);
+
+        let (child, handle) = values.with_cancel();
+        assert_eq!(counted(1), alone, "the node's parent holds the layer, once");
+        let clones: Vec<Context> = (0..3).map(|_| child.clone()).collect();
+        assert_eq!(counted(1), alone, "clones hold the node only");
+
+        let (timed, timed_handle) = child.with_timeout(Duration::from_secs(3600));
+        let detached = timed.without_cancel();
+        let named = detached.named_child("call");
+        let (merged, merged_handle) = detached.merge(&Context::background());
+        for ctx in [&child, &timed, &detached, &merged] {
+            assert!(
+                ctx.pair().layer.is_none(),
+                "{ctx}: holds no layer of its own"
+            );
+            let node = ctx.pair().node.as_ref().unwrap();
+            assert!(
+                Arc::ptr_eq(node.parent().layer.as_ref().unwrap(), &layer),
+                "{ctx}: its node's parent holds the layer itself"
+            );
+            assert_eq!(ctx.value(&K), Some(&7));
+        }
+        assert_eq!((named.value(&K), named.name()), (Some(&7), Some("call")));
+        assert_eq!(
+            timed.to_string().split('(').next(),
+            Some("context.Background.WithValue"),
+        );
+        assert!(merged
+            .to_string()
+            .ends_with(".WithoutCancel.Merge(context.Background)"));
+
+        drop((clones, child, handle, timed, timed_handle, detached, named));
+        drop((merged, merged_handle));
+        assert_eq!(
+            counted(0),
+            alone,
+            "all of them gone, the layer is back to its own count"
+        );
     }
 }

@@ -248,7 +248,7 @@ impl Node {
         };
         let merge = other.map(|pair| {
             Arc::new(MergeParent {
-                pair: pair.clone(),
+                pair: pair.as_parent(), // N12
                 slot: AtomicU32::new(UNLINKED),
             })
         });

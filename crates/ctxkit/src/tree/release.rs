@@ -8,6 +8,13 @@
 //! drop: one that was the last reference is taken out of its `Arc`, its own parents go on
 //! the list, and only then is it dropped, finding nothing left to release. No thread-local
 //! is touched, so dropping works anywhere, thread-local destructors included.
+//!
+//! One drop is done in place: a node dropped by its last handle or context (not by a work
+//! list) drops its parent's layer in place when the parent's node lives on. The layer's own
+//! drop hands its parents to a work list, so this adds one level to the stack, never more:
+//! a layer's drop never drops another layer in place, and a node taken out by a work list
+//! has left the tree already and releases nothing when dropped. That layer is most often
+//! the name or values of a call, whose node alone held them (N12).
 
 use std::sync::Arc;
 
@@ -27,7 +34,17 @@ impl Drop for Node {
             work.release(merge);
             return work.drain();
         }
-        release_one(parent);
+        let Pair { node, layer } = parent;
+        match node.and_then(Arc::into_inner) {
+            // Its node lives on: the layer, if this was its last reference, is dropped in
+            // place (see above).
+            None => drop(layer),
+            Some(node) => {
+                let mut work = Releases::default();
+                work.adopt(Some(node), layer.and_then(Arc::into_inner));
+                work.drain();
+            }
+        }
     }
 }
 

@@ -139,6 +139,34 @@ fn million_level_value_and_without_cancel_chains_are_dropped() {
     );
 }
 
+// API S23, S22: each level's values or name held by the node below alone, as a call's are,
+// so that dropping the leaf drops each layer where its node lets go of it.
+#[test]
+fn million_level_chain_of_nodes_holding_the_only_reference_to_their_values_is_dropped() {
+    on_default_stack(
+        "million_level_chain_of_nodes_holding_the_only_reference_to_their_values_is_dropped",
+        || {
+            let (root, h) = Context::background().with_cancel();
+            let mut ctx = root.clone();
+            for i in 0..MILLION {
+                ctx = match i % 3 {
+                    0 => ctx.with_value(&REQUEST, i as u64).with_cancel().0,
+                    1 => ctx.named_child("call"),
+                    _ => ctx.with_name("step").without_cancel(),
+                };
+            }
+            assert_eq!(ctx.name(), Some("step"));
+            assert_eq!(
+                ctx.value(&REQUEST),
+                Some(&(MILLION as u64 - 1 - (MILLION as u64 - 1) % 3))
+            );
+            drop(ctx);
+            h.cancel();
+            assert_eq!(ctxkit::inspect::Snapshot::of(&root).entries().len(), 1);
+        },
+    );
+}
+
 // API S23
 #[test]
 fn million_child_fan_is_built_cancelled_and_dropped() {
