@@ -25,9 +25,9 @@ use crate::Error;
 /// A context is immutable: deriving (`with_cancel`, `with_timeout`, `with_value`, …) makes a
 /// new child and leaves the parent as it was. Cancelling a context cancels every context
 /// derived from it. Cloning is cheap and clones are the same context: a context is two
-/// words, and a clone adds one reference count, or two for a context made by `with_value`
-/// or `with_name` (a cancellable or deadline context shares its parent's values without a
-/// count of its own).
+/// words, and a clone adds a reference count to each of its cancellation node and its own
+/// values, where it has them. A context made by `with_cancel`, `with_timeout` or
+/// `without_cancel` has no values of its own (it reads its parent's), so its clone adds one.
 ///
 /// # Examples
 ///
