@@ -143,14 +143,8 @@ impl Context {
 
     fn cancel_child(&self, birth: Birth) -> (Context, CancelHandle) {
         let deadline = self.pair.deadline();
-        let node = Node::child(
-            Kind::Cancel,
-            deadline,
-            self.pair.as_parent(),
-            None,
-            None,
-            birth,
-        );
+        let parent = self.pair.as_parent(); // N12
+        let node = Node::child(Kind::Cancel, deadline, parent, None, None, birth);
         self.with_node(node)
     }
 
@@ -258,14 +252,8 @@ impl Context {
             // The exact reading: an origin shows the deadline's budget to the millisecond.
             birth.born = time::to_coarse(now);
         }
-        let node = Node::child(
-            Kind::Deadline,
-            at,
-            self.pair.as_parent(),
-            None,
-            cause,
-            birth,
-        );
+        let parent = self.pair.as_parent(); // N12
+        let node = Node::child(Kind::Deadline, at, parent, None, cause, birth);
         if !node.is_done() && (at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node))
         {
             Arc::clone(&node).expire(Callbacks::Inline); // S13
