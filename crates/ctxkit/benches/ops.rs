@@ -143,6 +143,12 @@ fn main() {
                 let (child, _c) = root.with_cancel();
                 done += black_box(&child).is_done() as usize;
             }
+            "tu_tree1c" => {
+                let root = tokio_util::sync::CancellationToken::new();
+                root.cancel();
+                let child = root.child_token();
+                done += black_box(&child).is_cancelled() as usize;
+            }
             "after" => {
                 let (root, cancel) = bg.with_cancel();
                 drop(root.with_cancel());
@@ -167,7 +173,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }

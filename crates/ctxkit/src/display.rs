@@ -67,7 +67,12 @@ impl fmt::Display for Context {
                     Link::Layer(layer) => fmt_layer(layer, f)?,
                     Link::Node(node) => match node.kind() {
                         Kind::Todo => f.write_str("context.TODO")?,
-                        Kind::Cancel => f.write_str(".WithCancel")?,
+                        Kind::Cancel => {
+                            // Levels folded into this one print as they were made (N13).
+                            for _ in 0..=node.folded_levels() {
+                                f.write_str(".WithCancel")?
+                            }
+                        }
                         Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
                         Kind::Deadline => {
                             f.write_str(".WithDeadline([")?;

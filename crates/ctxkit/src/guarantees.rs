@@ -121,6 +121,10 @@
 //! <a id="s22"></a>**S22.** Dropping every clone of a derived context and its
 //! `CancelHandle` frees it and removes it from its parent, cancelled or not: no leak without
 //! `cancel()` (callbacks registered on it stay while it can still become done: [S19](#s19)).
+//! A `with_cancel` context that was done through its parent goes with its own clones and
+//! handle even while contexts derived from it later live: they hold its parent instead,
+//! and still print it ([S2](#s2)). So a chain built under a cancelled context holds only its
+//! live levels, however deep it is built.
 //! A [`CancelGuard`] cancels when dropped; `disarm()` gives the handle back without
 //! cancelling. The library never declares a `#[global_allocator]`.
 //!

@@ -115,6 +115,37 @@ fn children_born_under_a_parent_done_with_or_without_a_cause() {
     });
 }
 
+/// Levels derived while their root is cancelled, each level's context and handle dropped
+/// once the next is made (Go's `CancelTree` shape): whether a level folds into the next
+/// (N13) or stays linked, the leaf ends done with the root's err, cause and origin, prints
+/// the whole chain, also once the levels it may have folded are dropped.
+#[test]
+fn chain_folding_while_its_root_cancels() {
+    loom::model(|| {
+        let (root, h) = Context::background().with_cancel();
+        let canceller = thread::spawn(move || h.cancel());
+        let mut leaf = root.clone();
+        let mut levels = Vec::new();
+        for _ in 0..3 {
+            leaf = leaf.with_cancel().0;
+            levels.push(leaf.clone());
+        }
+        canceller.join().unwrap();
+        let last = leaf.with_cancel().0;
+        assert_eq!(last.err(), Some(Error::Canceled));
+        assert_eq!(name(&last.cause().unwrap()), "context canceled");
+        assert_eq!(last.origin(), root.origin());
+        assert_eq!(
+            last.to_string(),
+            "context.Background.WithCancel.WithCancel.WithCancel.WithCancel.WithCancel"
+        );
+        drop(levels);
+        drop(leaf);
+        assert_eq!(last.to_string().matches(".WithCancel").count(), 5);
+        assert_eq!(last.origin(), root.origin());
+    });
+}
+
 /// A merge derived while its first parent is cancelled (the second stays live).
 #[test]
 fn cancel_racing_merge_derive_leaves_the_merge_done() {

@@ -260,12 +260,22 @@ fn worker(shared: Arc<Shared>, root: Item, seed: u64, long: Duration) -> Vec<Reg
                 item.observe();
                 for i in 0..SLOTS {
                     if let Some(other) = shared.get(i) {
-                        if other.ancestors.contains(&item.id) {
-                            assert!(
-                                other.ctx.is_done(),
-                                "S4: item {} is below cancelled item {} but not done",
+                        if other.ancestors.contains(&item.id) && !other.ctx.is_done() {
+                            // What a person needs to find out why: both chains, the live
+                            // tree under the cancelled one, and whether it came later.
+                            let tree = Snapshot::of(&item.ctx).to_string();
+                            thread::sleep(Duration::from_millis(100));
+                            panic!(
+                                "S4: item {} is below cancelled item {} but not done\n\
+                                 below:     {}\ncancelled: {}\n\
+                                 done 100 ms later: {:?}, origin {:?}\n\
+                                 the tree under the cancelled item:\n{tree}",
                                 other.id,
-                                item.id
+                                item.id,
+                                other.ctx,
+                                item.ctx,
+                                other.ctx.err(),
+                                other.ctx.origin(),
                             );
                         }
                     }

@@ -41,8 +41,9 @@
 //!   still under way is below it. A bit is kept only for a node below it, so walks that
 //!   wait for each other's bits would need a circle of nodes each below the next: there is
 //!   none, so no two walks wait on each other for good (`walk.rs`).
-//! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`); a
-//!   parent holds only `Weak` references to its children. So dropping every handle and clone
+//! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`; a
+//!   child made under a folded level holds the level's parent instead, N13); a parent holds only `Weak`
+//!   references to its children. So dropping every handle and clone
 //!   of a child frees it, cancelled or not ([S22](crate::guarantees#s22)).
 //! - **N3 (slots)**: `slot` (and a merge's second `slot`) is the child's entry in the parent's
 //!   child list, or `UNLINKED`. It is read and written only under the parent's lock, and is
@@ -118,6 +119,18 @@
 //!   [`Pair::as_parent`] and holds its layer itself whenever there is one, so finding a
 //!   context's layer takes at most one step and never walks nodes. A layer whose last
 //!   reference a node's parent held is dropped when the node is (`release.rs`).
+//! - **N13 (folded levels)**: a child made under the own context of a `with_cancel` level
+//!   that is done with no origin of its own (made done from its parent, which is done) and
+//!   whose deadline never moved takes that level's parent as its parent, and is born done
+//!   from there (S5). It counts the level, with the levels the level had folded itself, in
+//!   `origin_thread` (`node::fold`). The level's err and cause are its parent's (it was made
+//!   done from there), and so are its origin (N10), its deadline (N11), its values and its
+//!   name (N12): only Display prints it, from the count.
+//!   So a level is held by its own contexts and handles alone, and a chain built under a
+//!   cancelled context stays as short as the chain of its live contexts, however deep the
+//!   caller builds it. `origin_thread` holds the count only on a node that is done with no
+//!   origin kind in its state: N10 writes the thread only on the way to a done state that
+//!   carries the origin's kind (`Node::folded_levels`).
 
 mod aftermath;
 mod callbacks;
@@ -257,6 +270,98 @@ mod tests {
             counted(0),
             alone,
             "all of them gone, the layer is back to its own count"
+        );
+    }
+
+    /// N13: levels born done under a cancelled context fold into the level below them, which
+    /// still tells everything the chain would have told, and each goes with its own handle.
+    #[test]
+    fn levels_born_done_fold_into_the_next() {
+        let values = Context::background().with_value(&K, 7);
+        let (root, cancel) = values.with_cancel();
+        let (live_below, _live_handle) = root.with_cancel();
+        cancel.cancel();
+        let expected_origin = root.origin().unwrap();
+
+        let mut leaf = root.clone();
+        let mut levels = Vec::new();
+        for _ in 0..50 {
+            levels.push(Arc::downgrade(leaf.pair().node.as_ref().unwrap()));
+            leaf = leaf.with_cancel().0;
+        }
+        let node = leaf.pair().node.as_ref().unwrap();
+        assert!(
+            Arc::ptr_eq(
+                node.parent().node.as_ref().unwrap(),
+                root.pair().node.as_ref().unwrap()
+            ),
+            "the leaf holds the cancelled root, not the levels between"
+        );
+        assert_eq!(node.folded_levels(), 49);
+        assert!(
+            levels[1..].iter().all(|level| level.upgrade().is_none()),
+            "every level between went with its own context and handle"
+        );
+        let chain = format!(
+            "context.Background.WithValue(k, u32){}",
+            ".WithCancel".repeat(51)
+        );
+        assert_eq!(leaf.to_string(), chain);
+        assert_eq!(leaf.err(), Some(crate::Error::Canceled));
+        assert_eq!(leaf.origin(), Some(expected_origin.clone()));
+        assert_eq!(leaf.value(&K), Some(&7));
+
+        // Under a root cancelled with a cause (claimed, so its children link to learn it).
+        let (with_cause, cause_handle) = Context::background().with_cancel();
+        cause_handle.cancel_with_cause("shutting down");
+        let mut deep = with_cause.with_cancel().0;
+        for _ in 0..10 {
+            deep = deep.with_cancel().0;
+        }
+        assert_eq!(deep.pair().node.as_ref().unwrap().folded_levels(), 10);
+        assert_eq!(deep.cause().unwrap().to_string(), "shutting down");
+        assert_eq!(deep.origin(), with_cause.origin());
+
+        // Not folded: a level with values on top, a level cancelled on its own.
+        let on_values = leaf.with_value(&K, 8).with_cancel().0;
+        let on_values_node = on_values.pair().node.as_ref().unwrap();
+        assert_eq!(on_values_node.folded_levels(), 0);
+        assert_eq!(
+            on_values.to_string(),
+            format!("{chain}.WithValue(k, u32).WithCancel")
+        );
+        let (own, own_cancel) = Context::background().with_cancel();
+        own_cancel.cancel();
+        let below_own = own.with_cancel().0;
+        assert!(Arc::ptr_eq(
+            below_own
+                .pair()
+                .node
+                .as_ref()
+                .unwrap()
+                .parent()
+                .node
+                .as_ref()
+                .unwrap(),
+            own.pair().node.as_ref().unwrap()
+        ));
+        assert_eq!(below_own.origin(), own.origin());
+        // Folded too: a level the root's cancellation reached, still held.
+        let under_reached = live_below.with_cancel().0;
+        let under_reached_node = under_reached.pair().node.as_ref().unwrap();
+        assert_eq!(under_reached_node.folded_levels(), 1);
+        assert!(Arc::ptr_eq(
+            under_reached_node.parent().node.as_ref().unwrap(),
+            root.pair().node.as_ref().unwrap()
+        ));
+        assert_eq!(under_reached.origin(), Some(expected_origin));
+        assert_eq!(
+            under_reached.to_string(),
+            "context.Background.WithValue(k, u32).WithCancel.WithCancel.WithCancel"
+        );
+        assert_eq!(
+            live_below.to_string(),
+            "context.Background.WithValue(k, u32).WithCancel.WithCancel"
         );
     }
 }

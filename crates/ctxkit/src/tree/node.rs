@@ -84,7 +84,8 @@ pub(crate) struct Node {
     pub(super) origin_at: AtomicCell<Option<&'static Location<'static>>>,
     /// The cancelling thread's name, as [`origin::thread_tag`](crate::origin::thread_tag)
     /// (N10). A std atomic, like `origin_at`, which publishes it: under loom the pair is
-    /// written and read with no model operation between them.
+    /// written and read with no model operation between them. On a node done with no origin
+    /// of its own, which no thread ever cancelled, the levels it folded instead (N13).
     pub(super) origin_thread: std::sync::atomic::AtomicU32,
 }
 
@@ -240,11 +241,12 @@ impl Node {
         deadline_cause: Option<Cause>,
         birth: Birth,
     ) -> Arc<Node> {
-        // Born done under a parent that tells its err without its lock (N9b): made done
-        // here, and nothing is locked or linked.
-        let born_done = match (parent.cancel_node(), other, &deadline_cause) {
-            (Some(p), None, None) => p.state.done_without_cause(),
-            _ => None,
+        // Under a done parent (one load tells): the child may fold it (N13), and is born done
+        // without locking or linking anything if the parent tells its err without its lock
+        // (N9b).
+        let (parent, folded, born_done) = match (&parent.node, other) {
+            (Some(p), None) if p.is_done() => under_done(parent, deadline_cause.is_none()),
+            _ => (parent, 0, None),
         };
         let merge = other.map(|pair| {
             Arc::new(MergeParent {
@@ -260,6 +262,8 @@ impl Node {
             if let Some(err) = born_done {
                 node.state = State::born_done(err);
             }
+            // Done at birth whenever it folds (N13): no cancellation will write this.
+            node.origin_thread = std::sync::atomic::AtomicU32::new(folded);
             node
         });
         if born_done.is_some() {
@@ -294,6 +298,19 @@ impl Node {
         // or has marked the parent already.
         node.inherit_moves(parent, other);
         node
+    }
+
+    /// How many levels this node stands for besides its own (N13): `with_cancel` levels
+    /// born done that a child born done under them folded away, each of which Display still
+    /// prints ([S2](crate::guarantees#s2)). 0 for every node that was not born folding.
+    pub(crate) fn folded_levels(&self) -> u32 {
+        // Done with no origin here: no cancellation ever wrote `origin_thread` (N10 writes
+        // it only on the way to a done state that carries the origin's kind).
+        if !self.state.done_from_parent() {
+            return 0;
+        }
+        self.origin_thread
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Links `child` into this node's child list unless this node is done (N3, N4).
@@ -443,6 +460,53 @@ impl Node {
             Some(queue) => queue.forget(self.shard, self.own_deadline()),
             None => Vec::new(),
         }
+    }
+}
+
+/// A child's parent, the levels it folds (N13) and its err if it is born done without a lock
+/// (N9b, only for a child with no deadline cause of its own), when `parent` is done.
+#[inline(always)]
+fn under_done(parent: Pair, no_own_cause: bool) -> (Pair, u32, Option<Error>) {
+    let (parent, folded) = match parent.node.as_ref() {
+        Some(level) if level.kind == Kind::Cancel && level.state.done_from_parent() => fold(parent),
+        _ => (parent, 0),
+    };
+    let born_done = match parent.cancel_node() {
+        Some(p) if no_own_cause => p.state.done_without_cause(),
+        _ => None,
+    };
+    (parent, folded, born_done)
+}
+
+/// The parent of a child made under `parent`, the context of a `with_cancel` level that was
+/// made done from its parent (born done or reached: no origin of its own), and the levels
+/// the child folds (N13). If `parent` is the level's own context (no values on top) and the
+/// level's deadline never moved, the child takes the level's parent instead, and is born done
+/// from there. Err, cause, origin, deadline, values and names are all the level's parent's
+/// already, so only Display could tell, and it prints the folded levels from the count. The
+/// level is then held by its own contexts and handles alone, and goes as soon as they do: a
+/// chain built under a cancelled context is as short as the chain of its live contexts.
+#[cold]
+#[inline(never)]
+fn fold(parent: Pair) -> (Pair, u32) {
+    let Some(level) = parent.node.as_ref() else {
+        return (parent, 0);
+    };
+    // The level's own context, no values on top: its layer is the level's parent's (N12).
+    let own_context = match (&parent.layer, &level.parent.layer) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    let folds = own_context
+        && level.moves.load(Ordering::Acquire) == 0
+        && level.parent.node.as_ref().is_some_and(|p| p.is_done()); // made done from there
+    match folds
+        .then(|| level.folded_levels().checked_add(1))
+        .flatten()
+    {
+        Some(levels) => (level.parent.clone(), levels),
+        None => (parent, 0),
     }
 }
 

@@ -118,6 +118,13 @@ impl State {
         self.0.store(done, Ordering::Release);
     }
 
+    /// Whether the node is done with no origin of its own: made done from a parent (N13).
+    #[inline]
+    pub(super) fn done_from_parent(&self) -> bool {
+        let state = self.0.load(Ordering::Acquire);
+        state & ERR_BITS != LIVE && state >> ORIGIN_SHIFT == 0
+    }
+
     /// The kind of the cancellation that began at this node, once done (N10).
     pub(super) fn began(&self) -> Option<OriginKind> {
         OriginKind::from_bits(self.0.load(Ordering::Acquire) >> ORIGIN_SHIFT)
