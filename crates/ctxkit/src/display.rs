@@ -65,27 +65,28 @@ impl fmt::Display for Context {
                 Piece::Link(pair) => match last_link(&pair).0 {
                     Link::Background => f.write_str("context.Background")?,
                     Link::Layer(layer) => fmt_layer(layer, f)?,
-                    Link::Node(node) => match node.kind() {
-                        Kind::Todo => f.write_str("context.TODO")?,
-                        Kind::Cancel => {
-                            // Levels folded into this one print as they were made (N13).
-                            for _ in 0..=node.folded_levels() {
-                                f.write_str(".WithCancel")?
+                    Link::Node(node) => {
+                        // The levels folded into this node print as they were made (N13).
+                        for _ in 0..node.folded_levels() {
+                            f.write_str(".WithCancel")?
+                        }
+                        match node.kind() {
+                            Kind::Todo => f.write_str("context.TODO")?,
+                            Kind::Cancel => f.write_str(".WithCancel")?,
+                            Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
+                            Kind::Deadline => {
+                                f.write_str(".WithDeadline([")?;
+                                fmt_time_left(node.deadline(), pair.now(), f)?;
+                                f.write_str("])")?
+                            }
+                            Kind::Merge => {
+                                let other = node.merged_with().expect("a merge has two parents");
+                                f.write_str(".Merge(")?;
+                                work.push(Piece::Text(")"));
+                                work.push(Piece::Chain(other));
                             }
                         }
-                        Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
-                        Kind::Deadline => {
-                            f.write_str(".WithDeadline([")?;
-                            fmt_time_left(node.deadline(), pair.now(), f)?;
-                            f.write_str("])")?
-                        }
-                        Kind::Merge => {
-                            let other = node.merged_with().expect("a merge has two parents");
-                            f.write_str(".Merge(")?;
-                            work.push(Piece::Text(")"));
-                            work.push(Piece::Chain(other));
-                        }
-                    },
+                    }
                 },
             }
         }

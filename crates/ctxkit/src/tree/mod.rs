@@ -310,6 +310,12 @@ mod tests {
         assert_eq!(leaf.err(), Some(crate::Error::Canceled));
         assert_eq!(leaf.origin(), Some(expected_origin.clone()));
         assert_eq!(leaf.value(&K), Some(&7));
+        let (timed, _timed_handle) = leaf.with_timeout(Duration::from_secs(3600));
+        assert_eq!(timed.pair().node.as_ref().unwrap().folded_levels(), 50);
+        assert!(timed
+            .to_string()
+            .starts_with(&format!("{chain}.WithDeadline([")));
+        assert_eq!(timed.origin(), Some(expected_origin.clone()));
 
         // Under a root cancelled with a cause (claimed, so its children link to learn it).
         let (with_cause, cause_handle) = Context::background().with_cancel();
