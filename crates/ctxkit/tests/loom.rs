@@ -242,6 +242,27 @@ fn parent_and_child_cancels_racing() {
     });
 }
 
+/// Two cancels of the same context at once (S4, N1b): the one that finds it done already
+/// returns only once the other's walk has made the whole subtree done, two levels down, with
+/// and without a cause.
+#[test]
+fn same_context_cancelled_twice_at_once() {
+    loom::model(|| {
+        let (x, h) = Context::background().with_cancel();
+        let h2 = h.clone();
+        let (w, _hw) = x.with_cancel();
+        let (y, _hy) = w.with_cancel();
+        let (y2, _hy2) = w.with_cancel();
+        let other = thread::spawn(move || h2.cancel_with_cause(Named("first")));
+        h.cancel();
+        assert!(
+            w.is_done() && y.is_done() && y2.is_done(),
+            "a cancel returned before the subtree was done"
+        );
+        other.join().unwrap();
+    });
+}
+
 /// A leaf with nothing behind its lock cancels itself without its lock (`tree/state.rs`, N9) while
 /// its parent's walk, carrying a cause, reaches it under the lock: exactly one wins, and
 /// the leaf's err and cause are the winner's, never a mix.
