@@ -83,7 +83,10 @@ impl CancelHandle {
     /// ([S27](crate::guarantees#s27)).
     pub(crate) fn cancel_with_cause_as(&self, cause: impl Into<BoxError>, began: Began) {
         if self.node.is_done() {
-            return; // skip boxing the cause (S8)
+            // The first cause stays (S8), so this one is not even boxed. The cancellation that
+            // got here first may still be walking the subtree: return once it has (S4, N1b).
+            self.node.await_walk();
+            return;
         }
         let cause = Some(Cause::custom(cause.into()));
         self.node.cancel(Error::Canceled, cause, began);

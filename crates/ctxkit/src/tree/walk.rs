@@ -285,7 +285,7 @@ impl Node {
     }
 
     /// Waits until no cancellation is walking this node's subtree (N1b).
-    pub(super) fn await_walk(&self) {
+    pub(crate) fn await_walk(&self) {
         wait_while(|| self.state.is_walking());
     }
 
