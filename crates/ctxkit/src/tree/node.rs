@@ -300,9 +300,9 @@ impl Node {
         node
     }
 
-    /// How many levels this node stands for besides its own (N13): `with_cancel` levels
-    /// born done that a child born done under them folded away, each of which Display still
-    /// prints ([S2](crate::guarantees#s2)). 0 for every node that was not born folding.
+    /// How many levels this node stands for besides its own (N13): `with_cancel` levels done
+    /// through their parent that this node, made under them, folded away, each of which
+    /// Display still prints ([S2](crate::guarantees#s2)). 0 for every node that folded none.
     pub(crate) fn folded_levels(&self) -> u32 {
         // Done with no origin here: no cancellation ever wrote `origin_thread` (N10 writes
         // it only on the way to a done state that carries the origin's kind).
