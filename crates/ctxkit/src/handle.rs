@@ -65,7 +65,10 @@ impl CancelHandle {
 
     /// Cancels with [`Error::Canceled`] and `cause` as the context's
     /// [`cause`](crate::Context::cause) (Go's `CancelCauseFunc`). If the context is already
-    /// done, nothing changes: the first cause wins ([S8](crate::guarantees#s8)).
+    /// done, nothing changes: the first cause wins ([S8](crate::guarantees#s8)). Either way,
+    /// as with [`cancel`](Self::cancel), it returns once the context and all its descendants
+    /// report done, also when another thread's cancellation got there first
+    /// ([S4](crate::guarantees#s4)).
     ///
     /// ```
     /// use ctxkit::{Context, Error};
