@@ -3,7 +3,9 @@
 
 Reads, from the --out folder: go-micro.txt (`go test -bench` output), go-scale.txt and
 scale.txt (`name value unit` lines); and criterion's medians from
-<criterion>/**/new/{benchmark,estimates}.json. Prints a Markdown table.
+<criterion>/**/new/{benchmark,estimates}.json. Prints a Markdown table. With --series RUN...,
+the folders of runs made one after another (each with a copy of its criterion folder),
+prints the summary of the series: each run's verdict on each target, and its figures.
 """
 import argparse
 import glob
@@ -67,22 +69,19 @@ def fmt(v, unit):
     return f"{v:g}{' ' + unit if unit else ''}"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--criterion", default="target/criterion")
-    ap.add_argument("--size", default="full")
-    a = ap.parse_args()
-    go = go_micro(os.path.join(a.out, "go-micro.txt"))
-    go.update(scale_lines(os.path.join(a.out, "go-scale.txt")))
-    ours = criterion(a.criterion)
-    ours.update(scale_lines(os.path.join(a.out, "scale.txt")))
+def evaluate(out, criterion_dir, size):
+    """The rows of one run's table: (name, Go, ctxkit, tokio-util, unit, target text,
+    verdict ("" without a target), verdict against the anchor, met?)."""
+    go = go_micro(os.path.join(out, "go-micro.txt"))
+    go.update(scale_lines(os.path.join(out, "go-scale.txt")))
+    ours = criterion(criterion_dir)
+    ours.update(scale_lines(os.path.join(out, "scale.txt")))
 
     for table, spin in ((go, "CommonParentCancelSpinOnly"), (ours, "ctxkit/CommonParentCancelSpinOnly")):
         if "CommonParentCancel" in table and spin in table:
             table["-CommonParentCancel"] = table["CommonParentCancel"] - table[spin]
 
-    d = 100 if a.size == "small" else 1
+    d = 100 if size == "small" else 1
     M, K100, K10 = 1_000_000 // d, 100_000 // d, 10_000 // d
 
     # (measure, go key, ctxkit key, tokio-util key, unit, target)
@@ -190,19 +189,12 @@ def main():
         f"fanout_wake/tasks={M}": f"floor/fanout_wake/tasks={M}",
         f"timer_lateness/n={K10}/p99": f"floor/timer_lateness/n={K10}/p99",
     }
-    head = ("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | this run | "
-            "anchor Go figure |\n|---|---:|---:|---:|---:|---|---|---|")
-    summary_head = ("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | met? |\n"
-                    "|---|---:|---:|---:|---:|---|---|")
-    lines = []  # (has a target, table row)
-    summary = []  # rows of the summary: the measures with a target
-    met = missed = 0
+    evaluated = []
     for name, gk, ck, tk, unit, tgt in rows:
         g = go.get(gk) if gk else None
         c = ours.get(ck) if ck else None
         t = ours.get(tk) if tk else None
-        ratio = f"{g / c:.1f}x" if g is not None and c else "—"
-        want, verdict, anchor = "", "", ""
+        want, verdict, anchor, ok = "", "", "", None
         if tgt and c is not None:
             kind = tgt[0]
             ok = True
@@ -225,31 +217,95 @@ def main():
                 floor_ok = (f <= tgt[1]) if kind == "le" else (g is not None and g / f >= tgt[1])
                 if not floor_ok:
                     verdict += f" (its floor, {fmt(f, unit)}, misses it too)"
-            met += ok
-            missed += not ok
-        figures = f"| {name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(t, unit)} | {ratio} | {want} |"
-        lines.append((bool(verdict), f"{figures} {verdict} | {anchor} |"))
-        if verdict:
-            met_cell = verdict
-            if anchor and anchor != verdict:
-                met_cell += f" (against the anchor: {anchor})"
-            summary.append(f"{figures} {met_cell} |")
+        evaluated.append((name, g, c, t, unit, want, verdict, anchor, ok))
+    return evaluated
+
+
+def figures(row):
+    name, g, c, t, unit, want = row[:6]
+    ratio = f"{g / c:.1f}x" if g is not None and c else "—"
+    return f"| {name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(t, unit)} | {ratio} | {want} |"
+
+
+def met_cell(row):
+    verdict, anchor = row[6], row[7]
+    if anchor and anchor != verdict:
+        verdict += f" (against the anchor: {anchor})"
+    return verdict
+
+
+def print_run(evaluated, out):
+    head = ("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | this run | "
+            "anchor Go figure |\n|---|---:|---:|---:|---:|---|---|---|")
+    summary_head = ("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | met? |\n"
+                    "|---|---:|---:|---:|---:|---|---|")
+    with_target = [row for row in evaluated if row[6]]
     print("### Summary: the targets\n")
     print(summary_head)
-    print("\n".join(summary))
+    print("\n".join(f"{figures(row)} {met_cell(row)} |" for row in with_target))
     print("\n### Every figure\n")
     print(head)
-    print("\n".join(row for _, row in lines))
+    print("\n".join(f"{figures(row)} {row[6]} | {row[7]} |" for row in evaluated))
     print()
-    machine = os.path.join(a.out, "machine.txt")
+    machine = os.path.join(out, "machine.txt")
     if os.path.exists(machine):
         print("```")
         print(open(machine).read().rstrip())
         print("```")
         print()
-    print(f"{met} targets met, {missed} missed (judged against Go's figures from this run). "
-          f"Medians: criterion's median estimate; Go: median of the -count runs; scale: one run.")
+    met = sum(1 for row in with_target if row[8])
+    print(f"{met} targets met, {len(with_target) - met} missed (judged against Go's figures from "
+          "this run). Medians: criterion's median estimate; Go: median of the -count runs; "
+          "scale: one run.")
 
+
+def print_series(runs):
+    """The summary of runs made one after another: the last run's figures, each run's
+    verdict, and each run's figures for every measure with a target."""
+    n = len(runs)
+    labels = ", ".join(str(i + 1) for i in range(n))
+    last = runs[-1]
+    print(f"### Summary of {n} runs in a row: the targets\n")
+    print(f"| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | met? (run {n}) "
+          f"| runs {labels} |\n|---|---:|---:|---:|---:|---|---|---|")
+    for i, row in enumerate(last):
+        if not row[6]:
+            continue
+        verdicts = ", ".join(
+            "—" if run[i][8] is None else ("met" if run[i][8] else "missed") for run in runs)
+        print(f"{figures(row)} {met_cell(row)} | {verdicts} |")
+    print()
+    counts = [sum(1 for row in run if row[8]) for run in runs]
+    total = sum(1 for row in last if row[6])
+    held = sum(1 for i, row in enumerate(last) if row[6] and all(run[i][8] for run in runs))
+    print(f"Targets met: {', '.join(map(str, counts))} of {total} in runs {labels}; "
+          f"{held} met in every run.\n")
+    print(f"### Each run's figures (runs {labels})\n")
+    print("| measure | ctxkit | tokio-util | Go |\n|---|---|---|---|")
+    for i, row in enumerate(last):
+        if not row[6]:
+            continue
+        unit = row[4]
+        cells = [", ".join(fmt(run[i][k], unit) for run in runs) for k in (2, 3, 1)]
+        print(f"| {row[0]} | " + " | ".join(cells) + " |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", help="the folder of one run")
+    ap.add_argument("--criterion", default="target/criterion")
+    ap.add_argument("--size", default="full")
+    ap.add_argument("--series", nargs="+", metavar="RUN",
+                    help="the folders of runs made one after another, oldest first, each "
+                         "with its criterion/ copy: prints their summary")
+    a = ap.parse_args()
+    if a.series:
+        runs = [evaluate(run, os.path.join(run, "criterion"), a.size) for run in a.series]
+        print_series(runs)
+        return
+    if not a.out:
+        ap.error("--out or --series is needed")
+    print_run(evaluate(a.out, a.criterion, a.size), a.out)
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,13 @@
 # with the tokio-util shapes) and scale benchmark, on this machine, and prints one table:
 # measure | Go | ctxkit | tokio-util | ratio | target.
 #
-# Usage: tools/bench/compare.sh [--size small] [--table-only]
+# Usage: tools/bench/compare.sh [--size small] [--table-only] [--series N]
 #   --size small   scale programs at sizes / 100 (seconds instead of a minute)
-#   --table-only   re-print the table from the outputs of the last run
+#   --table-only   re-print the table from the outputs of the last run (or series)
+#   --series N     N runs in a row, in OUT/run-1 ... OUT/run-N, each started once the
+#                  one-minute load is under LOAD_MAX (default 0.7; waits at most 10 minutes),
+#                  then the summary of the series: each run's verdict on each target (a
+#                  target counts as met when it holds in three runs in a row)
 # Environment: OUT (output folder, default target/compare), GO_COUNT (runs of each Go
 # benchmark, median taken; default 3), CRITERION_ARGS (extra arguments for criterion).
 # Installs Go 1.23 from Debian's backports when it is missing (needs root and apt).
@@ -14,15 +18,40 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 size=full
 table_only=0
+series=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --size) size=$2; shift 2 ;;
     --table-only) table_only=1; shift ;;
-    *) echo "usage: $0 [--size small|full] [--table-only]" >&2; exit 2 ;;
+    --series) series=$2; shift 2 ;;
+    *) echo "usage: $0 [--size small|full] [--table-only] [--series N]" >&2; exit 2 ;;
   esac
 done
-out=${OUT:-$root/target/compare}
+if ! [[ $series =~ ^[0-9]+$ ]]; then
+  echo "--series: a number of runs, not '$series'" >&2
+  exit 2
+fi
+out=$(realpath -m "${OUT:-$root/target/compare}")
 mkdir -p "$out"
+
+if (( series > 0 )); then
+  runs=()
+  for i in $(seq "$series"); do
+    runs+=("$out/run-$i")
+    if [[ $table_only == 0 ]]; then
+      # The thread fan-out of a run leaves the load high for a minute: start each run on a
+      # machine as quiet as the first.
+      for _ in $(seq 60); do
+        awk -v max="${LOAD_MAX:-0.7}" '{ exit !($1 < max) }' /proc/loadavg && break
+        sleep 10
+      done
+      echo "== run $i of $series (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      OUT="$out/run-$i" "$root/tools/bench/compare.sh" --size "$size" > /dev/null
+    fi
+  done
+  python3 tools/bench/compare.py --series "${runs[@]}" --size "$size" | tee "$out/series.md"
+  exit 0
+fi
 
 if [[ $table_only == 0 ]]; then
   GO=/usr/lib/go-1.23/bin/go
@@ -62,6 +91,13 @@ if [[ $table_only == 0 ]]; then
   rm -rf target/criterion
   # shellcheck disable=SC2086
   cargo bench -p ctxkit --bench go_parity -- ${CRITERION_ARGS:-} 2>&1 | tee "$out/criterion.txt" >&2
+  # The medians of this run, kept with its other outputs (the next run replaces
+  # target/criterion).
+  rm -rf "$out/criterion"
+  mkdir -p "$out/criterion"
+  (cd target/criterion &&
+    find . -path '*/new/*' \( -name benchmark.json -o -name estimates.json \) \
+      -exec cp --parents {} "$out/criterion" \;)
 
   echo "$(date -u +%T) load before ctxkit: scale benchmark: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
   echo "== ctxkit: cargo bench -p ctxkit --bench scale -- --size $size" >&2
@@ -69,4 +105,6 @@ if [[ $table_only == 0 ]]; then
   echo "$(date -u +%T) load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 fi
 
-python3 tools/bench/compare.py --out "$out" --criterion target/criterion --size "$size" | tee "$out/table.md"
+medians=$out/criterion
+[[ -d $medians ]] || medians=target/criterion # the output of an older run
+python3 tools/bench/compare.py --out "$out" --criterion "$medians" --size "$size" | tee "$out/table.md"

@@ -25,7 +25,7 @@
 //!   as 16 calls in flight are.
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
-//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`, `tu_wide`, and the
+//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`, `tu_tree1`, `tu_tree1c`, `tu_wide`, and the
 //! chains `tu_open` and `tu_closed`.
 
 use std::hint::black_box;
@@ -167,13 +167,19 @@ fn main() {
                 cancel.cancel();
                 done += black_box(&child).is_done() as usize;
             }
+            "tu_tree1" => {
+                let root = tokio_util::sync::CancellationToken::new();
+                let child = root.child_token();
+                root.cancel();
+                done += black_box(&child).is_cancelled() as usize;
+            }
             "timeout" => {
                 let (ctx, h) = bg.with_timeout(Duration::from_secs(60));
                 h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }
