@@ -119,9 +119,17 @@ impl Context {
         }
     }
 
-    /// The context of a new node, with this context's values, and its handle. The node's
+    /// The context of a new node, with its parent's values, and its handle. The node's
     /// parent holds the values, so the context does not (N12).
-    fn with_node(&self, node: Arc<Node>) -> (Context, CancelHandle) {
+    ///
+    /// Inlined into the caller with the public function that calls it: the node comes back
+    /// from the derivation in a register and the pair is built where it is used. Returned
+    /// from a function, the pair (three words) would go through memory, written a word at a
+    /// time and read back at once by the caller, a load that cannot be served from the
+    /// pending stores and waits for them (BENCHMARKS.md, "A new context handed back in
+    /// registers").
+    #[inline(always)]
+    fn with_node(node: Arc<Node>) -> (Context, CancelHandle) {
         let ctx = Context::from_node(Arc::clone(&node), None);
         (ctx, CancelHandle::new(node))
     }
@@ -137,15 +145,15 @@ impl Context {
     /// assert_eq!(ctx.to_string(), "context.Background.WithCancel");
     /// ```
     #[track_caller]
+    #[inline]
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        self.cancel_child(Birth::here())
+        Context::with_node(self.cancel_child(Birth::here()))
     }
 
-    fn cancel_child(&self, birth: Birth) -> (Context, CancelHandle) {
+    fn cancel_child(&self, birth: Birth) -> Arc<Node> {
         let deadline = self.pair.deadline();
         let parent = self.pair.as_parent(); // N12
-        let node = Node::child(Kind::Cancel, deadline, parent, None, None, birth);
-        self.with_node(node)
+        Node::child(Kind::Cancel, deadline, parent, None, None, birth)
     }
 
     /// A child that is also cancelled, with [`Error::DeadlineExceeded`], when `deadline` passes
@@ -160,9 +168,11 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     #[track_caller]
+    #[inline]
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
         let queue = self.pair.timer_queue();
-        self.deadline_child(queue, time::to_nanos(deadline), None, None, Birth::here())
+        let node = self.deadline_child(queue, time::to_nanos(deadline), None, None, Birth::here());
+        Context::with_node(node)
     }
 
     /// A child cancelled after `timeout`, measured on this context's clock (Go's
@@ -176,11 +186,12 @@ impl Context {
     /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
     /// ```
     #[track_caller]
+    #[inline]
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
         let queue = self.pair.timer_queue();
         let now = queue.now();
         let at = time::add_duration(now, timeout);
-        self.deadline_child(queue, at, None, Some(now), Birth::here())
+        Context::with_node(self.deadline_child(queue, at, None, Some(now), Birth::here()))
     }
 
     /// [`with_deadline`](Context::with_deadline), with `cause` as the
@@ -194,6 +205,7 @@ impl Context {
     /// assert_eq!(ctx.cause().unwrap().to_string(), "too slow");
     /// ```
     #[track_caller]
+    #[inline]
     pub fn with_deadline_cause(
         &self,
         deadline: Instant,
@@ -201,13 +213,14 @@ impl Context {
     ) -> (Context, CancelHandle) {
         let cause = Cause::custom(cause.into());
         let queue = self.pair.timer_queue();
-        self.deadline_child(
+        let node = self.deadline_child(
             queue,
             time::to_nanos(deadline),
             Some(cause),
             None,
             Birth::here(),
-        )
+        );
+        Context::with_node(node)
     }
 
     /// [`with_timeout`](Context::with_timeout), with `cause` as the cause when the deadline
@@ -221,6 +234,7 @@ impl Context {
     /// assert_eq!(ctx.cause().unwrap().to_string(), "lookup took too long");
     /// ```
     #[track_caller]
+    #[inline]
     pub fn with_timeout_cause(
         &self,
         timeout: Duration,
@@ -230,7 +244,7 @@ impl Context {
         let now = queue.now();
         let at = time::add_duration(now, timeout);
         let cause = Some(Cause::custom(cause.into()));
-        self.deadline_child(queue, at, cause, Some(now), Birth::here())
+        Context::with_node(self.deadline_child(queue, at, cause, Some(now), Birth::here()))
     }
 
     /// A child with its own deadline `at`, on `queue` (this context's clock's, looked up once
@@ -243,7 +257,7 @@ impl Context {
         cause: Option<Cause>,
         now: Option<Nanos>,
         mut birth: Birth,
-    ) -> (Context, CancelHandle) {
+    ) -> Arc<Node> {
         let inherited = self.pair.deadline();
         if at == NO_DEADLINE || inherited < at {
             return self.cancel_child(birth); // S12, S13
@@ -258,7 +272,7 @@ impl Context {
         {
             Arc::clone(&node).expire(Callbacks::Inline); // S13
         }
-        self.with_node(node)
+        node
     }
 
     /// A child carrying `value` under `key` (Go's `WithValue`). Use values for request-scoped
@@ -383,24 +397,26 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::Canceled));
     /// ```
     #[track_caller]
+    #[inline]
     pub fn merge(&self, other: &Context) -> (Context, CancelHandle) {
-        let (a, b) = (&self.pair, &other.pair);
-        let deadline = a.deadline().min(b.deadline());
-        let node = Node::child(
-            Kind::Merge,
-            deadline,
-            a.as_parent(),
-            Some(b),
-            None,
-            Birth::here(),
-        );
-        // `None` when the merge has `a`'s values alone: its node's parent holds them (N12).
-        let layer = tree::merge_layers(a, b, tree::clock_key())
-            .filter(|l| !a.nearest_layer().is_some_and(|own| Arc::ptr_eq(own, l)));
+        // Two words back in registers, the pair built here (see `with_node`).
+        let (node, layer) = self.merged(other, Birth::here());
         (
             Context::from_node(Arc::clone(&node), layer),
             CancelHandle::new(node),
         )
+    }
+
+    /// The node of a merge of this context and `other`, and the layer of its values if it
+    /// holds one itself.
+    fn merged(&self, other: &Context, birth: Birth) -> (Arc<Node>, Option<Arc<tree::Layer>>) {
+        let (a, b) = (&self.pair, &other.pair);
+        let deadline = a.deadline().min(b.deadline());
+        let node = Node::child(Kind::Merge, deadline, a.as_parent(), Some(b), None, birth);
+        // `None` when the merge has `a`'s values alone: its node's parent holds them (N12).
+        let layer = tree::merge_layers(a, b, tree::clock_key())
+            .filter(|l| !a.nearest_layer().is_some_and(|own| Arc::ptr_eq(own, l)));
+        (node, layer)
     }
 
     /// A child whose deadlines, and those of every context derived from it, are measured on
