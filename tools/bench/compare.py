@@ -156,6 +156,8 @@ def evaluate(out, criterion_dir, size):
         (f"{M} timers: bytes each", f"timers/n={M}/bytes", "B", ("le", 128)),
         (f"{M} timers: allocations each", f"timers/n={M}/allocs", "", None),
         (f"{M} timers: cancel (ns)", f"timers/n={M}/cancel", "ns", ("x", 3)),
+        (f"floor: {M} timers, create: a clock read and 32 bytes each, no context",
+         f"floor/timers/n={M}/create", "ns", None),
         ("timer lateness, one deadline at a time, a blocked waiter: p50", "timer_lateness/alone/p50", "ms", None),
         (f"timer lateness {K10} x 50 ms: min", f"timer_lateness/n={K10}/min", "ms", None),
         (f"timer lateness {K10} x 50 ms: p10", f"timer_lateness/n={K10}/p10", "ms", None),
@@ -188,6 +190,7 @@ def evaluate(out, criterion_dir, size):
     floors = {
         f"fanout_wake/tasks={M}": f"floor/fanout_wake/tasks={M}",
         f"timer_lateness/n={K10}/p99": f"floor/timer_lateness/n={K10}/p99",
+        f"timers/n={M}/create": f"floor/timers/n={M}/create",
     }
     evaluated = []
     for name, gk, ck, tk, unit, tgt in rows:

@@ -426,6 +426,28 @@ fn timers(n: usize) {
     line(&format!("timers/n={n}/cancel"), per(cancel, n), "ns");
 }
 
+/// The floor of `timers/create`: what any `with_timeout` has to do, with no context at all.
+/// Per timer: one clock read for the deadline, one allocation of 32 bytes for the context (a
+/// deadline, a state and two links: less than a context of ctxkit, Go or tokio-util), and the
+/// deadline pushed onto the end of an array, as onto a heap that deadlines reach in order.
+/// Run right after `timers`, on the memory that part freed.
+fn timers_floor(n: usize) {
+    let epoch = Instant::now();
+    let t = Instant::now();
+    let mut queue: Vec<(u64, u32)> = Vec::new();
+    let contexts: Vec<Box<[u64; 4]>> = (0..n)
+        .map(|i| {
+            let at = (Instant::now() - epoch + Duration::from_secs(3600)).as_nanos() as u64;
+            queue.push((at, i as u32));
+            Box::new([at, 0, 0, 0])
+        })
+        .collect();
+    let create = t.elapsed();
+    std::hint::black_box((&contexts, &queue));
+    drop((contexts, queue));
+    line(&format!("floor/timers/n={n}/create"), per(create, n), "ns");
+}
+
 // ---------------------------------------------------------------------------------------
 // 5) timer lateness: n contexts with a 50 ms timeout, each awaited by a task
 // ---------------------------------------------------------------------------------------
@@ -688,6 +710,7 @@ fn main() {
     }
     if run("timers") {
         timers(1_000_000 / div);
+        timers_floor(1_000_000 / div);
     }
     if run("lateness") {
         timer_lateness(10_000 / div);
