@@ -8,6 +8,7 @@ the folders of runs made one after another (each with a copy of its criterion fo
 prints the summary of the series: each run's verdict on each target, and its figures.
 """
 import argparse
+import collections
 import glob
 import json
 import os
@@ -69,9 +70,14 @@ def fmt(v, unit):
     return f"{v:g}{' ' + unit if unit else ''}"
 
 
+# One measure of one run: its figures, its target as text, the verdict ("" without a target,
+# else "met" or "**missed**", with a note), the verdict against the anchor Go figure, and
+# whether it is met (None without a target).
+Row = collections.namedtuple("Row", "name go ours tokio unit want verdict anchor met")
+
+
 def evaluate(out, criterion_dir, size):
-    """The rows of one run's table: (name, Go, ctxkit, tokio-util, unit, target text,
-    verdict ("" without a target), verdict against the anchor, met?)."""
+    """The rows of one run's table."""
     go = go_micro(os.path.join(out, "go-micro.txt"))
     go.update(scale_lines(os.path.join(out, "go-scale.txt")))
     ours = criterion(criterion_dir)
@@ -220,20 +226,21 @@ def evaluate(out, criterion_dir, size):
                 floor_ok = (f <= tgt[1]) if kind == "le" else (g is not None and g / f >= tgt[1])
                 if not floor_ok:
                     verdict += f" (its floor, {fmt(f, unit)}, misses it too)"
-        evaluated.append((name, g, c, t, unit, want, verdict, anchor, ok))
+        evaluated.append(Row(name, g, c, t, unit, want, verdict, anchor, ok))
     return evaluated
 
 
 def figures(row):
-    name, g, c, t, unit, want = row[:6]
+    g, c, unit = row.go, row.ours, row.unit
     ratio = f"{g / c:.1f}x" if g is not None and c else "—"
-    return f"| {name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(t, unit)} | {ratio} | {want} |"
+    return (f"| {row.name} | {fmt(g, unit)} | {fmt(c, unit)} | {fmt(row.tokio, unit)} | "
+            f"{ratio} | {row.want} |")
 
 
 def met_cell(row):
-    verdict, anchor = row[6], row[7]
-    if anchor and anchor != verdict:
-        verdict += f" (against the anchor: {anchor})"
+    verdict = row.verdict
+    if row.anchor and row.anchor != verdict:
+        verdict += f" (against the anchor: {row.anchor})"
     return verdict
 
 
@@ -242,13 +249,13 @@ def print_run(evaluated, out):
             "anchor Go figure |\n|---|---:|---:|---:|---:|---|---|---|")
     summary_head = ("| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | met? |\n"
                     "|---|---:|---:|---:|---:|---|---|")
-    with_target = [row for row in evaluated if row[6]]
+    with_target = [row for row in evaluated if row.verdict]
     print("### Summary: the targets\n")
     print(summary_head)
     print("\n".join(f"{figures(row)} {met_cell(row)} |" for row in with_target))
     print("\n### Every figure\n")
     print(head)
-    print("\n".join(f"{figures(row)} {row[6]} | {row[7]} |" for row in evaluated))
+    print("\n".join(f"{figures(row)} {row.verdict} | {row.anchor} |" for row in evaluated))
     print()
     machine = os.path.join(out, "machine.txt")
     if os.path.exists(machine):
@@ -256,7 +263,7 @@ def print_run(evaluated, out):
         print(open(machine).read().rstrip())
         print("```")
         print()
-    met = sum(1 for row in with_target if row[8])
+    met = sum(1 for row in with_target if row.met)
     print(f"{met} targets met, {len(with_target) - met} missed (judged against Go's figures from "
           "this run). Medians: criterion's median estimate; Go: median of the -count runs; "
           "scale: one run.")
@@ -272,25 +279,25 @@ def print_series(runs):
     print(f"| measure | Go | ctxkit | tokio-util | ratio (Go/ctxkit) | target | met? (run {n}) "
           f"| runs {labels} |\n|---|---:|---:|---:|---:|---|---|---|")
     for i, row in enumerate(last):
-        if not row[6]:
+        if not row.verdict:
             continue
         verdicts = ", ".join(
-            "—" if run[i][8] is None else ("met" if run[i][8] else "missed") for run in runs)
+            "—" if run[i].met is None else ("met" if run[i].met else "missed") for run in runs)
         print(f"{figures(row)} {met_cell(row)} | {verdicts} |")
     print()
-    counts = [sum(1 for row in run if row[8]) for run in runs]
-    total = sum(1 for row in last if row[6])
-    held = sum(1 for i, row in enumerate(last) if row[6] and all(run[i][8] for run in runs))
+    counts = [sum(1 for row in run if row.met) for run in runs]
+    total = sum(1 for row in last if row.verdict)
+    held = sum(1 for i, row in enumerate(last) if row.verdict and all(run[i].met for run in runs))
     print(f"Targets met: {', '.join(map(str, counts))} of {total} in runs {labels}; "
           f"{held} met in every run.\n")
     print(f"### Each run's figures (runs {labels})\n")
     print("| measure | ctxkit | tokio-util | Go |\n|---|---|---|---|")
     for i, row in enumerate(last):
-        if not row[6]:
+        if not row.verdict:
             continue
-        unit = row[4]
-        cells = [", ".join(fmt(run[i][k], unit) for run in runs) for k in (2, 3, 1)]
-        print(f"| {row[0]} | " + " | ".join(cells) + " |")
+        cells = [", ".join(fmt(getattr(run[i], k), row.unit) for run in runs)
+                 for k in ("ours", "tokio", "go")]
+        print(f"| {row.name} | " + " | ".join(cells) + " |")
 
 
 def main():
