@@ -42,9 +42,9 @@
 //!   wait for each other's bits would need a circle of nodes each below the next: there is
 //!   none, so no two walks wait on each other for good (`walk.rs`).
 //! - **N2 (links)**: a child holds a strong reference to its parent (through `parent`; a
-//!   child made under a folded level holds the level's parent instead, N13); a parent holds only `Weak`
-//!   references to its children. So dropping every handle and clone
-//!   of a child frees it, cancelled or not ([S22](crate::guarantees#s22)).
+//!   child made under a folded level holds the level's parent instead, N13); a parent holds
+//!   only `Weak` references to its children. So dropping every handle and clone of a child
+//!   frees it, cancelled or not ([S22](crate::guarantees#s22)).
 //! - **N3 (slots)**: `slot` (and a merge's second `slot`) is the child's entry in the parent's
 //!   child list, or `UNLINKED`. It is read and written only under the parent's lock, and is
 //!   set to `UNLINKED` by whoever removes the entry, so removal happens at most once. A child
@@ -225,6 +225,20 @@ mod tests {
 
     static K: Key<u32> = Key::new("k");
 
+    /// The node of a context that has one.
+    fn node(ctx: &Context) -> &Arc<super::Node> {
+        ctx.pair().node.as_ref().expect("a context with a node")
+    }
+
+    /// The node a context's node holds as its parent.
+    fn parent_node(ctx: &Context) -> &Arc<super::Node> {
+        node(ctx)
+            .parent()
+            .node
+            .as_ref()
+            .expect("a node with a parent node")
+    }
+
     /// N12: the contexts of new nodes hold no reference to their values' layer; the node's
     /// parent holds it, once per node, and every lookup finds it in one step.
     #[test]
@@ -248,9 +262,8 @@ mod tests {
                 ctx.pair().layer.is_none(),
                 "{ctx}: holds no layer of its own"
             );
-            let node = ctx.pair().node.as_ref().unwrap();
             assert!(
-                Arc::ptr_eq(node.parent().layer.as_ref().unwrap(), &layer),
+                Arc::ptr_eq(node(ctx).parent().layer.as_ref().unwrap(), &layer),
                 "{ctx}: its node's parent holds the layer itself"
             );
             assert_eq!(ctx.value(&K), Some(&7));
@@ -286,18 +299,14 @@ mod tests {
         let mut leaf = root.clone();
         let mut levels = Vec::new();
         for _ in 0..50 {
-            levels.push(Arc::downgrade(leaf.pair().node.as_ref().unwrap()));
+            levels.push(Arc::downgrade(node(&leaf)));
             leaf = leaf.with_cancel().0;
         }
-        let node = leaf.pair().node.as_ref().unwrap();
         assert!(
-            Arc::ptr_eq(
-                node.parent().node.as_ref().unwrap(),
-                root.pair().node.as_ref().unwrap()
-            ),
+            Arc::ptr_eq(parent_node(&leaf), node(&root)),
             "the leaf holds the cancelled root, not the levels between"
         );
-        assert_eq!(node.folded_levels(), 49);
+        assert_eq!(node(&leaf).folded_levels(), 49);
         assert!(
             levels[1..].iter().all(|level| level.upgrade().is_none()),
             "every level between went with its own context and handle"
@@ -311,7 +320,7 @@ mod tests {
         assert_eq!(leaf.origin(), Some(expected_origin.clone()));
         assert_eq!(leaf.value(&K), Some(&7));
         let (timed, _timed_handle) = leaf.with_timeout(Duration::from_secs(3600));
-        assert_eq!(timed.pair().node.as_ref().unwrap().folded_levels(), 50);
+        assert_eq!(node(&timed).folded_levels(), 50);
         assert!(timed
             .to_string()
             .starts_with(&format!("{chain}.WithDeadline([")));
@@ -324,14 +333,13 @@ mod tests {
         for _ in 0..10 {
             deep = deep.with_cancel().0;
         }
-        assert_eq!(deep.pair().node.as_ref().unwrap().folded_levels(), 10);
+        assert_eq!(node(&deep).folded_levels(), 10);
         assert_eq!(deep.cause().unwrap().to_string(), "shutting down");
         assert_eq!(deep.origin(), with_cause.origin());
 
         // Not folded: a level with values on top, a level cancelled on its own.
         let on_values = leaf.with_value(&K, 8).with_cancel().0;
-        let on_values_node = on_values.pair().node.as_ref().unwrap();
-        assert_eq!(on_values_node.folded_levels(), 0);
+        assert_eq!(node(&on_values).folded_levels(), 0);
         assert_eq!(
             on_values.to_string(),
             format!("{chain}.WithValue(k, u32).WithCancel")
@@ -339,27 +347,12 @@ mod tests {
         let (own, own_cancel) = Context::background().with_cancel();
         own_cancel.cancel();
         let below_own = own.with_cancel().0;
-        assert!(Arc::ptr_eq(
-            below_own
-                .pair()
-                .node
-                .as_ref()
-                .unwrap()
-                .parent()
-                .node
-                .as_ref()
-                .unwrap(),
-            own.pair().node.as_ref().unwrap()
-        ));
+        assert!(Arc::ptr_eq(parent_node(&below_own), node(&own)));
         assert_eq!(below_own.origin(), own.origin());
         // Folded too: a level the root's cancellation reached, still held.
         let under_reached = live_below.with_cancel().0;
-        let under_reached_node = under_reached.pair().node.as_ref().unwrap();
-        assert_eq!(under_reached_node.folded_levels(), 1);
-        assert!(Arc::ptr_eq(
-            under_reached_node.parent().node.as_ref().unwrap(),
-            root.pair().node.as_ref().unwrap()
-        ));
+        assert_eq!(node(&under_reached).folded_levels(), 1);
+        assert!(Arc::ptr_eq(parent_node(&under_reached), node(&root)));
         assert_eq!(under_reached.origin(), Some(expected_origin));
         assert_eq!(
             under_reached.to_string(),
