@@ -74,8 +74,8 @@ impl KeyId {
         KeyId(key as *const Key<T> as usize as u64)
     }
 
-    /// A key id from its raw word, for tests of the value tables.
-    #[cfg(test)]
+    /// A key id from its raw word, for tests of the value tables (not built under loom).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn from_raw(raw: u64) -> KeyId {
         KeyId(raw)
     }

@@ -416,8 +416,8 @@ static WAITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 static COMPLETION: (std::sync::Mutex<()>, std::sync::Condvar) =
     (std::sync::Mutex::new(()), std::sync::Condvar::new());
 
-/// Under loom: the same protocol on loom's mutex and condition variable (without the count
-/// of waiters, an optimisation of the real one), so that the models explore it.
+// Under loom: the same protocol on loom's mutex and condition variable (without the count
+// of waiters, an optimisation of the real one), so that the models explore it.
 #[cfg(loom)]
 loom::lazy_static! {
     static ref COMPLETION: (loom::sync::Mutex<()>, loom::sync::Condvar) =
