@@ -94,6 +94,29 @@ fn with_cancel_and_cancel_allocate_at_most_once() {
     );
 }
 
+/// A level of a chain holds its one child in the node itself: building a chain of live
+/// levels allocates once a level, the level's child list included, and cancelling it
+/// allocates nothing.
+#[test]
+fn a_live_chain_allocates_once_a_level() {
+    const DEPTH: usize = 64;
+    let (avg, most) = measure(|| {
+        let (root, h) = Context::background().with_cancel();
+        let mut leaf = root;
+        for _ in 0..DEPTH {
+            leaf = leaf.with_cancel().0;
+        }
+        h.cancel();
+        black_box(leaf);
+    });
+    let per_level = avg / (DEPTH + 1) as f64;
+    eprintln!("live chain: {per_level:.3} allocations a level (at most {most} a chain)");
+    assert!(
+        most as usize <= DEPTH + 1,
+        "a chain of {DEPTH} levels under a root: {most} allocations, more than one a level"
+    );
+}
+
 #[test]
 fn with_timeout_and_cancel_allocate_at_most_twice() {
     let bg = Context::background();

@@ -1,47 +1,72 @@
-//! A node's child list (N2, N3): the slots a child's `slot` names.
+//! What a node's lock guards (N2, N3): its child list, the slots a child's `slot` names, and,
+//! out of line, the rest of its state that changes.
 //!
-//! The first child lives in a field of its own: a node with one child at a time (each level
-//! of a chain, a parent whose children come and go one by one) never allocates, and the list
-//! is two words, so that a chain's levels stay small. The others are entries in one boxed
-//! vector with a list of the free ones, so that insert and remove are O(1). An entry of
-//! `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which keeps a parent of many
-//! children within the wide fan-out's memory budget.
+//! The first child lives in a field of its own, in the node: a node with one child at a time
+//! (each level of a chain, a parent whose children come and go one by one) is one allocation,
+//! and its list costs it two words. Everything else is in one box made on first use: the
+//! other children, as entries in a vector with a list of the free ones so that insert and
+//! remove are O(1), and the `side` state most nodes never have (causes, waiters, callbacks).
+//! An entry of `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which keeps a parent
+//! of many children within the wide fan-out's memory budget.
 
 /// The slot of a child in no parent's list (N3).
 pub(super) const UNLINKED: u32 = u32::MAX;
 /// The slot of the child kept in [`Children::first`].
 const FIRST: u32 = u32::MAX - 1;
 
-/// The children of one node. `T` is `Weak<Node>` in the tree.
-pub(super) struct Children<T> {
+/// The children of one node and its `side` state. `T` is `Weak<Node>` and `X` the node's
+/// `Extra` in the tree.
+pub(super) struct Children<T, X> {
     first: Option<T>,
-    /// Made with the second child at a time.
-    more: Option<Box<More<T>>>,
+    /// Made with the second child at a time, or when `side` is first needed.
+    spill: Option<Box<Spill<T, X>>>,
 }
 
-/// The children beyond the first.
-struct More<T> {
+/// What is kept out of line: the children beyond the first, and the side state.
+struct Spill<T, X> {
     rest: Vec<Option<T>>,
     free: Vec<u32>,
+    side: X,
 }
 
-impl<T> Default for Children<T> {
+impl<T, X> Default for Children<T, X> {
     fn default() -> Self {
         Children {
             first: None,
-            more: None,
+            spill: None,
         }
     }
 }
 
-impl<T> Children<T> {
-    /// A list of `child` alone, and its slot.
-    pub(super) fn with_first(child: T) -> (Self, u32) {
-        let children = Children {
-            first: Some(child),
-            more: None,
-        };
-        (children, FIRST)
+impl<T, X: Default> Children<T, X> {
+    fn spill(&mut self) -> &mut Spill<T, X> {
+        self.spill.get_or_insert_with(|| {
+            Box::new(Spill {
+                rest: Vec::new(),
+                free: Vec::new(),
+                side: X::default(),
+            })
+        })
+    }
+
+    /// An empty list, with its side state made already by `side` if `made`.
+    #[inline(always)]
+    pub(super) fn new(made: bool, side: impl FnOnce() -> X) -> Self {
+        Children {
+            first: None,
+            spill: made.then(|| {
+                Box::new(Spill {
+                    rest: Vec::new(),
+                    free: Vec::new(),
+                    side: side(),
+                })
+            }),
+        }
+    }
+
+    /// The side state, made (as `X::default()`) if it was not yet.
+    pub(super) fn side_or_default(&mut self) -> &mut X {
+        &mut self.spill().side
     }
 
     /// Adds `child`; returns the slot that names it.
@@ -51,22 +76,28 @@ impl<T> Children<T> {
             self.first = Some(child);
             return FIRST;
         }
-        let more = self.more.get_or_insert_with(|| {
-            Box::new(More {
-                rest: Vec::new(),
-                free: Vec::new(),
-            })
-        });
-        match more.free.pop() {
+        let spill = self.spill();
+        match spill.free.pop() {
             Some(slot) => {
-                more.rest[slot as usize] = Some(child);
+                spill.rest[slot as usize] = Some(child);
                 slot
             }
             None => {
-                more.rest.push(Some(child));
-                (more.rest.len() - 1) as u32
+                spill.rest.push(Some(child));
+                (spill.rest.len() - 1) as u32
             }
         }
+    }
+}
+
+impl<T, X> Children<T, X> {
+    /// The side state, if it was ever made.
+    pub(super) fn side(&self) -> Option<&X> {
+        self.spill.as_deref().map(|s| &s.side)
+    }
+
+    pub(super) fn side_mut(&mut self) -> Option<&mut X> {
+        self.spill.as_deref_mut().map(|s| &mut s.side)
     }
 
     /// Removes and returns the child in `slot` (`None` if the slot is empty).
@@ -74,14 +105,14 @@ impl<T> Children<T> {
         if slot == FIRST {
             return self.first.take();
         }
-        let more = self.more.as_mut()?;
-        let child = more.rest[slot as usize].take();
-        if more.free.len() + 1 == more.rest.len() {
+        let spill = self.spill.as_mut()?;
+        let child = spill.rest[slot as usize].take();
+        if spill.free.len() + 1 == spill.rest.len() {
             // The last entry left: give the memory back.
-            more.rest.clear();
-            more.free.clear();
+            spill.rest.clear();
+            spill.free.clear();
         } else {
-            more.free.push(slot);
+            spill.free.push(slot);
         }
         child
     }
@@ -92,16 +123,16 @@ impl<T> Children<T> {
         if let Some(first) = &self.first {
             f(first);
         }
-        if let Some(more) = &self.more {
-            more.rest.iter().flatten().for_each(f);
+        if let Some(spill) = &self.spill {
+            spill.rest.iter().flatten().for_each(f);
         }
     }
 
     #[cfg(test)]
     pub(super) fn take(&mut self) -> Vec<T> {
         let mut taken: Vec<T> = self.first.take().into_iter().collect();
-        if let Some(more) = self.more.take() {
-            taken.extend(more.rest.into_iter().flatten());
+        if let Some(spill) = self.spill.take() {
+            taken.extend(spill.rest.into_iter().flatten());
         }
         taken
     }
@@ -134,7 +165,7 @@ mod tests {
         /// live ones.
         #[test]
         fn slots_name_their_children(ops in proptest::collection::vec(op(), 0..300)) {
-            let mut children = Children::default();
+            let mut children = Children::<_, ()>::default();
             let mut live: Vec<(u32, u32)> = Vec::new(); // (slot, child)
             let mut next = 0u32;
             for op in ops {
@@ -165,22 +196,22 @@ mod tests {
 
     #[test]
     fn one_child_at_a_time_never_allocates() {
-        let mut children = Children::default();
+        let mut children = Children::<_, ()>::default();
         for i in 0..100 {
             let slot = children.insert(i);
             assert_eq!(children.remove(slot), Some(i));
         }
-        assert!(children.more.is_none());
+        assert!(children.spill.is_none());
     }
 
     #[test]
     fn an_emptied_list_starts_over() {
-        let mut children = Children::default();
+        let mut children = Children::<_, ()>::default();
         let slots: Vec<u32> = (0..10usize).map(|i| children.insert(i)).collect();
         for (i, &slot) in slots.iter().enumerate() {
             assert_eq!(children.remove(slot), Some(i));
         }
-        let more = children.more.as_ref().unwrap();
+        let more = children.spill.as_ref().unwrap();
         assert!(more.rest.is_empty() && more.free.is_empty());
         assert_eq!(children.take().len(), 0);
     }

@@ -117,11 +117,8 @@ fn push_children(
     let start = work.len();
     {
         let inner = lock(&node.inner);
-        let Some(branch) = inner.as_deref() else {
-            return;
-        };
         // Upgraded under the lock: a child being dropped fails to upgrade and is skipped.
-        branch.children.for_each(|c| {
+        inner.for_each(|c| {
             if let Some(c) = c.upgrade() {
                 work.push((c, depth, index));
             }

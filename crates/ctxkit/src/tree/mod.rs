@@ -12,7 +12,7 @@
 //! | file | concept |
 //! |---|---|
 //! | `state.rs` | the state word: err, walking, claimed (N1, N1b, N9) |
-//! | `children.rs` | a node's child list and the slots that name its entries (N2, N3) |
+//! | `children.rs` | what a node's lock guards: its child list, the slots that name its entries (N2, N3), and its rare state out of line |
 //! | `node.rs` | a node: its fields, how it is made and linked, what can be read from it |
 //! | `moves.rs` | deadlines that move: marks, reads, lazy re-arming (N11) |
 //! | `walk.rs` | the cancellation walk and waiting for other walks (N1b, N4, N7, N9) |

@@ -158,10 +158,7 @@ impl Node {
         let mut work = vec![Arc::clone(self)];
         while let Some(node) = work.pop() {
             let inner = lock(&node.inner);
-            let Some(branch) = inner.as_deref() else {
-                continue;
-            };
-            branch.children.for_each(|child| {
+            inner.for_each(|child| {
                 let Some(child) = child.upgrade() else { return };
                 if child.moves.fetch_or(BELOW_MOVED, Ordering::AcqRel) == 0 {
                     work.push(child);

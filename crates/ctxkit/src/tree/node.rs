@@ -109,19 +109,10 @@ impl Birth {
     }
 }
 
-/// A node's lock and what it guards. Boxed and made on first use: most contexts are leaves
-/// that nobody waits on, and for them the node stays small (one allocation per
-/// `with_cancel` child).
-pub(super) type Inner = Option<Box<Branch>>;
-
-/// Everything of a node that changes, under its lock. The rarely used part is boxed again,
-/// so that a node with children (every level of a deep chain) carries only the child list.
-#[derive(Default)]
-pub(super) struct Branch {
-    /// The children that can be cancelled through this node (N2, N3).
-    pub(super) children: Children<Weak<Node>>,
-    pub(super) extra: Option<Box<Extra>>,
-}
+/// What a node's lock guards (N2, N3): its children, the first of them in the node itself so
+/// that a level of a chain is one allocation, and out of line the rest, with the [`Extra`]
+/// state most nodes never have.
+pub(super) type Inner = Children<Weak<Node>, Extra>;
 
 /// Causes, waiters, callbacks and merges: what most nodes never have.
 #[derive(Default)]
@@ -159,27 +150,16 @@ pub(super) struct MergeParent {
 }
 
 pub(super) fn extra(inner: &mut Inner) -> &mut Extra {
-    match inner {
-        Some(b) => b.extra.get_or_insert_with(Default::default),
-        // Made with its `Extra` in place: a default `Branch` is all zeros, which the
-        // allocator is asked for with `calloc`, slower than `malloc`.
-        None => inner
-            .insert(Box::new(Branch {
-                children: Children::default(),
-                extra: Some(Box::default()),
-            }))
-            .extra
-            .get_or_insert_with(Default::default),
-    }
+    inner.side_or_default()
 }
 
 /// The rare part of a node's state, if it was ever made.
 pub(super) fn extra_ref(inner: &Inner) -> Option<&Extra> {
-    inner.as_ref()?.extra.as_deref()
+    inner.side()
 }
 
 pub(super) fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
-    inner.as_mut()?.extra.as_deref_mut()
+    inner.side_mut()
 }
 
 impl Node {
@@ -195,18 +175,14 @@ impl Node {
     ) -> Node {
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_created(birth.site);
-        let inner = (merge.is_some() || cause.is_some()).then(|| {
-            Box::new(Branch {
-                extra: Some(Box::new(Extra {
-                    cause,
-                    merge,
-                    ..Extra::default()
-                })),
-                ..Branch::default()
-            })
+        let claimed = merge.is_some() || cause.is_some();
+        let inner = Children::new(claimed, || Extra {
+            cause,
+            merge,
+            ..Extra::default()
         });
         Node {
-            state: State::new(inner.is_some()), // N9
+            state: State::new(claimed), // N9
             kind,
             shard: if kind == Kind::Deadline {
                 timer::thread_shard()
@@ -322,19 +298,7 @@ impl Node {
         if let Some(err) = self.state.claim() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
-        let key = match inner.as_deref_mut() {
-            Some(b) => b.children.insert(weak),
-            None => {
-                // Made with the child in it: a default `Branch` is all zeros, which the
-                // allocator is asked for with `calloc`, slower than `malloc`.
-                let (children, key) = Children::with_first(weak);
-                *inner = Some(Box::new(Branch {
-                    children,
-                    extra: None,
-                }));
-                key
-            }
-        };
+        let key = inner.insert(weak);
         slot.store(key, Ordering::Relaxed);
         Ok(())
     }
@@ -348,7 +312,7 @@ impl Node {
         if key == UNLINKED || self.is_done() {
             return;
         }
-        let weak = inner.as_deref_mut().and_then(|b| b.children.remove(key));
+        let weak = inner.remove(key);
         drop(inner);
         drop(weak); // after unlocking: the critical section stays short
     }

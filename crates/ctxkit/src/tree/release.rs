@@ -76,8 +76,9 @@ impl Node {
         }
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_dropped(self.site);
-        let branch = crate::sync::get_mut(&mut self.inner).take();
-        let mut extra = branch.and_then(|b| b.extra);
+        let mut extra = crate::sync::get_mut(&mut self.inner)
+            .side_mut()
+            .map(std::mem::take);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
         // Done or not, it is still listed by its parents that are live (N3).
         self.leave_parents_on_drop(merge.clone(), in_chain);

@@ -300,9 +300,7 @@ impl Node {
         reached: Reached<'_>,
         after: &mut Aftermath,
     ) {
-        if let Some(b) = inner.as_deref_mut() {
-            b.children.for_each(|c| after.found.extend(c.upgrade()));
-        }
+        inner.for_each(|c| after.found.extend(c.upgrade()));
         match extra_mut(inner) {
             None => {
                 if cause.is_some() {
