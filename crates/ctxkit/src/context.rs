@@ -152,8 +152,7 @@ impl Context {
 
     fn cancel_child(&self, birth: Birth) -> Arc<Node> {
         let deadline = self.pair.deadline();
-        let parent = self.pair.as_parent(); // N12
-        Node::child(Kind::Cancel, deadline, parent, None, None, birth)
+        Node::child_of(Kind::Cancel, deadline, &self.pair, None, None, birth) // N12, N13
     }
 
     /// A child that is also cancelled, with [`Error::DeadlineExceeded`], when `deadline` passes
@@ -266,8 +265,7 @@ impl Context {
             // The exact reading: an origin shows the deadline's budget to the millisecond.
             birth.born = time::to_coarse(now);
         }
-        let parent = self.pair.as_parent(); // N12
-        let node = Node::child(Kind::Deadline, at, parent, None, cause, birth);
+        let node = Node::child_of(Kind::Deadline, at, &self.pair, None, cause, birth); // N12
         if !node.is_done() && (at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node))
         {
             Arc::clone(&node).expire(Callbacks::Inline); // S13
@@ -412,7 +410,7 @@ impl Context {
     fn merged(&self, other: &Context, birth: Birth) -> (Arc<Node>, Option<Arc<tree::Layer>>) {
         let (a, b) = (&self.pair, &other.pair);
         let deadline = a.deadline().min(b.deadline());
-        let node = Node::child(Kind::Merge, deadline, a.as_parent(), Some(b), None, birth);
+        let node = Node::child_of(Kind::Merge, deadline, a, Some(b), None, birth);
         // `None` when the merge has `a`'s values alone: its node's parent holds them (N12).
         let layer = tree::merge_layers(a, b, tree::clock_key())
             .filter(|l| !a.nearest_layer().is_some_and(|own| Arc::ptr_eq(own, l)));

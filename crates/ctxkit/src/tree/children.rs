@@ -54,14 +54,22 @@ impl<T, X: Default> Children<T, X> {
     pub(super) fn new(made: bool, side: impl FnOnce() -> X) -> Self {
         Children {
             first: None,
-            spill: made.then(|| {
-                Box::new(Spill {
-                    rest: Vec::new(),
-                    free: Vec::new(),
-                    side: side(),
-                })
-            }),
+            spill: if made {
+                Some(Self::spill_with(side))
+            } else {
+                None
+            },
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill_with(side: impl FnOnce() -> X) -> Box<Spill<T, X>> {
+        Box::new(Spill {
+            rest: Vec::new(),
+            free: Vec::new(),
+            side: side(),
+        })
     }
 
     /// The side state, made (as `X::default()`) if it was not yet.

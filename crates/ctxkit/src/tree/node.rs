@@ -221,9 +221,70 @@ impl Node {
         // without locking or linking anything if the parent tells its err without its lock
         // (N9b).
         let (parent, folded, born_done) = match (&parent.node, other) {
-            (Some(p), None) if p.is_done() => under_done(parent, deadline_cause.is_none()),
+            (Some(p), None) if p.is_done() => {
+                let (parent, folded) = fold(&parent).unwrap_or((parent, 0));
+                let born_done = born_done_under(&parent, deadline_cause.is_none());
+                (parent, folded, born_done)
+            }
             _ => (parent, 0, None),
         };
+        Node::build(
+            kind,
+            deadline,
+            parent,
+            folded,
+            born_done,
+            other,
+            deadline_cause,
+            birth,
+        )
+    }
+
+    /// [`child`](Self::child) of the context whose pair is `parent`, which the child holds
+    /// as [`Pair::as_parent`] makes it, unless the child folds it (N13): then the child holds
+    /// the folded level's parent, and `parent` is never cloned.
+    #[inline(always)]
+    pub(crate) fn child_of(
+        kind: Kind,
+        deadline: Nanos,
+        parent: &Pair,
+        other: Option<&Pair>,
+        deadline_cause: Option<Cause>,
+        birth: Birth,
+    ) -> Arc<Node> {
+        let (parent, folded, born_done) = match (&parent.node, other) {
+            (Some(p), None) if p.is_done() => {
+                let (parent, folded) = fold(parent).unwrap_or_else(|| (parent.as_parent(), 0));
+                let born_done = born_done_under(&parent, deadline_cause.is_none());
+                (parent, folded, born_done)
+            }
+            _ => (parent.as_parent(), 0, None),
+        };
+        Node::build(
+            kind,
+            deadline,
+            parent,
+            folded,
+            born_done,
+            other,
+            deadline_cause,
+            birth,
+        )
+    }
+
+    /// The rest of [`child`](Self::child), once the parent is known.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        kind: Kind,
+        deadline: Nanos,
+        parent: Pair,
+        folded: u32,
+        born_done: Option<Error>,
+        other: Option<&Pair>,
+        deadline_cause: Option<Cause>,
+        birth: Birth,
+    ) -> Arc<Node> {
         let merge = other.map(|pair| {
             Arc::new(MergeParent {
                 pair: pair.as_parent(), // N12
@@ -427,37 +488,33 @@ impl Node {
     }
 }
 
-/// A child's parent, the levels it folds (N13) and its err if it is born done without a lock
-/// (N9b, only for a child with no deadline cause of its own), when `parent` is done.
+/// The err a child of `parent` (done) is born with without a lock (N9b): only a child with no
+/// deadline cause of its own, under a parent that tells its err without its lock.
 #[inline(always)]
-fn under_done(parent: Pair, no_own_cause: bool) -> (Pair, u32, Option<Error>) {
-    let (parent, folded) = match parent.node.as_ref() {
-        Some(level) if level.kind == Kind::Cancel && level.state.done_from_parent() => fold(parent),
-        _ => (parent, 0),
-    };
-    let born_done = match parent.cancel_node() {
+fn born_done_under(parent: &Pair, no_own_cause: bool) -> Option<Error> {
+    match parent.cancel_node() {
         Some(p) if no_own_cause => p.state.done_without_cause(),
         _ => None,
-    };
-    (parent, folded, born_done)
+    }
 }
 
 /// The parent of a child made under `parent`, the context of a `with_cancel` level that was
 /// made done from its parent (born done or reached: no origin of its own), and the levels
-/// the child folds (N13). If `parent` is the level's own context (no values on top) and the
-/// level's deadline never moved, the child takes the level's parent instead, and is born done
-/// from there. Err, cause, origin, deadline, values and names are all the level's parent's
-/// already, so only Display could tell, and it prints the folded levels from the count. The
-/// level is then held by its own contexts and handles alone, and goes as soon as they do: a
-/// chain built under a cancelled context is as short as the chain of its live contexts.
-#[cold]
-#[inline(never)]
-fn fold(parent: Pair) -> (Pair, u32) {
-    let Some(level) = parent.node.as_ref() else {
-        return (parent, 0);
-    };
+/// the child folds (N13); `None` if it folds nothing. If `parent` is the level's own context
+/// (no values on top) and the level's deadline never moved, the child takes the level's
+/// parent instead, and is born done from there. Err, cause, origin, deadline, values and
+/// names are all the level's parent's already, so only Display could tell, and it prints the
+/// folded levels from the count. The level is then held by its own contexts and handles
+/// alone, and goes as soon as they do: a chain built under a cancelled context is as short as
+/// the chain of its live contexts.
+#[inline]
+fn fold(parent: &Pair) -> Option<(Pair, u32)> {
+    let level = parent.node.as_ref()?;
+    if level.kind != Kind::Cancel || !level.state.done_from_parent() {
+        return None;
+    }
     // The level's own context, no values on top: its layer is the level's parent's (N12).
-    let own_context = match (&parent.layer, &level.parent.layer) {
+    let own_context = match (parent.nearest_layer(), &level.parent.layer) {
         (None, None) => true,
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         _ => false,
@@ -465,13 +522,8 @@ fn fold(parent: Pair) -> (Pair, u32) {
     let folds = own_context
         && level.moves.load(Ordering::Acquire) == 0
         && level.parent.node.as_ref().is_some_and(|p| p.is_done()); // made done from there
-    match folds
-        .then(|| level.folded_levels().checked_add(1))
-        .flatten()
-    {
-        Some(levels) => (level.parent.clone(), levels),
-        None => (parent, 0),
-    }
+    let levels = folds.then(|| level.folded_levels().checked_add(1))??;
+    Some((level.parent.clone(), levels))
 }
 
 impl Timed for Node {
