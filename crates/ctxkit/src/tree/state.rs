@@ -101,6 +101,12 @@ impl State {
     /// Returns `false`, changing nothing, if the node is claimed or done.
     /// `began`: the kind of the cancellation if it begins at this node (N10).
     pub(super) fn cancel_unclaimed(&self, err: Error, began: Option<OriginKind>) -> bool {
+        // A state never goes back to `LIVE`: once it is not, the swap would fail, and a load
+        // tells so without the cost of a failing read-modify-write (every claimed node, each
+        // level of a live chain, comes here first).
+        if self.0.load(Ordering::Relaxed) != LIVE {
+            return false;
+        }
         let done = encode(err) | origin_bits(began);
         self.0
             .compare_exchange(LIVE, done, Ordering::AcqRel, Ordering::Relaxed)
