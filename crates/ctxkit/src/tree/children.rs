@@ -139,8 +139,9 @@ impl<T, X> Children<T, X> {
     #[cfg(test)]
     pub(super) fn take(&mut self) -> Vec<T> {
         let mut taken: Vec<T> = self.first.take().into_iter().collect();
-        if let Some(spill) = self.spill.take() {
-            taken.extend(spill.rest.into_iter().flatten());
+        if let Some(spill) = self.spill.as_mut() {
+            taken.extend(std::mem::take(&mut spill.rest).into_iter().flatten());
+            spill.free.clear();
         }
         taken
     }
@@ -157,6 +158,8 @@ mod tests {
         /// Remove the n-th live child (modulo their number).
         Remove(usize),
         Take,
+        /// Add one to the side state.
+        Side,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -164,16 +167,19 @@ mod tests {
             5 => Just(Op::Insert),
             4 => (0..64usize).prop_map(Op::Remove),
             1 => Just(Op::Take),
+            1 => Just(Op::Side),
         ]
     }
 
     proptest! {
         /// Whatever the mix of inserts and removals, each child is found in the slot it was
-        /// given, slots of live children are distinct, and `take` gives back exactly the
-        /// live ones.
+        /// given, slots of live children are distinct, `take` gives back exactly the live
+        /// ones, and the side state, kept in the same box as the children beyond the first,
+        /// is never lost or reset by them.
         #[test]
         fn slots_name_their_children(ops in proptest::collection::vec(op(), 0..300)) {
-            let mut children = Children::<_, ()>::default();
+            let mut children = Children::<_, u32>::default();
+            let mut sides = 0u32;
             let mut live: Vec<(u32, u32)> = Vec::new(); // (slot, child)
             let mut next = 0u32;
             for op in ops {
@@ -197,19 +203,38 @@ mod tests {
                         expected.sort_unstable();
                         prop_assert_eq!(taken, expected);
                     }
+                    Op::Side => {
+                        *children.side_or_default() += 1;
+                        sides += 1;
+                    }
                 }
+                prop_assert_eq!(children.side().copied(), (sides > 0).then_some(sides));
             }
         }
     }
 
     #[test]
     fn one_child_at_a_time_never_allocates() {
-        let mut children = Children::<_, ()>::default();
+        let mut children = Children::<_, u32>::default();
         for i in 0..100 {
             let slot = children.insert(i);
             assert_eq!(children.remove(slot), Some(i));
         }
         assert!(children.spill.is_none());
+        assert_eq!(children.side(), None, "no side state made either");
+    }
+
+    #[test]
+    fn a_list_made_with_its_side_state_has_no_child() {
+        let mut children = Children::<u32, u32>::new(true, || 7);
+        assert_eq!(children.side().copied(), Some(7));
+        assert_eq!(children.take(), Vec::<u32>::new());
+        let slot = children.insert(1);
+        assert_eq!(children.remove(slot), Some(1));
+        assert_eq!(children.side_mut().map(|s| *s), Some(7));
+        assert!(Children::<u32, u32>::new(false, || unreachable!())
+            .side()
+            .is_none());
     }
 
     #[test]
