@@ -361,7 +361,7 @@ impl Context {
             layer: Some(layer),
         };
         let deadline = named.deadline();
-        let node = Node::child(Kind::Cancel, deadline, named, None, None, birth);
+        let node = Node::child(Kind::Cancel, deadline, named, birth);
         Context::from_node(node, None) // the name is its node's parent's layer (N12)
     }
 

@@ -163,7 +163,7 @@ pub(super) fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
 }
 
 impl Node {
-    // Inlined, so that `child` builds the node in its allocation (see `Arc::new_cyclic` there).
+    // Inlined, so that `build` makes the node in its allocation (see `Arc::new_cyclic` there).
     #[inline(always)]
     fn new(
         kind: Kind,
@@ -206,43 +206,27 @@ impl Node {
         Arc::new(Node::new(kind, NO_DEADLINE, parent, None, None, birth))
     }
 
-    /// A child of `parent` (and of `other`, for a merge), linked into every parent that can
-    /// be done. If a parent is already done, so is the child, with the first such parent's
-    /// err and cause ([S5](crate::guarantees#s5), [S24](crate::guarantees#s24)).
-    pub(crate) fn child(
-        kind: Kind,
-        deadline: Nanos,
-        parent: Pair,
-        other: Option<&Pair>,
-        deadline_cause: Option<Cause>,
-        birth: Birth,
-    ) -> Arc<Node> {
-        // Under a done parent (one load tells): the child may fold it (N13), and is born done
-        // without locking or linking anything if the parent tells its err without its lock
-        // (N9b).
-        let (parent, folded, born_done) = match (&parent.node, other) {
-            (Some(p), None) if p.is_done() => {
-                let (parent, folded) = fold(&parent).unwrap_or((parent, 0));
-                let born_done = born_done_under(&parent, deadline_cause.is_none());
-                (parent, folded, born_done)
-            }
-            _ => (parent, 0, None),
+    /// A child under `parent`, a pair made for it: a layer of its own (a name) on top of a
+    /// context. Such a pair is never a level's own context, so the child folds nothing (N13);
+    /// it is born done if its parent is ([S5](crate::guarantees#s5)).
+    pub(crate) fn child(kind: Kind, deadline: Nanos, parent: Pair, birth: Birth) -> Arc<Node> {
+        debug_assert!(
+            parent.layer.is_some(),
+            "a pair made for the child has its layer"
+        );
+        let born_done = match &parent.node {
+            Some(p) if p.is_done() => born_done_under(&parent, true),
+            _ => None,
         };
-        Node::build(
-            kind,
-            deadline,
-            parent,
-            folded,
-            born_done,
-            other,
-            deadline_cause,
-            birth,
-        )
+        Node::build(kind, deadline, parent, 0, born_done, None, None, birth)
     }
 
-    /// [`child`](Self::child) of the context whose pair is `parent`, which the child holds
-    /// as [`Pair::as_parent`] makes it, unless the child folds it (N13): then the child holds
-    /// the folded level's parent, and `parent` is never cloned.
+    /// A child of the context whose pair is `parent` (and of `other`, for a merge), linked
+    /// into every parent that can be done. If a parent is already done, so is the child, with
+    /// the first such parent's err and cause ([S5](crate::guarantees#s5),
+    /// [S24](crate::guarantees#s24)). The child holds `parent` as [`Pair::as_parent`] makes it,
+    /// unless it folds it (N13): then it holds the folded level's parent, and `parent` is
+    /// never cloned.
     #[inline(always)]
     pub(crate) fn child_of(
         kind: Kind,
@@ -252,6 +236,9 @@ impl Node {
         deadline_cause: Option<Cause>,
         birth: Birth,
     ) -> Arc<Node> {
+        // Under a done parent (one load tells): the child may fold it (N13), and is born done
+        // without locking or linking anything if the parent tells its err without its lock
+        // (N9b).
         let (parent, folded, born_done) = match (&parent.node, other) {
             (Some(p), None) if p.is_done() => {
                 let (parent, folded) = fold(parent).unwrap_or_else(|| (parent.as_parent(), 0));
@@ -272,7 +259,8 @@ impl Node {
         )
     }
 
-    /// The rest of [`child`](Self::child), once the parent is known.
+    /// The rest of [`child_of`](Self::child_of) and [`child`](Self::child), once the parent
+    /// is known.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn build(
