@@ -117,6 +117,39 @@ fn a_live_chain_allocates_once_a_level() {
     );
 }
 
+/// The walk of a cancellation keeps its bookkeeping in buffers the thread reuses, up to a
+/// subtree of about a thousand contexts: cancelling a chain of a thousand levels again and
+/// again allocates once a level (the levels themselves), nothing for the walk.
+#[test]
+fn the_walk_of_a_thousand_levels_reuses_its_buffers() {
+    const DEPTH: usize = 1000;
+    let chain = || {
+        let (root, h) = Context::background().with_cancel();
+        let mut leaf = root;
+        for _ in 0..DEPTH {
+            leaf = leaf.with_cancel().0;
+        }
+        (h, leaf)
+    };
+    for _ in 0..3 {
+        let (h, leaf) = chain();
+        h.cancel();
+        black_box(leaf);
+    }
+    let mut most = 0;
+    for _ in 0..20 {
+        let (h, leaf) = chain();
+        let before = thread_allocs();
+        h.cancel();
+        most = most.max(thread_allocs() - before);
+        assert!(leaf.is_done());
+    }
+    assert_eq!(
+        most, 0,
+        "cancelling a chain of {DEPTH} levels allocated {most} times for its walk"
+    );
+}
+
 #[test]
 fn with_timeout_and_cancel_allocate_at_most_twice() {
     let bg = Context::background();

@@ -61,6 +61,11 @@ pub(super) struct Walked {
 
 type Panic = Box<dyn Any + Send + 'static>;
 
+/// The most a thread keeps of its last cancellation's buffers: enough for the walk of a chain
+/// or a fan-out of about a thousand contexts (a reference and an index each, about 16 bytes),
+/// which then allocates nothing for its bookkeeping when it comes again.
+const KEEP_BYTES: usize = 32 * 1024;
+
 thread_local! {
     /// The emptied buffers of this thread's last cancellation, for its next one. Boxed, so
     /// that taking and returning them moves a pointer, not eight vectors.
@@ -87,21 +92,28 @@ impl Aftermath {
             .unwrap_or_default()
     }
 
-    /// Keeps this emptied aftermath's buffers for the thread's next cancellation, unless one
-    /// grew large (a big subtree): that memory goes back now.
+    /// Keeps this emptied aftermath's buffers for the thread's next cancellation, unless
+    /// together they grew past [`KEEP_BYTES`] (a subtree of thousands of contexts): that
+    /// memory goes back now.
     fn recycle(self: Box<Self>) {
-        const KEEP: usize = 64;
-        let small = self.wakers.capacity() <= KEEP
-            && self.regs.capacity() <= KEEP
-            && self.found.capacity() <= KEEP
-            && self.reached.capacity() <= KEEP
-            && self.walked.capacity() <= KEEP
-            && self.found_done.capacity() <= KEEP
-            && self.unpinned.capacity() <= KEEP
-            && self.garbage.capacity() <= KEEP;
-        if small {
+        if self.capacity_bytes() <= KEEP_BYTES {
             let _ = SPARE.try_with(|spare| spare.set(Some(self)));
         }
+    }
+
+    /// The bytes the buffers hold on to.
+    fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.wakers)
+            + bytes(&self.regs)
+            + bytes(&self.found)
+            + bytes(&self.reached)
+            + bytes(&self.walked)
+            + bytes(&self.found_done)
+            + bytes(&self.unpinned)
+            + bytes(&self.garbage)
     }
 
     /// Whether this cancellation collected nothing at all.

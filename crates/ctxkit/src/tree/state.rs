@@ -136,11 +136,16 @@ impl State {
         OriginKind::from_bits(self.0.load(Ordering::Acquire) >> ORIGIN_SHIFT)
     }
 
-    /// Clears the walking bit set by [`finish`](Self::finish) (N1b). Only the walk that set it
-    /// clears it, so a relaxed look first is exact.
+    /// Clears the walking bit set by [`finish`](Self::finish) (N1b), with a plain store: while
+    /// the bit is set, the walk that set it is the only writer of the word. `finish` wrote it
+    /// on a node already claimed and done, and every other write needs the node live
+    /// (`cancel_unclaimed`, `finish`), unclaimed (`claim`) or gone from every reference
+    /// (`leave_once`, and the walk holds one). The `Release` store publishes the subtree the
+    /// walk made done; the waiters' side of the protocol is in `walk.rs` (`walks_ended`).
     pub(super) fn end_walk(&self) {
-        if self.0.load(Ordering::Relaxed) & WALKING != 0 {
-            self.0.fetch_and(!WALKING, Ordering::SeqCst);
+        let state = self.0.load(Ordering::Relaxed);
+        if state & WALKING != 0 {
+            self.0.store(state & !WALKING, Ordering::Release);
         }
     }
 

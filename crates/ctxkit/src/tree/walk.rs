@@ -374,10 +374,14 @@ impl Node {
 // Waiting for walks (N1b)
 // ---------------------------------------------------------------------------------------
 //
-// The protocol: a waiter counts itself in `WAITERS` before its first look at the walking bit,
-// and a walk clears its bits before reading `WAITERS`. All four steps are `SeqCst`, so either
-// the walk sees the waiter and notifies it under the mutex, or the waiter sees the bits
-// cleared.
+// The protocol: a waiter counts itself in `WAITERS` (a `SeqCst` read-modify-write) before it
+// looks at the walking bit (a `SeqCst` load); a walk clears its bits (`Release` stores, one
+// plain store a node) and then, after a `SeqCst` fence, reads `WAITERS`. If the fence comes
+// before the waiter's look in the single total order of `SeqCst` operations, the look sees
+// the bits cleared; if after, the count came before the fence too, and the walk's read, after
+// the fence, sees it (C++20 [atomics.order], the fence rules Rust's atomics follow): either
+// the waiter sees the bits cleared, or the walk sees the waiter and notifies it under the
+// mutex.
 
 /// Blocks while `busy()` holds, until a [`walks_ended`] call makes it false.
 #[cfg(not(loom))]
@@ -400,7 +404,8 @@ fn wait_while(busy: impl Fn() -> bool) {
 /// Wakes the threads in [`wait_while`], if any; cheap when there are none.
 #[cfg(not(loom))]
 fn walks_ended() {
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{fence, Ordering};
+    fence(Ordering::SeqCst); // after the bits were cleared: see the protocol above
     if WAITERS.load(Ordering::SeqCst) > 0 {
         let (mutex, condvar) = &COMPLETION;
         let _guard = crate::sync::lock_std(mutex);
