@@ -12,6 +12,8 @@
 //!   (ctxkit/CancelAfterChild: a cancellation with no child left to walk);
 //! - `tree1`: `with_cancel` of `Background`, a child of it, then the first cancelled
 //!   (CancelTree/depth=1/Root=OpenCanceler: one cancellation that walks a child);
+//! - `few`: `with_cancel` of `Background`, three children of it, then the first cancelled (a
+//!   request's few calls in flight: a parent of a few children at a time);
 //! - `tree1c`: `with_cancel` of `Background`, cancelled, then a child of it
 //!   (CancelTree/depth=1/Root=ClosedCanceler);
 //! - `open`: a chain of 100 `with_cancel` under a live root, then the root cancelled
@@ -25,8 +27,8 @@
 //!   as 16 calls in flight are.
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
-//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`, `tu_tree1`, `tu_tree1c`, `tu_wide`, and the
-//! chains `tu_open` and `tu_closed`.
+//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`, `tu_tree1`, `tu_few`, `tu_tree1c`,
+//! `tu_wide`, and the chains `tu_open` and `tu_closed`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -167,6 +169,25 @@ fn main() {
                 cancel.cancel();
                 done += black_box(&child).is_done() as usize;
             }
+            "few" => {
+                let (root, cancel) = bg.with_cancel();
+                let children = [
+                    root.with_cancel().0,
+                    root.with_cancel().0,
+                    root.with_cancel().0,
+                ];
+                cancel.cancel();
+                done += black_box(&children).iter().filter(|c| c.is_done()).count();
+            }
+            "tu_few" => {
+                let root = tokio_util::sync::CancellationToken::new();
+                let children = [root.child_token(), root.child_token(), root.child_token()];
+                root.cancel();
+                done += black_box(&children)
+                    .iter()
+                    .filter(|c| c.is_cancelled())
+                    .count();
+            }
             "tu_tree1" => {
                 let root = tokio_util::sync::CancellationToken::new();
                 let child = root.child_token();
@@ -179,7 +200,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, vchild, cancel, after, tree1, few, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1, tu_few, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }

@@ -117,6 +117,26 @@ fn a_live_chain_allocates_once_a_level() {
     );
 }
 
+/// A parent of a few children at a time (a request's calls in flight) keeps the ones beyond
+/// the first in one box, made with the second: a parent and five children, then its cancel,
+/// make seven allocations.
+#[test]
+fn a_parent_of_a_few_children_keeps_them_in_one_box() {
+    const CHILDREN: usize = 5;
+    let (_, most) = measure(|| {
+        let (root, h) = Context::background().with_cancel();
+        let children: Vec<Context> = (0..CHILDREN).map(|_| root.with_cancel().0).collect();
+        h.cancel();
+        black_box(children);
+    });
+    // The parent, its children, their box and the vector the test keeps them in.
+    assert!(
+        most as usize <= CHILDREN + 3,
+        "a parent of {CHILDREN} children: {most} allocations, more than {}",
+        CHILDREN + 3
+    );
+}
+
 /// The walk of a cancellation keeps its bookkeeping in buffers the thread reuses, up to a
 /// subtree of about a thousand contexts: cancelling a chain of a thousand levels again and
 /// again allocates once a level (the levels themselves), nothing for the walk.

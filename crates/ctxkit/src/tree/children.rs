@@ -3,16 +3,22 @@
 //!
 //! The first child lives in a field of its own, in the node: a node with one child at a time
 //! (each level of a chain, a parent whose children come and go one by one) is one allocation,
-//! and its list costs it two words. Everything else is in one box made on first use: the
-//! other children, as entries in a vector with a list of the free ones so that insert and
-//! remove are O(1), and the `side` state most nodes never have (causes, waiters, callbacks).
-//! An entry of `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which keeps a parent
-//! of many children within the wide fan-out's memory budget.
+//! and its list costs it two words. Everything else is in one box made on first use: the next
+//! [`NEAR`] children in the box itself, the others as entries in a vector with a list of the
+//! free ones so that insert and remove are O(1), and the `side` state most nodes never have
+//! (causes, waiters, callbacks). So a parent of up to `1 + NEAR` children at a time (a
+//! request's few calls, a parent two threads derive from at once) has one box and no vector,
+//! and a child linked into it or removed touches the node and the box, nothing further. An
+//! entry of `Option<Weak<Node>>` is 8 B (a `slab::Slab` entry is 16), which keeps a parent of
+//! many children within the wide fan-out's memory budget.
 
 /// The slot of a child in no parent's list (N3).
 pub(super) const UNLINKED: u32 = u32::MAX;
 /// The slot of the child kept in [`Children::first`].
 const FIRST: u32 = u32::MAX - 1;
+/// How many children beyond the first are kept in the box itself (slots `0..NEAR`); the
+/// vector's entries are slots `NEAR..`.
+const NEAR: usize = 4;
 
 /// The children of one node and its `side` state. `T` is `Weak<Node>` and `X` the node's
 /// `Extra` in the tree.
@@ -24,7 +30,10 @@ pub(super) struct Children<T, X> {
 
 /// What is kept out of line: the children beyond the first, and the side state.
 struct Spill<T, X> {
+    near: [Option<T>; NEAR],
+    /// Slot `NEAR + i` is `rest[i]`.
     rest: Vec<Option<T>>,
+    /// The free slots of `rest`, as indices into it.
     free: Vec<u32>,
     side: X,
 }
@@ -42,6 +51,7 @@ impl<T, X: Default> Children<T, X> {
     fn spill(&mut self) -> &mut Spill<T, X> {
         self.spill.get_or_insert_with(|| {
             Box::new(Spill {
+                near: Default::default(),
                 rest: Vec::new(),
                 free: Vec::new(),
                 side: X::default(),
@@ -66,6 +76,7 @@ impl<T, X: Default> Children<T, X> {
     #[inline(never)]
     fn spill_with(side: impl FnOnce() -> X) -> Box<Spill<T, X>> {
         Box::new(Spill {
+            near: Default::default(),
             rest: Vec::new(),
             free: Vec::new(),
             side: side(),
@@ -85,16 +96,21 @@ impl<T, X: Default> Children<T, X> {
             return FIRST;
         }
         let spill = self.spill();
-        match spill.free.pop() {
-            Some(slot) => {
-                spill.rest[slot as usize] = Some(child);
-                slot
+        if let Some(i) = spill.near.iter().position(Option::is_none) {
+            spill.near[i] = Some(child);
+            return i as u32;
+        }
+        let i = match spill.free.pop() {
+            Some(i) => {
+                spill.rest[i as usize] = Some(child);
+                i as usize
             }
             None => {
                 spill.rest.push(Some(child));
-                (spill.rest.len() - 1) as u32
+                spill.rest.len() - 1
             }
-        }
+        };
+        (NEAR + i) as u32
     }
 }
 
@@ -114,13 +130,16 @@ impl<T, X> Children<T, X> {
             return self.first.take();
         }
         let spill = self.spill.as_mut()?;
-        let child = spill.rest[slot as usize].take();
+        let Some(i) = (slot as usize).checked_sub(NEAR) else {
+            return spill.near[slot as usize].take();
+        };
+        let child = spill.rest[i].take();
         if spill.free.len() + 1 == spill.rest.len() {
             // The last entry left: give the memory back.
             spill.rest.clear();
             spill.free.clear();
         } else {
-            spill.free.push(slot);
+            spill.free.push(i as u32);
         }
         child
     }
@@ -132,7 +151,14 @@ impl<T, X> Children<T, X> {
             f(first);
         }
         if let Some(spill) = &self.spill {
-            spill.rest.iter().flatten().for_each(f);
+            // Two loops: one loop over the chain of both takes more instructions a child
+            // (`tools/bench/instructions.sh`, mode `few`).
+            for child in spill.near.iter().flatten() {
+                f(child);
+            }
+            for child in spill.rest.iter().flatten() {
+                f(child);
+            }
         }
     }
 
@@ -140,6 +166,7 @@ impl<T, X> Children<T, X> {
     pub(super) fn take(&mut self) -> Vec<T> {
         let mut taken: Vec<T> = self.first.take().into_iter().collect();
         if let Some(spill) = self.spill.as_mut() {
+            taken.extend(spill.near.iter_mut().filter_map(Option::take));
             taken.extend(std::mem::take(&mut spill.rest).into_iter().flatten());
             spill.free.clear();
         }
@@ -236,6 +263,33 @@ mod tests {
         assert!(Children::<u32, u32>::new(false, || unreachable!())
             .side()
             .is_none());
+    }
+
+    #[test]
+    fn a_few_children_at_a_time_make_no_vector() {
+        let mut children = Children::<_, ()>::default();
+        for round in 0..100 {
+            let slots: Vec<u32> = (0..=NEAR)
+                .map(|i| children.insert(round * 10 + i))
+                .collect();
+            let mut seen = Vec::new();
+            children.for_each(|&c| seen.push(c));
+            assert_eq!(seen, (0..=NEAR).map(|i| round * 10 + i).collect::<Vec<_>>());
+            for (i, &slot) in slots.iter().enumerate().rev() {
+                assert_eq!(children.remove(slot), Some(round * 10 + i));
+            }
+        }
+        let spill = children.spill.as_ref().unwrap();
+        assert_eq!(
+            spill.rest.capacity(),
+            0,
+            "the children beyond the first fit in the box"
+        );
+        // One more than that goes to the vector, under a slot of its own.
+        let slots: Vec<u32> = (0..=NEAR + 1).map(|i| children.insert(i)).collect();
+        assert_eq!(slots[NEAR + 1], NEAR as u32);
+        assert_eq!(children.remove(slots[NEAR + 1]), Some(NEAR + 1));
+        assert_eq!(children.take().len(), NEAR + 1);
     }
 
     #[test]

@@ -185,6 +185,10 @@ impl Node {
     /// the next, and a tree with merges has none.
     fn end_walk(self: &Arc<Self>, own_timer: OwnTimer, root_end: usize, after: &mut Aftermath) {
         let mut foreign = self.found_under_other_walks(after);
+        if foreign.is_empty() {
+            // Nothing below is under another walk (almost always): every bit goes at once.
+            return self.clear_bits(after, own_timer, |_| true, true);
+        }
         let (mut kept, mut root_kept) = Self::kept(&foreign, root_end, after);
         // First every bit not on the way to a node another walk still walks.
         self.clear_bits(
@@ -300,7 +304,11 @@ impl Node {
         reached: Reached<'_>,
         after: &mut Aftermath,
     ) {
-        inner.for_each(|c| after.found.extend(c.upgrade()));
+        inner.for_each(|c| {
+            if let Some(child) = c.upgrade() {
+                after.found.push(child);
+            }
+        });
         match extra_mut(inner) {
             None => {
                 if cause.is_some() {
@@ -308,14 +316,23 @@ impl Node {
                 }
             }
             Some(e) => {
+                // Each part is looked at before it is moved: most nodes with this state have
+                // children beyond the first and nothing else in it.
                 // A pending deadline cause that gives way is dropped after the walk (N6).
-                let replaced = std::mem::replace(&mut e.cause, cause);
-                after.garbage.extend(replaced.map(Garbage::Cause));
-                let wakers = std::mem::take(&mut e.wakers);
-                after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
-                after.regs.append(&mut e.regs);
+                if let Some(replaced) = std::mem::replace(&mut e.cause, cause) {
+                    after.garbage.push(Garbage::Cause(replaced));
+                }
+                if !e.wakers.is_empty() {
+                    let wakers = std::mem::take(&mut e.wakers);
+                    after.wakers.extend(wakers.into_iter().map(|(_, w)| w));
+                }
+                if !e.regs.is_empty() {
+                    after.regs.append(&mut e.regs);
+                }
                 // Dropped after the walk, with no lock held (N6).
-                after.unpinned.extend(e.pin.take());
+                if let Some(pin) = e.pin.take() {
+                    after.unpinned.push(pin);
+                }
                 if let (Some(_), Reached::From(root)) = (&e.merge, reached) {
                     // A merge has two parents: it keeps which walk reached it (N10).
                     e.reached_from = Some(Arc::downgrade(root));
