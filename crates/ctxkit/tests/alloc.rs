@@ -119,7 +119,7 @@ fn a_live_chain_allocates_once_a_level() {
 
 /// A parent of a few children at a time (a request's calls in flight) keeps the ones beyond
 /// the first in one box, made with the second: a parent and five children, then its cancel,
-/// make seven allocations.
+/// make seven allocations (eight with the vector the test keeps the children in).
 #[test]
 fn a_parent_of_a_few_children_keeps_them_in_one_box() {
     const CHILDREN: usize = 5;
