@@ -19,6 +19,8 @@ const FIRST: u32 = u32::MAX - 1;
 /// How many children beyond the first are kept in the box itself (slots `0..NEAR`); the
 /// vector's entries are slots `NEAR..`.
 const NEAR: usize = 4;
+/// [`Spill::near_free`] with every slot free.
+const ALL_NEAR: u8 = (1 << NEAR) - 1;
 
 /// The children of one node and its `side` state. `T` is `Weak<Node>` and `X` the node's
 /// `Extra` in the tree.
@@ -31,6 +33,8 @@ pub(super) struct Children<T, X> {
 /// What is kept out of line: the children beyond the first, and the side state.
 struct Spill<T, X> {
     near: [Option<T>; NEAR],
+    /// Bit `i` is set exactly when `near[i]` is free.
+    near_free: u8,
     /// Slot `NEAR + i` is `rest[i]`.
     rest: Vec<Option<T>>,
     /// The free slots of `rest`, as indices into it.
@@ -52,6 +56,7 @@ impl<T, X: Default> Children<T, X> {
         self.spill.get_or_insert_with(|| {
             Box::new(Spill {
                 near: Default::default(),
+                near_free: ALL_NEAR,
                 rest: Vec::new(),
                 free: Vec::new(),
                 side: X::default(),
@@ -77,6 +82,7 @@ impl<T, X: Default> Children<T, X> {
     fn spill_with(side: impl FnOnce() -> X) -> Box<Spill<T, X>> {
         Box::new(Spill {
             near: Default::default(),
+            near_free: ALL_NEAR,
             rest: Vec::new(),
             free: Vec::new(),
             side: side(),
@@ -96,9 +102,11 @@ impl<T, X: Default> Children<T, X> {
             return FIRST;
         }
         let spill = self.spill();
-        if let Some(i) = spill.near.iter().position(Option::is_none) {
-            spill.near[i] = Some(child);
-            return i as u32;
+        if spill.near_free != 0 {
+            let i = spill.near_free.trailing_zeros();
+            spill.near_free &= spill.near_free - 1;
+            spill.near[i as usize] = Some(child);
+            return i;
         }
         let i = match spill.free.pop() {
             Some(i) => {
@@ -131,6 +139,7 @@ impl<T, X> Children<T, X> {
         }
         let spill = self.spill.as_mut()?;
         let Some(i) = (slot as usize).checked_sub(NEAR) else {
+            spill.near_free |= 1 << slot;
             return spill.near[slot as usize].take();
         };
         let child = spill.rest[i].take();
@@ -167,6 +176,7 @@ impl<T, X> Children<T, X> {
         let mut taken: Vec<T> = self.first.take().into_iter().collect();
         if let Some(spill) = self.spill.as_mut() {
             taken.extend(spill.near.iter_mut().filter_map(Option::take));
+            spill.near_free = ALL_NEAR;
             taken.extend(std::mem::take(&mut spill.rest).into_iter().flatten());
             spill.free.clear();
         }
@@ -201,8 +211,9 @@ mod tests {
     proptest! {
         /// Whatever the mix of inserts and removals, each child is found in the slot it was
         /// given, slots of live children are distinct, `take` gives back exactly the live
-        /// ones, and the side state, kept in the same box as the children beyond the first,
-        /// is never lost or reset by them.
+        /// ones, the box's slots marked free are exactly its empty ones, and the side state,
+        /// kept in the same box as the children beyond the first, is never lost or reset by
+        /// them.
         #[test]
         fn slots_name_their_children(ops in proptest::collection::vec(op(), 0..300)) {
             let mut children = Children::<_, u32>::default();
@@ -233,6 +244,11 @@ mod tests {
                     Op::Side => {
                         *children.side_or_default() += 1;
                         sides += 1;
+                    }
+                }
+                if let Some(spill) = &children.spill {
+                    for i in 0..NEAR {
+                        prop_assert_eq!(spill.near_free & (1 << i) != 0, spill.near[i].is_none());
                     }
                 }
                 // Made as `X::default()` with the second child if not before.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ctxkit::{Context, Error, ManualClock};
 
-use crate::common::{oops, sentinel, within, Oops, Tenant, HOUR, USER};
+use crate::common::{env_or, oops, sentinel, within, Oops, Tenant, HOUR, USER};
 
 // ---------------------------------------------------------------------------------------
 // S3: err
@@ -201,12 +201,13 @@ fn cancel_of_a_three_level_chain_returns_with_every_level_done() {
 /// Found by the loom model `merge_with_both_parents_cancelling_at_once`.
 #[test]
 fn second_parent_cancel_waits_for_the_merge_subtree() {
-    within("merge under two cancelling parents", || {
+    let fan = merge_fan();
+    within("merge under two cancelling parents", move || {
         for round in 0..20 {
             let (a, ha) = Context::background().with_cancel();
             let (b, hb) = Context::background().with_cancel();
             let (m, _hm) = a.merge(&b);
-            let kids: Vec<_> = (0..20_000).map(|_| m.with_cancel()).collect();
+            let kids: Vec<_> = (0..fan).map(|_| m.with_cancel()).collect();
             let t = thread::spawn(move || ha.cancel());
             while !m.is_done() {
                 std::hint::spin_loop();
@@ -220,6 +221,13 @@ fn second_parent_cancel_waits_for_the_merge_subtree() {
             );
         }
     });
+}
+
+/// The children of the merge above: 20,000, so that `a`'s walk is still under way when `b`'s
+/// cancel comes; fewer (down to 2,000) when `CTXKIT_TEST_SCALE` makes the big trees smaller,
+/// as under valgrind, where everything runs tens of times slower.
+fn merge_fan() -> usize {
+    (env_or("CTXKIT_TEST_SCALE", 1_000_000) as usize / 50).clamp(2_000, 20_000)
 }
 
 // API S4, S7, S8, S26. A context whose children have all been dropped (a request's context
