@@ -53,15 +53,8 @@ impl<T, X> Default for Children<T, X> {
 
 impl<T, X: Default> Children<T, X> {
     fn spill(&mut self) -> &mut Spill<T, X> {
-        self.spill.get_or_insert_with(|| {
-            Box::new(Spill {
-                near: Default::default(),
-                near_free: ALL_NEAR,
-                rest: Vec::new(),
-                free: Vec::new(),
-                side: X::default(),
-            })
-        })
+        self.spill
+            .get_or_insert_with(|| Self::spill_with(X::default))
     }
 
     /// An empty list, with its side state made already by `side` if `made`.
@@ -77,6 +70,8 @@ impl<T, X: Default> Children<T, X> {
         }
     }
 
+    /// The box, with no child in it yet and `side()` as its side state: made at most once
+    /// a node, out of line, so that the pointer comes back in a register.
     #[cold]
     #[inline(never)]
     fn spill_with(side: impl FnOnce() -> X) -> Box<Spill<T, X>> {
