@@ -27,8 +27,8 @@
 //!   as 16 calls in flight are.
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
-//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`, `tu_tree1`, `tu_few`, `tu_tree1c`,
-//! `tu_wide`, and the chains `tu_open` and `tu_closed`.
+//! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`,
+//! `tu_tree1`, `tu_few`, `tu_tree1c`, `tu_wide`, and the chains `tu_open` and `tu_closed`.
 
 use std::hint::black_box;
 use std::time::Duration;
