@@ -163,7 +163,7 @@ pub(super) fn extra_mut(inner: &mut Inner) -> Option<&mut Extra> {
 }
 
 impl Node {
-    // Inlined, so that `build` makes the node in its allocation (see `Arc::new_cyclic` there).
+    // Inlined into `build`: the fields go straight to the stack slots `Arc::new` copies from.
     #[inline(always)]
     fn new(
         kind: Kind,
@@ -279,10 +279,12 @@ impl Node {
                 slot: AtomicU32::new(UNLINKED),
             })
         });
-        // `new_cyclic` allocates first and builds the node in its place. `Arc::new` builds it
-        // on the stack and copies it over once allocated, which costs more than the one
-        // atomic increment `new_cyclic` adds (BENCHMARKS.md, "a node built in place").
-        let node = Arc::new_cyclic(|_| {
+        // `Arc::new` builds the node on the stack and copies it over once allocated. The
+        // allocator's call lies between the stores and the loads of that copy, so they never
+        // wait on each other; `Arc::new_cyclic`, which builds in place, costs 60 to 140
+        // instructions and one atomic increment more per node (BENCHMARKS.md, "a node
+        // copied into its allocation").
+        let node = Arc::new({
             let mut node = Node::new(kind, deadline, parent, merge.clone(), deadline_cause, birth);
             if let Some(err) = born_done {
                 node.state = State::born_done(err);
