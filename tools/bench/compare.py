@@ -118,6 +118,9 @@ def evaluate(out, criterion_dir, size):
             k = f"CancelTree/depth={depth}/Root={r}"
             tgt = ("x", 6) if (depth, r) == (1000, "Background") else ("tk",)
             rows.append((k, k, k, "tokio_util/" + k, "ns", tgt))
+    rows.append(("floor: CancelTree/depth=1000/Root=Background, a chain of reference-counted "
+                 "levels, no context", None, "floor/CancelTree/depth=1000/Root=Background",
+                 None, "ns", None))
     for depth in (10, 1000):
         k = f"depth={depth}/Root=OpenCanceler"
         rows.append((f"CancelTree/{k}, every level's handle kept", None,
@@ -194,9 +197,12 @@ def evaluate(out, criterion_dir, size):
     # Rows whose floor is measured: the same work without ctxkit, on the same runtime and
     # machine. A missed target whose floor misses it too cannot be met here. For
     # CommonParentCancel the floor is that of any design in which a child counts a reference
-    # on the parent both threads share: the spin and two read-modify-writes of one line.
+    # on the parent both threads share: the spin and two read-modify-writes of one line. For
+    # the chain under Background, that of any tree freed by reference counts (go_parity.rs,
+    # `floor_chain`).
     floors = {
         "CommonParentCancel": "floor/CommonParentCancel/two_rmw",
+        "CancelTree/depth=1000/Root=Background": "floor/CancelTree/depth=1000/Root=Background",
         f"fanout_wake/tasks={M}": f"floor/fanout_wake/tasks={M}",
         f"timer_lateness/n={K10}/p99": f"floor/timer_lateness/n={K10}/p99",
         f"timers/n={M}/create": f"floor/timers/n={M}/create",

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -315,6 +315,40 @@ fn cancel_tree(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The floor of Root=Background: the least any tree with Go's semantics does per level
+    // when reference counts, not a collector, free it. No context work at all.
+    c.bench_function("floor/CancelTree/depth=1000/Root=Background", |b| {
+        b.iter(|| floor_chain(1000))
+    });
+}
+
+/// One level of the floor's chain.
+struct FloorLevel {
+    /// A level keeps its ancestors (their values, their deadlines).
+    _parent: Option<Arc<FloorLevel>>,
+    /// A cancellation reaches a level's child; the child goes when its last owner does.
+    child: Mutex<Option<Weak<FloorLevel>>>,
+}
+
+/// Per level: one allocation, freed with the chain; the parent's reference count up (and
+/// down, with the chain); the child put in the parent under its lock, weakly; and the
+/// second owner `WithCancel` hands back (Go's cancel function), dropped at once as the
+/// benchmark drops it. Each count goes up and down once, as the context's do.
+fn floor_chain(depth: usize) -> Arc<FloorLevel> {
+    let mut leaf: Option<Arc<FloorLevel>> = None;
+    for _ in 0..depth {
+        let level = Arc::new(FloorLevel {
+            _parent: leaf.clone(),
+            child: Mutex::new(None),
+        });
+        if let Some(parent) = &leaf {
+            *parent.child.lock().unwrap() = Some(Arc::downgrade(&level));
+        }
+        drop(black_box(Arc::clone(&level)));
+        leaf = Some(level);
+    }
+    leaf.expect("a chain of one level or more")
 }
 
 // ---------------------------------------------------------------------------------------
