@@ -98,6 +98,8 @@ def evaluate(out, criterion_dir, size):
         ("CheckCanceled/Done", "CheckCanceled/Done", "CheckCanceled/Done", None, "ns", ("le", 1.0)),
         ("ContextCancelDone", "ContextCancelDone", "ContextCancelDone",
          "tokio_util/ContextCancelDone", "ns", ("le", 1.0)),
+        ("floor: a done check, one load behind a pointer, no context", None,
+         "floor/CheckCanceled/one_load", None, "ns", None),
         ("CommonParentCancel", "CommonParentCancel", "CommonParentCancel",
          "tokio_util/CommonParentCancel", "ns", ("x", 4)),
         ("CommonParentCancel: its spin alone", "CommonParentCancelSpinOnly",
@@ -201,6 +203,8 @@ def evaluate(out, criterion_dir, size):
     # the chain under Background, that of any tree freed by reference counts (go_parity.rs,
     # `floor_chain`).
     floors = {
+        "CheckCanceled/Err": "floor/CheckCanceled/one_load",
+        "CheckCanceled/Done": "floor/CheckCanceled/one_load",
         "CommonParentCancel": "floor/CommonParentCancel/two_rmw",
         "CancelTree/depth=1000/Root=Background": "floor/CancelTree/depth=1000/Root=Background",
         f"fanout_wake/tasks={M}": f"floor/fanout_wake/tasks={M}",

@@ -31,12 +31,16 @@ fn origin_bits(began: Option<OriginKind>) -> u8 {
     began.map_or(0, |kind| kind.bits() << ORIGIN_SHIFT)
 }
 
+/// The err a state tells: a table, read with one load, where a `match` compiles to six
+/// instructions on the done checks' path (`encode` never makes `0b11`).
 fn decode(state: u8) -> Option<Error> {
-    match state & ERR_BITS {
-        LIVE => None,
-        1 => Some(Error::Canceled),
-        _ => Some(Error::DeadlineExceeded),
-    }
+    const ERRS: [Option<Error>; 4] = [
+        None, // LIVE
+        Some(Error::Canceled),
+        Some(Error::DeadlineExceeded),
+        Some(Error::DeadlineExceeded),
+    ];
+    ERRS[usize::from(state & ERR_BITS)]
 }
 
 /// Whether a node made done still has a walk under way below it (N1b).
