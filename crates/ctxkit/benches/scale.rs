@@ -361,6 +361,47 @@ fn wide_tokio_util(n: usize) {
     line(&format!("{name}/drop"), per(dropped, n), "ns/child");
 }
 
+/// A parent of the floor of `wide/create`: its children, weakly, under its lock.
+struct FloorParent {
+    children: Mutex<Vec<std::sync::Weak<FloorChild>>>,
+}
+
+/// A child of the floor of `wide/create`: a reference to its parent, nothing else.
+struct FloorChild {
+    _parent: Arc<FloorParent>,
+}
+
+/// The floor of `wide/create` with Go's API, with no context at all. Per child: one
+/// allocation holding a strong reference to the parent (a child keeps its ancestors); a
+/// weak reference to it pushed onto the parent's list under the parent's lock (a
+/// cancellation reaches it, and it goes when its last owner does); and the second owner
+/// `with_cancel` hands back (Go's cancel function), dropped at once as `wide` drops it. Run
+/// right after `wide_tokio_util`, on the memory that part freed.
+fn wide_floor(n: usize) {
+    let parent = Arc::new(FloorParent {
+        children: Mutex::new(Vec::new()),
+    });
+    let t = Instant::now();
+    let mut kids: Vec<Arc<FloorChild>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let child = Arc::new(FloorChild {
+            _parent: Arc::clone(&parent),
+        });
+        let weak = Arc::downgrade(&child);
+        parent.children.lock().unwrap().push(weak);
+        drop(std::hint::black_box(Arc::clone(&child)));
+        kids.push(child);
+    }
+    let create = t.elapsed();
+    std::hint::black_box(&kids);
+    drop(kids);
+    line(
+        &format!("floor/wide/n={n}/create"),
+        per(create, n),
+        "ns/child",
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 3) deep: a chain of n contexts; create, then cancel the root
 // ---------------------------------------------------------------------------------------
@@ -704,6 +745,7 @@ fn main() {
     if run("wide") {
         wide(1_000_000 / div);
         wide_tokio_util(1_000_000 / div);
+        wide_floor(1_000_000 / div);
     }
     if run("deep") {
         deep(1_000_000 / div);
