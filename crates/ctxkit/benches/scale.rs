@@ -19,7 +19,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -363,7 +363,7 @@ fn wide_tokio_util(n: usize) {
 
 /// A parent of the floor of `wide/create`: its children, weakly, under its lock.
 struct FloorParent {
-    children: Mutex<Vec<std::sync::Weak<FloorChild>>>,
+    children: Mutex<Vec<Weak<FloorChild>>>,
 }
 
 /// A child of the floor of `wide/create`: a reference to its parent, nothing else.
