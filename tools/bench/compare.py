@@ -166,6 +166,9 @@ def evaluate(out, criterion_dir, size):
         (f"deep {M}: allocations/level", f"deep/n={M}/allocs", "", None),
         (f"deep {M}: cancel (ns/level)", f"deep/n={M}/cancel", "ns", ("x", 5)),
         (f"deep {M}: drop (ns/level; Go: GC)", f"deep/n={M}/drop", "ns", None),
+        (f"floor: deep {M}, create: a level holding its parent, held weakly under the "
+         "parent's lock, and a second owner dropped, no context",
+         f"floor/deep/n={M}/create", "ns", None),
         (f"{M} timers: create (ns)", f"timers/n={M}/create", "ns", ("x", 4)),
         (f"{M} timers: bytes each", f"timers/n={M}/bytes", "B", ("le", 128)),
         (f"{M} timers: allocations each", f"timers/n={M}/allocs", "", None),
@@ -203,8 +206,8 @@ def evaluate(out, criterion_dir, size):
     # machine. A missed target whose floor misses it too cannot be met here. For
     # CommonParentCancel the floor is that of any design in which a child counts a reference
     # on the parent both threads share: the spin and two read-modify-writes of one line. For
-    # the chain under Background, that of any tree freed by reference counts (go_parity.rs,
-    # `floor_chain`).
+    # the chains (under Background, and the deep million), that of any tree freed by
+    # reference counts (go_parity.rs, `floor_chain`; scale.rs, `deep_floor`).
     floors = {
         "CheckCanceled/Err": "floor/CheckCanceled/one_load",
         "CheckCanceled/Done": "floor/CheckCanceled/one_load",
@@ -214,6 +217,7 @@ def evaluate(out, criterion_dir, size):
         f"timer_lateness/n={K10}/p99": f"floor/timer_lateness/n={K10}/p99",
         f"timers/n={M}/create": f"floor/timers/n={M}/create",
         f"wide/n={M}/create": f"floor/wide/n={M}/create",
+        f"deep/n={M}/create": f"floor/deep/n={M}/create",
     }
     evaluated = []
     for name, gk, ck, tk, unit, tgt in rows:

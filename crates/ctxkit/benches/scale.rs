@@ -438,6 +438,48 @@ fn deep(n: usize) {
     line(&format!("deep/n={n}/drop"), per(dropped, n), "ns/level");
 }
 
+/// A level of the floor of `deep/create`: its parent, and its one child held weakly under a
+/// lock.
+struct FloorLevel {
+    parent: Option<Arc<FloorLevel>>,
+    child: Mutex<Option<Weak<FloorLevel>>>,
+}
+
+/// The floor of `deep/create` with Go's API, with no context at all. Per level: one
+/// allocation holding a strong reference to the level above (a level keeps its ancestors);
+/// a weak reference to it put into the level above under that level's lock (a cancellation
+/// reaches it, and it goes when its last owner does); the second owner `with_cancel` hands
+/// back (Go's cancel function), dropped at once as `deep` drops it; and the reference to the
+/// level above, dropped as `deep` drops the context it derived from. Run right after `deep`.
+fn deep_floor(n: usize) {
+    let level = |parent| FloorLevel {
+        parent,
+        child: Mutex::new(None),
+    };
+    let root = Arc::new(level(None));
+    let t = Instant::now();
+    let mut c = Arc::clone(&root);
+    for _ in 0..n {
+        let next = Arc::new(level(Some(Arc::clone(&c))));
+        *c.child.lock().unwrap() = Some(Arc::downgrade(&next));
+        drop(std::hint::black_box(Arc::clone(&next)));
+        c = next;
+    }
+    let create = t.elapsed();
+    drop(root);
+    // One level at a time from the bottom: a recursive drop of a million levels would
+    // overflow the stack.
+    let mut bottom = Some(c);
+    while let Some(Ok(level)) = bottom.map(Arc::try_unwrap) {
+        bottom = level.parent;
+    }
+    line(
+        &format!("floor/deep/n={n}/create"),
+        per(create, n),
+        "ns/level",
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 4) n live with_timeout(1h); create, then cancel each
 // ---------------------------------------------------------------------------------------
@@ -749,6 +791,7 @@ fn main() {
     }
     if run("deep") {
         deep(1_000_000 / div);
+        deep_floor(1_000_000 / div);
     }
     if run("timers") {
         timers(1_000_000 / div);
