@@ -531,6 +531,37 @@ fn timers_floor(n: usize) {
     line(&format!("floor/timers/n={n}/create"), per(create, n), "ns");
 }
 
+/// The floor of `timers/create` with Go's API, with no context at all: `timers_floor`'s work
+/// plus the references any context of the API needs, as in `wide_floor` and `deep_floor`.
+/// Per timer: one clock read; one allocation of 32 bytes; a weak reference to it pushed with
+/// its deadline onto the queue's array under the queue's lock (the queue must not keep a
+/// dropped context alive until its deadline); and the second owner `with_timeout` hands
+/// back (Go's cancel function), kept, while the first is dropped, as `timers` does. Run right
+/// after `timers_floor`.
+fn timers_floor_api(n: usize) {
+    let epoch = Instant::now();
+    let queue: Mutex<Vec<(u64, Weak<[u64; 4]>)>> = Mutex::new(Vec::new());
+    let t = Instant::now();
+    let handles: Vec<Arc<[u64; 4]>> = (0..n)
+        .map(|_| {
+            let at = (Instant::now() - epoch + Duration::from_secs(3600)).as_nanos() as u64;
+            let context = Arc::new([at, 0, 0, 0]);
+            queue.lock().unwrap().push((at, Arc::downgrade(&context)));
+            let handle = Arc::clone(&context);
+            drop(std::hint::black_box(context));
+            handle
+        })
+        .collect();
+    let create = t.elapsed();
+    std::hint::black_box((&handles, &queue));
+    drop((handles, queue));
+    line(
+        &format!("floor/timers/n={n}/create_api"),
+        per(create, n),
+        "ns",
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 5) timer lateness: n contexts with a 50 ms timeout, each awaited by a task
 // ---------------------------------------------------------------------------------------
@@ -796,6 +827,7 @@ fn main() {
     if run("timers") {
         timers(1_000_000 / div);
         timers_floor(1_000_000 / div);
+        timers_floor_api(1_000_000 / div);
     }
     if run("lateness") {
         timer_lateness(10_000 / div);

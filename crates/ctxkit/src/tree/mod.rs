@@ -116,9 +116,17 @@
 //!   values it shares with its parent: making, cloning and dropping it changes one reference
 //!   count, not two, and a layer shared by the children of many threads is written half as
 //!   often. A pair held as a parent (by a node, a merge or a layer) is made by
-//!   [`Pair::as_parent`] and holds its layer itself whenever there is one, so finding a
-//!   context's layer takes at most one step and never walks nodes. A layer whose last
-//!   reference a node's parent held is dropped when the node is (`release.rs`).
+//!   [`Pair::as_parent`] and holds its layer itself whenever there is one, except when it is
+//!   the context of a node whose own parent holds that layer: then it holds the node alone,
+//!   like the context itself, and the layer is found one step further up. So the children
+//!   of a context that shares its parent's values (each call's `with_timeout` under a
+//!   request's `with_cancel`, the children many threads make under one parent) count no
+//!   reference on the layer, which is not written when they come and go; finding a
+//!   context's layer takes at most two steps and never walks further. The two steps: a pair
+//!   `(node, None)` looks at the node's parent; if that is `(up, None)` too, either it was
+//!   made by the exception above, and `up`'s parent holds the layer, or there are no values
+//!   above at all, and `up`'s parent holds none. A layer whose last reference a node's
+//!   parent held is dropped when the node is (`release.rs`).
 //! - **N13 (folded levels)**: a child made under the own context of a `with_cancel` level
 //!   that is done with no origin of its own (made done from its parent, which is done) and
 //!   whose deadline never moved takes that level's parent as its parent, and is born done
@@ -194,19 +202,37 @@ impl Pair {
     pub(crate) fn nearest_layer(&self) -> Option<&Arc<Layer>> {
         match (&self.layer, &self.node) {
             (Some(layer), _) => Some(layer),
-            // One step: a node's parent holds its layer itself (N12).
-            (None, Some(node)) => node.parent().layer.as_ref(),
+            // At most two steps up (N12).
+            (None, Some(node)) => match node.parent() {
+                Pair {
+                    layer: Some(layer), ..
+                } => Some(layer),
+                Pair {
+                    node: Some(up),
+                    layer: None,
+                } => up.parent().layer.as_ref(),
+                Pair {
+                    node: None,
+                    layer: None,
+                } => None,
+            },
             (None, None) => None,
         }
     }
 
     /// This context as a node or layer derived from it holds it: with its layer set
-    /// whenever it has one (N12). As many reference counts as `clone`.
+    /// whenever it has one, unless its node's parent holds that layer itself (N12). As many
+    /// reference counts as `clone`.
     #[inline]
     pub(crate) fn as_parent(&self) -> Pair {
+        let layer = match (&self.layer, &self.node) {
+            // The node's parent holds the layer: one step from here, two from a child.
+            (None, Some(node)) if node.parent().layer.is_some() => None,
+            _ => self.nearest_layer().cloned(),
+        };
         Pair {
             node: self.node.clone(),
-            layer: self.nearest_layer().cloned(),
+            layer,
         }
     }
 
@@ -240,7 +266,8 @@ mod tests {
     }
 
     /// N12: the contexts of new nodes hold no reference to their values' layer; the node's
-    /// parent holds it, once per node, and every lookup finds it in one step.
+    /// parent holds it, once per node, or, when that parent is itself the context of a node
+    /// whose parent holds it, not at all: every lookup finds it in at most two steps.
     #[test]
     fn a_nodes_context_shares_its_parents_layer() {
         let values = Context::background().with_value(&K, 7);
@@ -250,11 +277,29 @@ mod tests {
 
         let (child, handle) = values.with_cancel();
         assert_eq!(counted(1), alone, "the node's parent holds the layer, once");
+        assert!(Arc::ptr_eq(
+            node(&child).parent().layer.as_ref().unwrap(),
+            &layer
+        ));
         let clones: Vec<Context> = (0..3).map(|_| child.clone()).collect();
         assert_eq!(counted(1), alone, "clones hold the node only");
 
+        // `child`'s node's parent holds the layer: `timed`'s node holds `child`'s node alone.
         let (timed, timed_handle) = child.with_timeout(Duration::from_secs(3600));
+        assert_eq!(
+            counted(1),
+            alone,
+            "a child of `child` counts no reference on it"
+        );
+        assert!(node(&timed).parent().layer.is_none());
+        assert!(Arc::ptr_eq(parent_node(&timed), node(&child)));
+        // `timed`'s node's parent holds no layer: `detached`'s node's parent holds it again.
         let detached = timed.without_cancel();
+        assert_eq!(counted(1), alone + 1);
+        assert!(Arc::ptr_eq(
+            node(&detached).parent().layer.as_ref().unwrap(),
+            &layer
+        ));
         let named = detached.named_child("call");
         let (merged, merged_handle) = detached.merge(&Context::background());
         for ctx in [&child, &timed, &detached, &merged] {
@@ -263,15 +308,17 @@ mod tests {
                 "{ctx}: holds no layer of its own"
             );
             assert!(
-                Arc::ptr_eq(node(ctx).parent().layer.as_ref().unwrap(), &layer),
-                "{ctx}: its node's parent holds the layer itself"
+                Arc::ptr_eq(ctx.pair().nearest_layer().unwrap(), &layer),
+                "{ctx}: finds the layer"
             );
             assert_eq!(ctx.value(&K), Some(&7));
         }
         assert_eq!((named.value(&K), named.name()), (Some(&7), Some("call")));
-        assert_eq!(
-            timed.to_string().split('(').next(),
-            Some("context.Background.WithValue"),
+        let shown = timed.to_string();
+        assert!(
+            shown.starts_with("context.Background.WithValue(")
+                && shown.contains(").WithCancel.WithDeadline(["),
+            "{shown}"
         );
         assert!(merged
             .to_string()
@@ -284,6 +331,25 @@ mod tests {
             alone,
             "all of them gone, the layer is back to its own count"
         );
+    }
+
+    /// N12, with no values anywhere: a chain of nodes under `background()` finds none, and a
+    /// chain under a value finds it from every level, whichever of its pairs hold the layer.
+    #[test]
+    fn every_level_of_a_chain_finds_its_values_in_two_steps_at_most() {
+        let mut plain = Context::background();
+        let mut valued = Context::background().with_value(&K, 3);
+        for depth in 0..6 {
+            plain = plain.with_cancel().0;
+            valued = if depth % 3 == 2 {
+                valued.without_cancel()
+            } else {
+                valued.with_timeout(Duration::from_secs(3600)).0
+            };
+            assert!(plain.pair().nearest_layer().is_none());
+            assert_eq!(plain.value(&K), None);
+            assert_eq!(valued.value(&K), Some(&3), "at depth {depth}");
+        }
     }
 
     /// N13: levels born done under a cancelled context fold into the level below them, which

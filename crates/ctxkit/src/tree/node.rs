@@ -504,7 +504,7 @@ fn fold(parent: &Pair) -> Option<(Pair, u32)> {
         return None;
     }
     // The level's own context, no values on top: its layer is the level's parent's (N12).
-    let own_context = match (parent.nearest_layer(), &level.parent.layer) {
+    let own_context = match (parent.nearest_layer(), level.parent.nearest_layer()) {
         (None, None) => true,
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         _ => false,
