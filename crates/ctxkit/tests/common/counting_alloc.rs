@@ -27,7 +27,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 /// The counting allocator: forwards every call to `System` and counts it.
 pub struct Counting;
@@ -39,13 +39,13 @@ const SHARED: usize = SLOTS - 1;
 /// One thread's counts, on a cache line of its own so that threads do not share lines.
 #[repr(align(128))]
 struct Slot {
-    allocs: AtomicU64,
+    allocs: AtomicI64,
     bytes: AtomicI64,
 }
 
 static COUNTS: [Slot; SLOTS] = [const {
     Slot {
-        allocs: AtomicU64::new(0),
+        allocs: AtomicI64::new(0),
         bytes: AtomicI64::new(0),
     }
 }; SLOTS];
@@ -68,7 +68,7 @@ pub fn total_allocs() -> u64 {
     COUNTS
         .iter()
         .map(|s| s.allocs.load(Ordering::Relaxed))
-        .sum()
+        .sum::<i64>() as u64
 }
 
 /// Bytes currently allocated by every thread of the process (allocated minus freed since
@@ -94,23 +94,20 @@ fn slot() -> usize {
 }
 
 /// Adds `allocs` allocations and `bytes` bytes to the calling thread's counts.
-fn count(allocs: u64, bytes: i64) {
+fn count(allocs: i64, bytes: i64) {
     let i = slot();
-    let slot = &COUNTS[i];
-    if i == SHARED {
-        slot.allocs.fetch_add(allocs, Ordering::Relaxed);
-        slot.bytes.fetch_add(bytes, Ordering::Relaxed);
-    } else {
-        // The slot's only writer: a load and a store are exact.
-        let add = |a: &AtomicU64| a.store(a.load(Ordering::Relaxed) + allocs, Ordering::Relaxed);
-        add(&slot.allocs);
-        slot.bytes.store(
-            slot.bytes.load(Ordering::Relaxed) + bytes,
-            Ordering::Relaxed,
-        );
-    }
+    let add = |counter: &AtomicI64, n: i64| {
+        if i == SHARED {
+            counter.fetch_add(n, Ordering::Relaxed);
+        } else {
+            // The slot's only writer: a load and a store are exact.
+            counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
+    };
+    add(&COUNTS[i].allocs, allocs);
+    add(&COUNTS[i].bytes, bytes);
     if allocs != 0 {
-        let _ = THREAD_ALLOCS.try_with(|c| c.set(c.get() + allocs));
+        let _ = THREAD_ALLOCS.try_with(|c| c.set(c.get() + allocs as u64));
     }
 }
 
