@@ -110,6 +110,8 @@ def evaluate(out, criterion_dir, size):
          "floor/CommonParentCancel/two_rmw", None, "ns", None),
         ("floor: the spin + 2 lock/unlock of one shared mutex, no context", None,
          "floor/CommonParentCancel/two_locks", None, "ns", None),
+        ("floor: the spin + 2 RMWs of one shared line + a child in a list per thread", None,
+         "floor/CommonParentCancel/lanes", None, "ns", None),
     ]
     for w in (40, 4000, 400000):
         rows.append((f"WithTimeout/concurrency={w}", f"WithTimeout/concurrency={w}",
@@ -208,13 +210,15 @@ def evaluate(out, criterion_dir, size):
     # Rows whose floor is measured: the same work without ctxkit, on the same runtime and
     # machine. A missed target whose floor misses it too cannot be met here. For
     # CommonParentCancel the floor is that of any design in which a child counts a reference
-    # on the parent both threads share: the spin and two read-modify-writes of one line. For
+    # on the parent both threads share and is registered where the parent's cancellation
+    # finds it: the spin, two read-modify-writes of one line, and a small child allocated and
+    # put into a list of the calling thread's own (go_parity.rs, `lanes_floor`). For
     # the chains (under Background, and the deep million), that of any tree freed by
     # reference counts (go_parity.rs, `floor_chain`; scale.rs, `deep_floor`).
     floors = {
         "CheckCanceled/Err": "floor/CheckCanceled/one_load",
         "CheckCanceled/Done": "floor/CheckCanceled/one_load",
-        "CommonParentCancel": "floor/CommonParentCancel/two_rmw",
+        "CommonParentCancel": "floor/CommonParentCancel/lanes",
         "CancelTree/depth=1000/Root=Background": "floor/CancelTree/depth=1000/Root=Background",
         f"fanout_wake/tasks={M}": f"floor/fanout_wake/tasks={M}",
         f"timer_lateness/n={K10}/p99": f"floor/timer_lateness/n={K10}/p99",

@@ -141,6 +141,8 @@ fn common_parent_cancel(c: &mut Criterion) {
         })
     });
 
+    lanes_floor(c);
+
     // tokio-util has no values: the same op without the lookup.
     let shared = CancellationToken::new();
     c.bench_function("tokio_util/CommonParentCancel", |b| {
@@ -156,6 +158,57 @@ fn common_parent_cancel(c: &mut Criterion) {
         })
     });
     shared.cancel();
+}
+
+/// The floor of `CommonParentCancel` for a parent with one child list per thread, with no
+/// context: what any design has to do when a child holds its parent by a reference count (as
+/// every context of a Rust library without a collector does) and registers where the
+/// parent's cancellation finds it, with the shared lock of the parent's list taken out. Per
+/// op: the parent's count up (the child holds its parent), one load of the parent's state
+/// (a child of a done parent is born done), a child of 32 bytes allocated (a state and
+/// links, less than any context's node), a weak reference to it put into the calling
+/// thread's own list under that list's lock (its line is the thread's alone: the lists are
+/// a cache line apart) and taken out again when it is cancelled, the child freed and the
+/// parent's count down. No value lookup.
+fn lanes_floor(c: &mut Criterion) {
+    #[repr(align(128))]
+    struct Lane(Mutex<Vec<Option<Weak<[u64; 4]>>>>);
+    struct Parent {
+        done: std::sync::atomic::AtomicBool,
+        lanes: [Lane; THREADS],
+    }
+    static NEXT_LANE: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static LANE: usize = NEXT_LANE.fetch_add(1, Ordering::Relaxed) % THREADS;
+    }
+    let parent = Arc::new(Parent {
+        done: std::sync::atomic::AtomicBool::new(false),
+        lanes: std::array::from_fn(|_| Lane(Mutex::new(Vec::new()))),
+    });
+    c.bench_function("floor/CommonParentCancel/lanes", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                let lane = LANE.with(|l| *l);
+                for _ in 0..n {
+                    let held = Arc::clone(&parent);
+                    if held.done.load(Ordering::Acquire) {
+                        panic!("should not be reached");
+                    }
+                    let child = Arc::new([0u64; 4]);
+                    let list = &held.lanes[lane].0;
+                    let slot = {
+                        let mut list = list.lock().unwrap();
+                        list.push(Some(Arc::downgrade(&child)));
+                        list.len() - 1
+                    };
+                    spin();
+                    let weak = list.lock().unwrap().swap_remove(slot);
+                    drop((weak, child, held));
+                    spin();
+                }
+            })
+        })
+    });
 }
 
 // ---------------------------------------------------------------------------------------
