@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static LANES_MADE: AtomicUsize = AtomicUsize::new(0);
 
 /// Live nodes per creation site, keyed by the site's address (a `Location` is a static).
 type Sites = HashMap<usize, (&'static Location<'static>, usize)>;
@@ -78,4 +79,16 @@ pub fn live_by_site() -> Vec<(&'static Location<'static>, usize)> {
             .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
     });
     list
+}
+
+pub(crate) fn lanes_made() {
+    LANES_MADE.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many contexts were given child lists of their own per core since the process
+/// started: a context many threads derive children from at once gets them, so that those
+/// threads no longer take one lock to link and unlink their children. A test of such a
+/// shape can check that it covers them.
+pub fn contexts_with_lanes() -> usize {
+    LANES_MADE.load(Ordering::Relaxed)
 }

@@ -24,6 +24,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`lock`], and whether the lock was taken by another thread when this one came (the
+/// signal that gives a contended node lanes, `tree/lanes.rs`). Under loom, always `false`:
+/// loom's `try_lock` leaves its model in a state that fails later locks of the same mutex
+/// (tokio-rs/loom issue 376), and under loom every link counts as contended anyway.
+#[inline]
+pub(crate) fn lock_noting_contention<T>(m: &Mutex<T>) -> (MutexGuard<'_, T>, bool) {
+    #[cfg(not(loom))]
+    if let Ok(guard) = m.try_lock() {
+        return (guard, false);
+    }
+    (lock(m), !cfg!(loom))
+}
+
 /// The contents of a mutex nobody else can reach (`&mut`): no atomic operation.
 pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
     m.get_mut().unwrap_or_else(|e| e.into_inner())

@@ -718,3 +718,65 @@ fn overlapping_cancels_each_return_once_their_subtree_is_done() {
         drop((l1, l3));
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Lanes (N14). Under loom every node gets lanes at its first link, and each thread's next
+// children of it go into its lane.
+// ---------------------------------------------------------------------------------------
+
+/// A child linked into a lane while the parent's cancellation closes the lanes, and a thread
+/// that links its first child through the parent's lock at the same time: every child is
+/// done once the cancel has returned and both threads are done, with the parent's cause,
+/// and a child made after is born done.
+#[test]
+fn lane_link_racing_cancel_leaves_every_child_done() {
+    loom::model(|| {
+        let (parent, h) = Context::background().with_cancel();
+        // The lanes: made at this link, at hand for this thread from now on.
+        let (first, _h1) = parent.with_cancel();
+        let p = parent.clone();
+        let other = thread::spawn(move || {
+            let (c, hc) = p.with_cancel();
+            (c, hc)
+        });
+        let canceller = thread::spawn(move || h.cancel_with_cause(Named("stop")));
+        let (in_lane, _h2) = parent.with_cancel();
+        let (c, _hc) = other.join().unwrap();
+        canceller.join().unwrap();
+        for ctx in [&first, &in_lane, &c] {
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+            assert_eq!(name(&ctx.cause().unwrap()), "stop");
+        }
+        let (late, _hl) = parent.with_cancel();
+        assert_eq!(name(&late.cause().unwrap()), "stop");
+    });
+}
+
+/// A child in a lane dropped (on its own thread, with the lanes at hand) while the parent
+/// cancels, and one dropped on a thread without them: each is freed exactly once, whichever
+/// gets there first.
+#[test]
+fn lane_children_dropped_while_parent_cancels_are_freed() {
+    loom::model(|| {
+        let (parent, hp) = Context::background().with_cancel();
+        let (_first, _h1) = parent.with_cancel(); // the lanes
+        let (flag_a, dropped_a) = drop_flag();
+        let (flag_b, dropped_b) = drop_flag();
+        let a = parent.with_value(&PAYLOAD, flag_a).with_cancel();
+        let b = parent.with_value(&PAYLOAD, flag_b).with_cancel();
+        let canceller = thread::spawn(move || hp.cancel());
+        let elsewhere = thread::spawn(move || drop(b));
+        drop(a);
+        canceller.join().unwrap();
+        elsewhere.join().unwrap();
+        assert!(
+            dropped_a.load(StdOrdering::SeqCst),
+            "leak: the child in a lane"
+        );
+        assert!(
+            dropped_b.load(StdOrdering::SeqCst),
+            "leak: the child dropped elsewhere"
+        );
+        assert!(parent.is_done());
+    });
+}

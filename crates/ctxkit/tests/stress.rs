@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ctxkit::diagnostics::live_nodes;
+use ctxkit::diagnostics::{contexts_with_lanes, live_nodes};
 use ctxkit::inspect::Snapshot;
 use ctxkit::{AfterFunc, CancelHandle, Context, Error, Key};
 
@@ -409,6 +409,7 @@ fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
     let seed = seed();
     println!("tree_stress: {secs} s, {threads} threads, CTXKIT_STRESS_SEED={seed}");
     let baseline = live_nodes();
+    let lanes_before = contexts_with_lanes();
     {
         let (root_ctx, root_handle) = Context::background().with_value(&VALUE, 0).with_cancel();
         let root = Item {
@@ -502,8 +503,9 @@ fn run_tree_stress(secs: u64, long: Duration, settle: Duration) {
             .iter()
             .map(|o| o.load(Ordering::Relaxed))
             .collect();
+        let lanes = contexts_with_lanes() - lanes_before;
         println!(
-            "tree_stress: {} contexts made, ops by group {ops:?}, callbacks: {ran} ran, {stopped} stopped, {snapshots} snapshots",
+            "tree_stress: {} contexts made ({lanes} with lanes), ops by group {ops:?}, callbacks: {ran} ran, {stopped} stopped, {snapshots} snapshots",
             shared.next_id.load(Ordering::Relaxed)
         );
         drop((items, regs, root, root_handle, shared));

@@ -15,7 +15,7 @@
 /// The slot of a child in no parent's list (N3).
 pub(super) const UNLINKED: u32 = u32::MAX;
 /// The slot of the child kept in [`Children::first`].
-const FIRST: u32 = u32::MAX - 1;
+pub(super) const FIRST: u32 = u32::MAX - 1;
 /// How many children beyond the first are kept in the box itself (slots `0..NEAR`); the
 /// vector's entries are slots `NEAR..`.
 const NEAR: usize = 4;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::panic::Location;
 use std::sync::Arc;
 
-use super::node::{Kind, Node};
+use super::node::{extra_ref, Kind, Node};
 use super::Pair;
 use crate::origin::Origin;
 use crate::sync::lock;
@@ -118,11 +118,15 @@ fn push_children(
     {
         let inner = lock(&node.inner);
         // Upgraded under the lock: a child being dropped fails to upgrade and is skipped.
-        inner.for_each(|c| {
+        let mut push = |c: &std::sync::Weak<Node>| {
             if let Some(c) = c.upgrade() {
                 work.push((c, depth, index));
             }
-        });
+        };
+        inner.for_each(&mut push);
+        if let Some(lanes) = extra_ref(&inner).and_then(|e| e.lanes.as_deref()) {
+            lanes.for_each(false, &mut push);
+        }
     }
     work[start..].reverse();
 }

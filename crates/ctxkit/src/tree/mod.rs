@@ -145,6 +145,7 @@ mod callbacks;
 mod children;
 mod clock;
 mod inspect;
+mod lanes;
 mod layer;
 mod moves;
 mod name;

@@ -18,7 +18,7 @@
 use std::panic::Location;
 use std::sync::Arc;
 
-use super::node::{Kind, Node, BELOW_MOVED, MOVED};
+use super::node::{extra_ref, Kind, Node, BELOW_MOVED, MOVED, MOVES};
 use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::Callbacks;
@@ -34,16 +34,16 @@ impl Node {
         let marked = |p: &Pair| {
             p.node
                 .as_ref()
-                .is_some_and(|n| n.moves.load(Ordering::Acquire) != 0)
+                .is_some_and(|n| n.marks.load(Ordering::Acquire) & MOVES != 0)
         };
         if marked(parent) || other.is_some_and(marked) {
-            self.moves.fetch_or(BELOW_MOVED, Ordering::AcqRel);
+            self.marks.fetch_or(BELOW_MOVED, Ordering::AcqRel);
         }
     }
 
     /// This node's own deadline, for a node whose `deadline` is not a cache (N11).
     pub(super) fn own_deadline(&self) -> Nanos {
-        if self.kind() == Kind::Deadline || self.moves.load(Ordering::Acquire) & MOVED != 0 {
+        if self.kind() == Kind::Deadline || self.marks.load(Ordering::Acquire) & MOVED != 0 {
             self.deadline.load(Ordering::Acquire)
         } else {
             NO_DEADLINE
@@ -70,7 +70,7 @@ impl Node {
                     None => return earliest,
                 }
             };
-            if node.moves.load(Ordering::Acquire) == 0 {
+            if node.marks.load(Ordering::Acquire) & MOVES == 0 {
                 earliest = earliest.min(node.deadline.load(Ordering::Relaxed));
                 at = None;
                 continue;
@@ -97,7 +97,7 @@ impl Node {
         }
         // Due already, whatever it was before: cancels at once.
         let due = at <= now.unwrap_or_else(|| self.clock_now());
-        if !due && self.moves.load(Ordering::Acquire) & MOVED != 0 {
+        if !due && self.marks.load(Ordering::Acquire) & MOVED != 0 {
             // The idle timeout's path: later, from the call site that set it last. An entry
             // at or before the old deadline is in the queue and will re-arm (N11); the site
             // is unchanged, so nothing needs the lock.
@@ -112,13 +112,13 @@ impl Node {
             if self.state.claim().is_some() {
                 return false;
             }
-            let first = self.moves.load(Ordering::Acquire) & MOVED == 0;
+            let first = self.marks.load(Ordering::Acquire) & MOVED == 0;
             // Before the first move, `deadline` is a cache: the own deadline is `own_deadline`.
             let before = self.own_deadline();
             if first {
                 // Readers now take `deadline` as this node's own deadline and look above it
                 // for the rest; the cache they read until `at` is stored is exact (N11).
-                self.moves.fetch_or(MOVED, Ordering::AcqRel);
+                self.marks.fetch_or(MOVED, Ordering::AcqRel);
             }
             // While the node is live, `origin_at` of a moved node is where its deadline was
             // set; written under the lock, as a cancellation's origin is (N10, N11).
@@ -158,12 +158,16 @@ impl Node {
         let mut work = vec![Arc::clone(self)];
         while let Some(node) = work.pop() {
             let inner = lock(&node.inner);
-            inner.for_each(|child| {
+            let mut mark = |child: &std::sync::Weak<Node>| {
                 let Some(child) = child.upgrade() else { return };
-                if child.moves.fetch_or(BELOW_MOVED, Ordering::AcqRel) == 0 {
+                if child.marks.fetch_or(BELOW_MOVED, Ordering::AcqRel) & MOVES == 0 {
                     work.push(child);
                 }
-            });
+            };
+            inner.for_each(&mut mark);
+            if let Some(lanes) = extra_ref(&inner).and_then(|e| e.lanes.as_deref()) {
+                lanes.for_each(false, &mut mark); // N14: the same order as a link there
+            }
         }
     }
 
@@ -175,7 +179,7 @@ impl Node {
     /// For an entry of this node's timer that came due: if the node's deadline was moved
     /// later meanwhile, puts it back in the queue at its deadline and returns true (N11).
     pub(super) fn rearm(self: &Arc<Self>) -> bool {
-        if self.moves.load(Ordering::Acquire) & MOVED == 0 {
+        if self.marks.load(Ordering::Acquire) & MOVED == 0 {
             return false;
         }
         let own = self.deadline.load(Ordering::Acquire);
@@ -188,7 +192,7 @@ impl Node {
 
     /// Where this node's deadline was set: its last `set_deadline`, else its creation.
     pub(super) fn deadline_set_at(&self) -> Option<&'static Location<'static>> {
-        if self.moves.load(Ordering::Acquire) & MOVED != 0 {
+        if self.marks.load(Ordering::Acquire) & MOVED != 0 {
             if let Some(site) = self.origin_at.load() {
                 return Some(site);
             }

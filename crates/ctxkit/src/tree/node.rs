@@ -12,12 +12,13 @@ use slab::Slab;
 
 use super::children::{Children, UNLINKED};
 use super::clock::Queue;
+use super::lanes::{self, Lanes, CONTENDED_LINKS};
 use super::state::{State, Walk};
 use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::{self, Callbacks, Priority, Reg};
 use crate::error::Cause;
-use crate::sync::{lock, AtomicI64, AtomicU32, AtomicU8, Mutex, Ordering};
+use crate::sync::{lock, lock_noting_contention, AtomicI64, AtomicU32, AtomicU8, Mutex, Ordering};
 use crate::time::{Nanos, NO_DEADLINE};
 use crate::timer::{self, Timed};
 use crate::Error;
@@ -38,10 +39,15 @@ pub(crate) enum Kind {
     Todo,
 }
 
-/// [`Node::moves`]: this node's own deadline was moved at least once (N11).
+/// [`Node::marks`]: this node's own deadline was moved at least once (N11).
 pub(super) const MOVED: u8 = 1;
-/// [`Node::moves`]: an ancestor's deadline was moved at least once (N11).
+/// [`Node::marks`]: an ancestor's deadline was moved at least once (N11).
 pub(super) const BELOW_MOVED: u8 = 2;
+/// [`Node::marks`]: either of the marks of N11, which a node's deadline reads look at.
+pub(super) const MOVES: u8 = MOVED | BELOW_MOVED;
+/// [`Node::marks`]: the node has lanes (N14). A hint, read with a `Relaxed` load: the lanes
+/// themselves are in the node's [`Extra`].
+pub(super) const LANES: u8 = 4;
 
 impl Kind {
     /// The word Display uses for the derivation ([S2](crate::guarantees#s2)).
@@ -65,13 +71,13 @@ pub(crate) struct Node {
     shard: u8,
     /// This node's slot in its parent's child list (N3).
     pub(super) slot: AtomicU32,
-    /// Unless `moves` is set: the earliest deadline of this node and its ancestors
-    /// ([`NO_DEADLINE`] if none), exact because none of them ever moved. With `moves` set:
-    /// this node's own deadline, if it has one (N11).
+    /// Unless a [`MOVES`] mark is set: the earliest deadline of this node and its ancestors
+    /// ([`NO_DEADLINE`] if none), exact because none of them ever moved. With one set: this
+    /// node's own deadline, if it has one (N11).
     pub(super) deadline: AtomicI64,
     /// Whether this node's deadline ([`MOVED`]) or an ancestor's ([`BELOW_MOVED`]) was ever
-    /// moved (N11).
-    pub(super) moves: AtomicU8,
+    /// moved (N11), and whether the node has lanes ([`LANES`], N14).
+    pub(super) marks: AtomicU8,
     pub(super) inner: Mutex<Inner>,
     /// The context this one was derived from (its first parent, for a merge).
     pub(super) parent: Pair,
@@ -140,6 +146,10 @@ pub(super) struct Extra {
     /// What cancels this node from outside the tree (a token's watch), kept for as long as
     /// the node lives; while callbacks are pending, it pins the node like a timer (N8).
     pub(super) canceller: Option<Box<dyn Any + Send + Sync>>,
+    /// The node's lanes, once it has them (N14).
+    pub(super) lanes: Option<Arc<Lanes>>,
+    /// Until then: how many links of its children found its lock taken.
+    pub(super) contended: u32,
 }
 
 /// The second parent of a merged context, shared so that it can be used without the
@@ -191,7 +201,7 @@ impl Node {
             },
             slot: AtomicU32::new(UNLINKED),
             deadline: AtomicI64::new(deadline),
-            moves: AtomicU8::new(0),
+            marks: AtomicU8::new(0),
             inner: Mutex::new(inner),
             parent,
             site: birth.site,
@@ -340,22 +350,89 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Links `child` into this node's child list unless this node is done (N3, N4).
+    /// Links `child` into this node's child list unless this node is done (N3, N4): into
+    /// this thread's lane if the node has lanes this thread has at hand (N14), else under
+    /// the node's lock.
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
         // Made before locking: the critical section of a parent shared between threads
         // stays as short as possible.
-        let weak = Arc::downgrade(child);
-        let mut inner = lock(&self.inner);
+        let mut weak = Arc::downgrade(child);
+        let laned = self.marks.load(Ordering::Relaxed) & LANES != 0;
+        if laned {
+            match lanes::link_cached(self, weak) {
+                Ok(key) => {
+                    slot.store(key, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(back) => weak = back,
+            }
+        }
+        let (mut inner, contended) = lock_noting_contention(&self.inner);
         if let Some(err) = self.state.claim() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
         }
         let key = inner.insert(weak);
         slot.store(key, Ordering::Relaxed);
+        // Under loom and `ctxkit_eager_lanes` every link counts: the models and the stress
+        // test reach lanes after one (`lanes::CONTENDED_LINKS`).
+        if contended || laned || cfg!(any(loom, ctxkit_eager_lanes)) {
+            self.contended(&mut inner);
+        }
         Ok(())
     }
 
-    /// Removes the entry `slot` names from this node's child list, once (N3).
+    /// A link found this node's lock taken, or its lanes not at hand: counts it, gives the
+    /// node lanes at the [`CONTENDED_LINKS`]th, and puts them at hand for this thread (N14).
+    #[cold]
+    #[inline(never)]
+    fn contended(&self, inner: &mut Inner) {
+        let e = extra(inner);
+        if e.lanes.is_none() {
+            e.contended += 1;
+            if e.contended < CONTENDED_LINKS {
+                return;
+            }
+            self.make_lanes(e);
+        }
+        if let Some(l) = &e.lanes {
+            lanes::remember(self, l);
+        }
+    }
+
+    /// Gives this node lanes, under its lock, on a claimed node: a lock-free cancel (N9)
+    /// would not close them (N14).
+    fn make_lanes(&self, e: &mut Extra) {
+        e.lanes = Some(Lanes::new());
+        self.marks.fetch_or(LANES, Ordering::Relaxed);
+        #[cfg(feature = "diagnostics")]
+        crate::diagnostics::lanes_made();
+    }
+
+    /// Gives this node lanes at once and puts them at hand for this thread, as if threads
+    /// had contended for its lock.
+    #[cfg(all(test, not(loom)))]
+    pub(super) fn with_lanes(&self) -> Arc<Lanes> {
+        let mut inner = lock(&self.inner);
+        assert!(self.state.claim().is_none(), "a live node");
+        let e = extra(&mut inner);
+        self.make_lanes(e);
+        let l = e.lanes.clone().expect("just made");
+        lanes::remember(self, &l);
+        l
+    }
+
+    /// Removes the entry `slot` names from this node's child list or lanes, once (N3, N14).
     pub(super) fn unlink(&self, slot: &AtomicU32) {
+        // Written only by the threads that link and unlink the child, one after the other
+        // (N14): read without a lock to find a lane.
+        let key = slot.load(Ordering::Relaxed);
+        if lanes::is_lane_slot(key) {
+            if let Some(weak) = lanes::remove_cached(self, key) {
+                slot.store(UNLINKED, Ordering::Relaxed);
+                drop(weak);
+                return;
+            }
+        }
         let mut inner = lock(&self.inner);
         // Under this node's lock (N3): no read-modify-write needed.
         let key = slot.load(Ordering::Relaxed);
@@ -363,7 +440,14 @@ impl Node {
         if key == UNLINKED || self.is_done() {
             return;
         }
-        let weak = inner.remove(key);
+        let weak = if lanes::is_lane_slot(key) {
+            // Open while the node is live: the walk that makes it done closes them under
+            // this lock (N14).
+            let lanes = extra_ref(&inner).and_then(|e| e.lanes.as_deref());
+            lanes.and_then(|l| l.remove(key).ok().flatten())
+        } else {
+            inner.remove(key)
+        };
         drop(inner);
         drop(weak); // after unlocking: the critical section stays short
     }
@@ -401,7 +485,7 @@ impl Node {
     /// The earliest deadline of this node and its ancestors, as they are now (N11).
     #[inline]
     pub(crate) fn deadline(&self) -> Nanos {
-        if self.moves.load(Ordering::Acquire) == 0 {
+        if self.marks.load(Ordering::Acquire) & MOVES == 0 {
             return self.deadline.load(Ordering::Relaxed);
         }
         self.deadline_after_moves()
@@ -459,7 +543,7 @@ impl Node {
 
     /// The queue this node's own timer is in, if it has one.
     pub(super) fn timer_queue(&self) -> Option<&Arc<Queue>> {
-        if self.kind != Kind::Deadline && self.moves.load(Ordering::Acquire) & MOVED == 0 {
+        if self.kind != Kind::Deadline && self.marks.load(Ordering::Acquire) & MOVED == 0 {
             return None;
         }
         Some(self.parent.timer_queue())
@@ -510,7 +594,7 @@ fn fold(parent: &Pair) -> Option<(Pair, u32)> {
         _ => false,
     };
     let folds = own_context
-        && level.moves.load(Ordering::Acquire) == 0
+        && level.marks.load(Ordering::Acquire) & MOVES == 0
         && level.parent.node.as_ref().is_some_and(|p| p.is_done()); // made done from there
     let levels = folds.then(|| level.folded_levels().checked_add(1))??;
     Some((level.parent.clone(), levels))

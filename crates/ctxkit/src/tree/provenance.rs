@@ -92,7 +92,7 @@ impl Node {
         let budget = match kind {
             OriginKind::Deadline
                 if self.parent.is_real_time()
-                    && self.moves.load(Ordering::Acquire) & super::node::MOVED == 0 =>
+                    && self.marks.load(Ordering::Acquire) & super::node::MOVED == 0 =>
             {
                 let ms = time::to_coarse(self.deadline()).wrapping_sub(self.born);
                 Some(std::time::Duration::from_millis(u64::from(ms)))

@@ -80,6 +80,9 @@ impl Node {
             .side_mut()
             .map(std::mem::take);
         let merge = extra.as_mut().and_then(|e| e.merge.take());
+        if let Some(lanes) = extra.as_ref().and_then(|e| e.lanes.as_deref()) {
+            lanes.clear(); // a thread's cache may outlive the node (N14)
+        }
         // Done or not, it is still listed by its parents that are live (N3).
         self.leave_parents_on_drop(merge.clone(), in_chain);
         if !self.is_done() {

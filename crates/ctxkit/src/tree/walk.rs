@@ -2,10 +2,10 @@
 //! N9), and how a canceller waits for walks of other threads.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::aftermath::{Aftermath, Garbage, Walked};
-use super::node::{extra, extra_mut, Inner, MergeParent, Node};
+use super::node::{extra, extra_mut, extra_ref, Inner, MergeParent, Node};
 use super::state::Walk;
 use crate::callback::Callbacks;
 use crate::error::Cause;
@@ -304,11 +304,16 @@ impl Node {
         reached: Reached<'_>,
         after: &mut Aftermath,
     ) {
-        inner.for_each(|c| {
+        let mut found = |c: &Weak<Node>| {
             if let Some(child) = c.upgrade() {
                 after.found.push(child);
             }
-        });
+        };
+        inner.for_each(&mut found);
+        if let Some(lanes) = extra_ref(inner).and_then(|e| e.lanes.as_deref()) {
+            // Closed before the state says done, in this critical section (N14).
+            lanes.for_each(true, &mut found);
+        }
         match extra_mut(inner) {
             None => {
                 if cause.is_some() {
