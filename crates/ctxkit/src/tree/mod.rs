@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `state.rs` | the state word: err, walking, claimed (N1, N1b, N9) |
 //! | `children.rs` | what a node's lock guards: its child list, the slots that name its entries (N2, N3), and its rare state out of line |
+//! | `lanes.rs` | child lists per core for a node many threads derive from at once (N14) |
 //! | `node.rs` | a node: its fields, how it is made and linked, what can be read from it |
 //! | `moves.rs` | deadlines that move: marks, reads, lazy re-arming (N11) |
 //! | `walk.rs` | the cancellation walk and waiting for other walks (N1b, N4, N7, N9) |
@@ -46,8 +47,10 @@
 //!   only `Weak` references to its children. So dropping every handle and clone of a child
 //!   frees it, cancelled or not ([S22](crate::guarantees#s22)).
 //! - **N3 (slots)**: `slot` (and a merge's second `slot`) is the child's entry in the parent's
-//!   child list, or `UNLINKED`. It is read and written only under the parent's lock, and is
-//!   set to `UNLINKED` by whoever removes the entry, so removal happens at most once. A child
+//!   child list or in one of its lanes (N14), or `UNLINKED`. It is written only under the
+//!   lock of the list it names, by the call that links the child and by the drop that
+//!   unlinks it, which never overlap: a lane's slot is read without a lock to find the lane.
+//!   It is set to `UNLINKED` by whoever removes the entry, so removal happens at most once. A child
 //!   stays in its parents' lists, done or not, until it is dropped, so that a snapshot lists
 //!   the done contexts still held ([S30](crate::guarantees#s30)). Once a parent is done, its
 //!   list never changes again: it takes no new child, and a child dropped after that leaves
@@ -62,7 +65,9 @@
 //!   the parent's lock and only while the parent is live, so every child of a done parent was
 //!   reached by the parent's cancellation or created done.
 //! - **N5 (one lock at a time)**: no code path holds two node locks, or a node lock and a
-//!   timer queue lock, at once. There is no lock order to get wrong, so no deadlock.
+//!   timer queue lock, at once. The one nesting: a lane's lock (N14) may be taken under its
+//!   own node's lock, and nothing is ever locked under a lane's. There is no lock order to
+//!   get wrong, so no deadlock.
 //! - **N6 (nothing runs under a lock)**: wakers, threads and callbacks are woken or run only
 //!   after every lock is released ([S20](crate::guarantees#s20)), and nodes whose last
 //!   reference is dropped during cancellation are dropped after the walk.
@@ -98,7 +103,7 @@
 //!   records nothing: its origin is found by going up to the parent that is done (N4 says
 //!   there is one), or, for a merge, to the node whose walk reached it (`reached_from`).
 //! - **N11 (moved deadlines)**: a node's `deadline` is the earliest deadline of it and its
-//!   ancestors as long as none of them ever moved (`moves` is 0): nothing can change it then.
+//!   ancestors as long as none of them ever moved (no `MOVES` mark): nothing can change it then.
 //!   The first move of a node sets `MOVED` on it, then `BELOW_MOVED` on every node below it
 //!   (a node made under a marked parent marks itself after it is linked, so that either the
 //!   marking walk finds it in a child list or it finds the parent marked). A marked node's
@@ -139,6 +144,23 @@
 //!   caller builds it. `origin_thread` holds the count only on a node that is done with no
 //!   origin kind in its state: N10 writes the thread only on the way to a done state that
 //!   carries the origin's kind (`Node::folded_levels`).
+//! - **N14 (lanes)**: a node whose lock `lanes::CONTENDED_LINKS` links of its children
+//!   found taken gets lanes (`lanes.rs`): child lists of their own, one per core, each behind
+//!   its own lock on its own cache line, kept in its `Extra` for as long as it lives and
+//!   announced by the `LANES` mark. It is claimed by then (N9), so it is never made done
+//!   without its lock. A thread links its children of such a node into the lane it was given,
+//!   found without the node's lock through a cache of its own, and unlinks them there; a
+//!   thread without the lanes at hand goes through the node's lock as before. A lane takes a
+//!   child only while it is open. The walk that makes the node done (N4) closes every lane,
+//!   reading its children, under the node's lock and before the state says done: a child
+//!   linked into a lane before the close is found by the walk, and a link after it finds the
+//!   lane closed and goes to the node's lock, where it finds the node done and is born done.
+//!   A closed lane never changes again, like the node's own list once done (N3). The marking
+//!   walk of N11 and a snapshot read the lanes too, each lane under its lock, after the node's
+//!   mark is set: a child linked into a lane before the marking walk reads it is marked by
+//!   the walk, and one linked after sees the parent's mark. A node's lanes are closed and
+//!   emptied when it is dropped: a thread's cache may hold them, by the node's address, after
+//!   the node is gone; a later node at that address never uses them, for they are closed.
 
 mod aftermath;
 mod callbacks;
