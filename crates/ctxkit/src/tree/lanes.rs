@@ -282,7 +282,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::inspect::Snapshot;
     use crate::{Context, Error};
 
     fn node(ctx: &Context) -> &Arc<Node> {
@@ -368,8 +367,8 @@ mod tests {
         let (parent, _cancel) = Context::background().with_cancel();
         node(&parent).with_lanes();
         let _kept: Vec<_> = (0..3).map(|_| parent.with_cancel()).collect();
-        let snapshot = Snapshot::of(&parent);
-        assert_eq!(snapshot.entries().len(), 4, "{snapshot}");
+        let seen = super::super::snapshot(parent.pair());
+        assert_eq!(seen.len(), 4, "the parent and its three children");
     }
 
     #[test]
