@@ -88,7 +88,29 @@ pub(crate) fn lanes_made() {
 /// How many contexts were given child lists of their own per core since the process
 /// started: a context many threads derive children from at once gets them, so that those
 /// threads no longer take one lock to link and unlink their children. A test of such a
-/// shape can check that it covers them.
+/// shape can check that it covers them; whether a given run made any depends on how often
+/// the threads met on the context's lock.
+///
+/// ```
+/// use ctxkit::Context;
+///
+/// let before = ctxkit::diagnostics::contexts_with_lanes();
+/// let (server, shutdown) = Context::background().with_cancel();
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             for _ in 0..10_000 {
+///                 let (request, done) = server.with_cancel();
+///                 assert!(!request.is_done());
+///                 done.cancel();
+///             }
+///         });
+///     }
+/// });
+/// shutdown.cancel();
+/// let made = ctxkit::diagnostics::contexts_with_lanes() - before;
+/// assert!(made <= 1, "only `server` has children made by two threads at once");
+/// ```
 pub fn contexts_with_lanes() -> usize {
     LANES_MADE.load(Ordering::Relaxed)
 }
