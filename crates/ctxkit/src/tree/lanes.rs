@@ -196,9 +196,16 @@ impl Cache {
         }
     }
 
-    fn entry(&self, node: &Node) -> Option<&Entry> {
+    /// Where `node`'s entry is, if the cache has one.
+    fn position(&self, node: &Node) -> Option<usize> {
         let key = node as *const Node as usize;
-        self.entries.iter().flatten().find(|e| e.node == key)
+        self.entries
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|e| e.node == key))
+    }
+
+    fn entry(&self, node: &Node) -> Option<&Entry> {
+        self.entries[self.position(node)?].as_ref()
     }
 }
 
@@ -241,33 +248,24 @@ pub(super) fn remove_cached(node: &Node, slot: u32) -> Option<Option<Weak<Node>>
 
 /// Keeps `node`'s lanes at hand for this thread's next links and unlinks.
 pub(super) fn remember(node: &Node, lanes: &Arc<Lanes>) {
-    let key = node as *const Node as usize;
     let _ = CACHE.try_with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             return;
         };
-        let at = match cache
-            .entries
-            .iter()
-            .position(|e| e.as_ref().is_some_and(|e| e.node == key))
+        if cache
+            .entry(node)
+            .is_some_and(|e| Arc::ptr_eq(&e.lanes, lanes))
         {
-            Some(at)
-                if cache.entries[at]
-                    .as_ref()
-                    .is_some_and(|e| Arc::ptr_eq(&e.lanes, lanes)) =>
-            {
-                return; // at hand already
-            }
-            Some(at) => at,
-            None => {
-                let at = cache.next;
-                cache.next = (at + 1) % CACHED;
-                at
-            }
-        };
+            return; // at hand already
+        }
+        let at = cache.position(node).unwrap_or_else(|| {
+            let at = cache.next;
+            cache.next = (at + 1) % CACHED;
+            at
+        });
         let lane = lanes.next.fetch_add(1, Ordering::Relaxed) % lanes.lanes.len();
         let old = cache.entries[at].replace(Entry {
-            node: key,
+            node: node as *const Node as usize,
             lanes: Arc::clone(lanes),
             lane,
         });
