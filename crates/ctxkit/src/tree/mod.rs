@@ -161,6 +161,12 @@
 //!   the walk, and one linked after sees the parent's mark. A node's lanes are closed and
 //!   emptied when it is dropped: a thread's cache may hold them, by the node's address, after
 //!   the node is gone; a later node at that address never uses them, for they are closed.
+//! - **N15 (a parent's lines)**: every child made or dropped writes its parent's reference
+//!   count, at the start of the parent's `Arc` allocation, so threads sharing a parent keep
+//!   that cache line moving between their cores. What a child reads of its parent (state,
+//!   marks, deadline, and the parent's own parent, which a value lookup goes through) lies 64
+//!   bytes or more past that start, never on that line (`Node` is `repr(C)`, and a constant
+//!   checks the offset): a read costs no transfer of the line another core is writing.
 
 mod aftermath;
 mod callbacks;

@@ -64,36 +64,55 @@ impl Kind {
 
 /// A context that can be done (or a `without_cancel`/`todo` context, which cannot). See the
 /// invariants in `tree/mod.rs`.
+///
+/// Laid out in this order (`repr(C)`) so that what a child's thread reads of its parent (the
+/// state, the marks, the deadline and the parent's own parent, for a lookup) lies 64 bytes or
+/// more past the start of the parent's `Arc` allocation, where its reference count is: never
+/// on the count's cache line, which every child made or dropped on any thread writes (N15).
+/// What lies on that line is written by cancellations, links through the lock and
+/// snapshots, which are rare where a parent is shared between threads (a shared parent has
+/// lanes, N14).
+#[repr(C)]
 pub(crate) struct Node {
-    pub(super) state: State,
-    kind: Kind,
-    /// For a [`Kind::Deadline`] node: the timer shard its entry went to (T2).
-    shard: u8,
-    /// This node's slot in its parent's child list (N3).
-    pub(super) slot: AtomicU32,
-    /// Unless a [`MOVES`] mark is set: the earliest deadline of this node and its ancestors
-    /// ([`NO_DEADLINE`] if none), exact because none of them ever moved. With one set: this
-    /// node's own deadline, if it has one (N11).
-    pub(super) deadline: AtomicI64,
-    /// Whether this node's deadline ([`MOVED`]) or an ancestor's ([`BELOW_MOVED`]) was ever
-    /// moved (N11), and whether the node has lanes ([`LANES`], N14).
-    pub(super) marks: AtomicU8,
     pub(super) inner: Mutex<Inner>,
-    /// The context this one was derived from (its first parent, for a merge).
-    pub(super) parent: Pair,
     /// The call that derived it (`None` for the `todo()` root).
     pub(super) site: Option<&'static Location<'static>>,
-    /// When it was derived, as [`time::coarse_now`](crate::time::coarse_now).
-    pub(super) born: u32,
     /// Where a cancellation that began at this node is charged (N10): `None` until then,
     /// or, on a node whose deadline moved, where it was last set (N11).
     pub(super) origin_at: AtomicCell<Option<&'static Location<'static>>>,
+    /// When it was derived, as [`time::coarse_now`](crate::time::coarse_now).
+    pub(super) born: u32,
     /// The cancelling thread's name, as [`origin::thread_tag`](crate::origin::thread_tag)
     /// (N10). A std atomic, like `origin_at`, which publishes it: under loom the pair is
     /// written and read with no model operation between them. On a node done with no origin
     /// of its own, which no thread ever cancelled, the levels it folded instead (N13).
     pub(super) origin_thread: std::sync::atomic::AtomicU32,
+    // What a child reads of its parent starts here, at offset 48: 64 in the `Arc` (N15).
+    /// This node's slot in its parent's child list (N3).
+    pub(super) slot: AtomicU32,
+    pub(super) state: State,
+    /// Whether this node's deadline ([`MOVED`]) or an ancestor's ([`BELOW_MOVED`]) was ever
+    /// moved (N11), and whether the node has lanes ([`LANES`], N14).
+    pub(super) marks: AtomicU8,
+    kind: Kind,
+    /// For a [`Kind::Deadline`] node: the timer shard its entry went to (T2).
+    shard: u8,
+    /// Unless a [`MOVES`] mark is set: the earliest deadline of this node and its ancestors
+    /// ([`NO_DEADLINE`] if none), exact because none of them ever moved. With one set: this
+    /// node's own deadline, if it has one (N11).
+    pub(super) deadline: AtomicI64,
+    /// The context this one was derived from (its first parent, for a merge).
+    pub(super) parent: Pair,
 }
+
+// N15: the fields a child reads of its parent start 48 bytes into the node, 64 into its `Arc`
+// (two words of counts before it), and the node is 80 bytes: 96 in its `Arc`. Checked where
+// those figures hold: on 64-bit targets, outside loom's instrumented atomics.
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+const _: () = {
+    assert!(std::mem::offset_of!(Node, slot) == 48);
+    assert!(std::mem::size_of::<Node>() == 80);
+};
 
 /// Where and when a node is made: the call site of the deriving call, and its birth on the
 /// coarse clock.
