@@ -180,6 +180,8 @@ def evaluate(out, criterion_dir, size):
         (f"floor: {M} timers, create, with Go's API: the same, held weakly by the queue "
          "under its lock, and a second owner kept, the first dropped",
          f"floor/timers/n={M}/create_api", "ns", None),
+        (f"floor: {M} timers, create, with Go's API and contexts of 80 bytes, the size of "
+         "ctxkit's node", f"floor/timers/n={M}/create_api_node_size", "ns", None),
         ("timer lateness, one deadline at a time, a blocked waiter: p50", "timer_lateness/alone/p50", "ms", None),
         (f"timer lateness {K10} x 50 ms: min", f"timer_lateness/n={K10}/min", "ms", None),
         (f"timer lateness {K10} x 50 ms: p10", f"timer_lateness/n={K10}/p10", "ms", None),

@@ -553,19 +553,24 @@ fn timers_floor(n: usize) {
 
 /// The floor of `timers/create` with Go's API, with no context at all: `timers_floor`'s work
 /// plus the references any context of the API needs, as in `wide_floor` and `deep_floor`.
-/// Per timer: one clock read; one allocation of 32 bytes; a weak reference to it pushed with
-/// its deadline onto the queue's array under the queue's lock (the queue must not keep a
-/// dropped context alive until its deadline); and the second owner `with_timeout` hands
-/// back (Go's cancel function), kept, while the first is dropped, as `timers` does. Run right
-/// after `timers_floor`.
-fn timers_floor_api(n: usize) {
+/// Per timer: one clock read; one allocation of `8 * WORDS` bytes; a weak reference to it
+/// pushed with its deadline onto the queue's array under the queue's lock (the queue must
+/// not keep a dropped context alive until its deadline); and the second owner
+/// `with_timeout` hands back (Go's cancel function), kept, while the first is dropped, as
+/// `timers` does. Run right after `timers_floor`: with 4 words (32 bytes, as
+/// `timers_floor`), and with 10 (80 bytes, the size of ctxkit's node, whose fields of
+/// provenance, names and the live tree take 24 of them), which tells what the bytes of a
+/// context cost its creation.
+fn timers_floor_api<const WORDS: usize>(n: usize, name: &str) {
     let epoch = Instant::now();
-    let queue: Mutex<Vec<(u64, Weak<[u64; 4]>)>> = Mutex::new(Vec::new());
+    let queue: Mutex<Vec<(u64, Weak<[u64; WORDS]>)>> = Mutex::new(Vec::new());
     let t = Instant::now();
-    let handles: Vec<Arc<[u64; 4]>> = (0..n)
+    let handles: Vec<Arc<[u64; WORDS]>> = (0..n)
         .map(|_| {
             let at = (Instant::now() - epoch + Duration::from_secs(3600)).as_nanos() as u64;
-            let context = Arc::new([at, 0, 0, 0]);
+            let mut words = [0; WORDS];
+            words[0] = at;
+            let context = Arc::new(words);
             queue.lock().unwrap().push((at, Arc::downgrade(&context)));
             let handle = Arc::clone(&context);
             drop(std::hint::black_box(context));
@@ -575,11 +580,7 @@ fn timers_floor_api(n: usize) {
     let create = t.elapsed();
     std::hint::black_box((&handles, &queue));
     drop((handles, queue));
-    line(
-        &format!("floor/timers/n={n}/create_api"),
-        per(create, n),
-        "ns",
-    );
+    line(&format!("floor/timers/n={n}/{name}"), per(create, n), "ns");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -848,7 +849,8 @@ fn main() {
     if run("timers") {
         timers(1_000_000 / div);
         timers_floor(1_000_000 / div);
-        timers_floor_api(1_000_000 / div);
+        timers_floor_api::<4>(1_000_000 / div, "create_api");
+        timers_floor_api::<10>(1_000_000 / div, "create_api_node_size");
     }
     if run("lateness") {
         timer_lateness(10_000 / div);
