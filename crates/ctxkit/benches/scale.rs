@@ -206,8 +206,8 @@ fn fanout_tasks_floor(n: usize) {
 }
 
 /// The same fan-out, untimed, run before the first measured one: the first fan-out of the
-/// process otherwise pays alone for the memory its tasks are the first to touch (whichever
-/// contender runs first is 10-50% slower, ctxkit's or tokio-util's alike).
+/// process otherwise pays alone for the memory its tasks are the first to touch, whichever
+/// contender runs first, ctxkit's or tokio-util's (BENCHMARKS.md, 3 Dec 2026).
 fn fanout_warm_up(n: usize) {
     plain_fanout(n, None);
 }
