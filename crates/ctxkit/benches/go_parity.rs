@@ -184,8 +184,8 @@ fn lanes_floor(c: &mut Criterion) {
     let parent = Arc::new(Parent {
         done: std::sync::atomic::AtomicBool::new(false),
         // Room for 64 entries each: the two lists' buffers, allocated one after the other,
-        // are then never on one cache line where they are used (their first entries), as
-        // ctxkit's lanes, whose first child is kept in the lane itself, are not.
+        // then never share a cache line where they are used (their first entries). ctxkit's
+        // lanes do not either: each keeps its first child inside the lane, on its own line.
         lanes: std::array::from_fn(|_| Lane(Mutex::new(Vec::with_capacity(64)))),
     });
     c.bench_function("floor/CommonParentCancel/lanes", |b| {
