@@ -163,6 +163,8 @@ def evaluate(out, criterion_dir, size):
         (f"floor: wide {M}, create: a child holding its parent, held weakly under the "
          "parent's lock, and a second owner dropped, no context",
          f"floor/wide/n={M}/create", "ns", None),
+        (f"floor: wide {M}, create, the same with children of 80 bytes, the size of ctxkit's "
+         "node", f"floor/wide/n={M}/create_node_size", "ns", None),
         (f"deep {M}: create (ns/level)", f"deep/n={M}/create", "ns", ("x", 5)),
         (f"deep {M}: bytes/level", f"deep/n={M}/bytes", "B", None),
         (f"deep {M}: allocations/level", f"deep/n={M}/allocs", "", None),

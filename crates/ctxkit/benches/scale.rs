@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Each figure is one line: `name value unit`. Lines starting `tokio_util/` are the same
-//! shape on tokio-util's `CancellationToken`. Bytes are counted by a global allocator in this
+//! shape on tokio-util's `CancellationToken`, lines starting `floor/` the least any context
+//! could do in that shape. In the wide, deep and timers parts each of them runs five times in
+//! a row and prints the median time (`steady`). Bytes are counted by a global allocator in this
 //! benchmark (net bytes still allocated after the step, over the number of contexts); the
 //! library itself declares none. Run by `cargo test` (without `--bench`), it defaults to
 //! `--size small`.
@@ -40,10 +42,58 @@ static GLOBAL: Counting = Counting;
 // ---------------------------------------------------------------------------------------
 
 fn line(name: &str, value: f64, unit: &str) {
+    let taken = TAKEN.with(|t| match t.borrow_mut().as_mut() {
+        Some(lines) => {
+            lines.push((name.to_string(), value, unit.to_string()));
+            true
+        }
+        None => false,
+    });
+    if taken {
+        return;
+    }
     if unit == "ms" {
         println!("{name} {value:.3} {unit}");
     } else {
         println!("{name} {value:.1} {unit}");
+    }
+}
+
+/// How many times in a row [`steady`] runs a part.
+const RUNS: usize = 5;
+
+thread_local! {
+    /// While [`steady`] runs a part: the lines it printed, in order.
+    static TAKEN: std::cell::RefCell<Option<Vec<(String, f64, String)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `part` [`RUNS`] times in a row and prints each of its lines once: a time as the
+/// median of the runs, and a count of bytes or allocations as the first run counted it
+/// (the run that grew whatever the part keeps, such as the timer queue's array).
+///
+/// A part that allocates a million contexts is much slower on memory the process touches
+/// for the first time than on memory it freed before, and each contender used to run once,
+/// on whatever the contender before it had left: tokio-util's wide create took 104–110 ns
+/// run first in the process and 50–54 ns run after ctxkit's (BENCHMARKS.md, 3 Dec 2026).
+/// Run this way, each contender's median is a run on memory it freed itself, whatever its
+/// place in the process.
+fn steady(mut part: impl FnMut()) {
+    let mut runs: Vec<Vec<(String, f64, String)>> = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        TAKEN.with(|t| *t.borrow_mut() = Some(Vec::new()));
+        part();
+        runs.push(TAKEN.with(|t| t.borrow_mut().take()).unwrap_or_default());
+    }
+    for (i, (name, first, unit)) in runs[0].iter().enumerate() {
+        let value = if unit.starts_with('B') || unit.starts_with("allocs") {
+            *first
+        } else {
+            let mut values: Vec<f64> = runs.iter().map(|run| run[i].1).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        line(name, value, unit);
     }
 }
 
@@ -382,30 +432,35 @@ fn wide_tokio_util(n: usize) {
 }
 
 /// A parent of the floor of `wide/create`: its children, weakly, under its lock.
-struct FloorParent {
-    children: Mutex<Vec<Weak<FloorChild>>>,
+struct FloorParent<const PAD: usize> {
+    children: Mutex<Vec<Weak<FloorChild<PAD>>>>,
 }
 
-/// A child of the floor of `wide/create`: a reference to its parent, nothing else.
-struct FloorChild {
-    _parent: Arc<FloorParent>,
+/// A child of the floor of `wide/create`: a reference to its parent, and `PAD` words that
+/// nothing reads.
+struct FloorChild<const PAD: usize> {
+    _parent: Arc<FloorParent<PAD>>,
+    _pad: [u64; PAD],
 }
 
 /// The floor of `wide/create` with Go's API, with no context at all. Per child: one
-/// allocation holding a strong reference to the parent (a child keeps its ancestors); a
-/// weak reference to it pushed onto the parent's list under the parent's lock (a
-/// cancellation reaches it, and it goes when its last owner does); and the second owner
-/// `with_cancel` hands back (Go's cancel function), dropped at once as `wide` drops it. Run
-/// right after `wide_tokio_util`, on the memory that part freed.
-fn wide_floor(n: usize) {
-    let parent = Arc::new(FloorParent {
+/// allocation holding a strong reference to the parent (a child keeps its ancestors) and
+/// `PAD` words more; a weak reference to it pushed onto the parent's list under the parent's
+/// lock (a cancellation reaches it, and it goes when its last owner does); and the second
+/// owner `with_cancel` hands back (Go's cancel function), dropped at once as `wide` drops
+/// it. Run with no words more (a child of 8 bytes, under `NAME` `create`), and with 9 (80
+/// bytes, the size of ctxkit's node), which tells what the bytes of a context cost its
+/// creation.
+fn wide_floor<const PAD: usize>(n: usize, name: &str) {
+    let parent = Arc::new(FloorParent::<PAD> {
         children: Mutex::new(Vec::new()),
     });
     let t = Instant::now();
-    let mut kids: Vec<Arc<FloorChild>> = Vec::with_capacity(n);
+    let mut kids: Vec<Arc<FloorChild<PAD>>> = Vec::with_capacity(n);
     for _ in 0..n {
         let child = Arc::new(FloorChild {
             _parent: Arc::clone(&parent),
+            _pad: [0; PAD],
         });
         let weak = Arc::downgrade(&child);
         parent.children.lock().unwrap().push(weak);
@@ -416,7 +471,7 @@ fn wide_floor(n: usize) {
     std::hint::black_box(&kids);
     drop(kids);
     line(
-        &format!("floor/wide/n={n}/create"),
+        &format!("floor/wide/n={n}/{name}"),
         per(create, n),
         "ns/child",
     );
@@ -470,7 +525,7 @@ struct FloorLevel {
 /// a weak reference to it put into the level above under that level's lock (a cancellation
 /// reaches it, and it goes when its last owner does); the second owner `with_cancel` hands
 /// back (Go's cancel function), dropped at once as `deep` drops it; and the reference to the
-/// level above, dropped as `deep` drops the context it derived from. Run right after `deep`.
+/// level above, dropped as `deep` drops the context it derived from.
 fn deep_floor(n: usize) {
     let level = |parent| FloorLevel {
         parent,
@@ -533,7 +588,6 @@ fn timers(n: usize) {
 /// Per timer: one clock read for the deadline, one allocation of 32 bytes for the context (a
 /// deadline, a state and two links: less than a context of ctxkit, Go or tokio-util), and the
 /// deadline pushed onto the end of an array, as onto a heap that deadlines reach in order.
-/// Run right after `timers`, on the memory that part freed.
 fn timers_floor(n: usize) {
     let epoch = Instant::now();
     let t = Instant::now();
@@ -557,7 +611,7 @@ fn timers_floor(n: usize) {
 /// pushed with its deadline onto the queue's array under the queue's lock (the queue must
 /// not keep a dropped context alive until its deadline); and the second owner
 /// `with_timeout` hands back (Go's cancel function), kept, while the first is dropped, as
-/// `timers` does. Run right after `timers_floor`: with 4 words (32 bytes, as
+/// `timers` does. Run with 4 words (32 bytes, as
 /// `timers_floor`), and with 10 (80 bytes, the size of ctxkit's node, whose fields of
 /// provenance, names and the live tree take 24 of them), which tells what the bytes of a
 /// context cost its creation.
@@ -837,20 +891,23 @@ fn main() {
         fanout_tasks_tokio_util(1_000_000 / div);
         fanout_tasks_floor(1_000_000 / div);
     }
+    // Each contender of the parts that allocate a context a step, each floor too, runs
+    // `steady`: the median of runs in a row.
     if run("wide") {
-        wide(1_000_000 / div);
-        wide_tokio_util(1_000_000 / div);
-        wide_floor(1_000_000 / div);
+        steady(|| wide(1_000_000 / div));
+        steady(|| wide_tokio_util(1_000_000 / div));
+        steady(|| wide_floor::<0>(1_000_000 / div, "create"));
+        steady(|| wide_floor::<9>(1_000_000 / div, "create_node_size"));
     }
     if run("deep") {
-        deep(1_000_000 / div);
-        deep_floor(1_000_000 / div);
+        steady(|| deep(1_000_000 / div));
+        steady(|| deep_floor(1_000_000 / div));
     }
     if run("timers") {
-        timers(1_000_000 / div);
-        timers_floor(1_000_000 / div);
-        timers_floor_api::<4>(1_000_000 / div, "create_api");
-        timers_floor_api::<10>(1_000_000 / div, "create_api_node_size");
+        steady(|| timers(1_000_000 / div));
+        steady(|| timers_floor(1_000_000 / div));
+        steady(|| timers_floor_api::<4>(1_000_000 / div, "create_api"));
+        steady(|| timers_floor_api::<10>(1_000_000 / div, "create_api_node_size"));
     }
     if run("lateness") {
         timer_lateness(10_000 / div);
