@@ -8,13 +8,15 @@
 //! cargo bench -p ctxkit --bench scale                           # full sizes (about a minute)
 //! cargo bench -p ctxkit --bench scale -- --size small           # sizes / 100
 //! cargo bench -p ctxkit --bench scale -- --only wide,timers     # some parts only
+//! cargo bench -p ctxkit --bench scale -- --only wide --every-run # each run of `steady` too
 //! cargo test -p ctxkit --bench scale -- --size small            # unoptimised, a quick check (CI)
 //! ```
 //!
 //! Each figure is one line: `name value unit`. Lines starting `tokio_util/` are the same
 //! shape on tokio-util's `CancellationToken`, lines starting `floor/` the least any context
-//! could do in that shape. In the wide, deep and timers parts each of them runs five times in
-//! a row and prints the median time (`steady`). Bytes are counted by a global allocator in this
+//! could do in that shape. In the wide, deep and timers parts, and for the fan-outs of
+//! 100,000 tasks, each of them runs five times in a row and prints the median time
+//! (`steady`). Bytes are counted by a global allocator in this
 //! benchmark (net bytes still allocated after the step, over the number of contexts); the
 //! library itself declares none. Run by `cargo test` (without `--bench`), it defaults to
 //! `--size small`.
@@ -68,16 +70,21 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// Set by `--every-run`: [`steady`] prints each run's lines too, as `NAME/run=K`.
+static EVERY_RUN: AtomicBool = AtomicBool::new(false);
+
 /// Runs `part` [`RUNS`] times in a row and prints each of its lines once: a time as the
 /// median of the runs, and a count of bytes or allocations as the first run counted it
 /// (the run that grew whatever the part keeps, such as the timer queue's array).
 ///
-/// A part that allocates a million contexts is much slower on memory the process touches
-/// for the first time than on memory it freed before, and each contender used to run once,
-/// on whatever the contender before it had left: tokio-util's wide create took 104–110 ns
-/// run first in the process and 50–54 ns run after ctxkit's (BENCHMARKS.md, 3 Dec 2026).
-/// Run this way, each contender's median is a run on memory it freed itself, whatever its
-/// place in the process.
+/// A part that allocates a million contexts runs much slower on memory the process touches
+/// for the first time, or that the allocator has just handed back to the system, than on
+/// memory it freed itself and still holds. Run once each, the contenders of a part were
+/// measured each on whatever the one before it had left, and the first paid for the rest
+/// (`--every-run` shows a contender's first run against its later ones: BENCHMARKS.md,
+/// "Each contender on its own memory"). Run this way, each contender's median is a run on
+/// memory it freed itself, whatever its place in the process: the steady state of a
+/// program that makes and drops contexts all day.
 fn steady(mut part: impl FnMut()) {
     let mut runs: Vec<Vec<(String, f64, String)>> = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
@@ -94,6 +101,11 @@ fn steady(mut part: impl FnMut()) {
             values[values.len() / 2]
         };
         line(name, value, unit);
+        if EVERY_RUN.load(Ordering::Relaxed) {
+            for (k, run) in runs.iter().enumerate() {
+                line(&format!("{name}/run={}", k + 1), run[i].1, unit);
+            }
+        }
     }
 }
 
@@ -870,8 +882,9 @@ fn main() {
                 other => panic!("--size small|full, not {other:?}"),
             },
             "--only" => only = args.next(),
+            "--every-run" => EVERY_RUN.store(true, Ordering::Relaxed),
             "-h" | "--help" => {
-                println!("scale [--size small|full] [--only PART[,PART...]]  (parts: fanout, wide, deep, timers, lateness, storm, keys, snapshot)");
+                println!("scale [--size small|full] [--only PART[,PART...]] [--every-run]  (parts: fanout, wide, deep, timers, lateness, storm, keys, snapshot)");
                 return;
             }
             other => panic!("unknown argument {other}"),
@@ -883,15 +896,17 @@ fn main() {
     };
     if run("fanout") {
         fanout_warm_up(100_000 / div);
-        fanout_tasks(100_000 / div);
+        // The fan-outs of 100,000 tasks, ctxkit's and tokio-util's, are short enough to run
+        // `steady` too: a median of five for each.
+        steady(|| fanout_tasks(100_000 / div));
         fanout_tasks(1_000_000 / div);
         fanout_threads(10_000 / div);
         fanout_counting_wakers(1_000_000 / div);
-        fanout_tasks_tokio_util(100_000 / div);
+        steady(|| fanout_tasks_tokio_util(100_000 / div));
         fanout_tasks_tokio_util(1_000_000 / div);
         fanout_tasks_floor(1_000_000 / div);
     }
-    // Each contender of the parts that allocate a context a step, each floor too, runs
+    // Each contender of the parts that allocate a context a step, and each floor, runs
     // `steady`: the median of runs in a row.
     if run("wide") {
         steady(|| wide(1_000_000 / div));
