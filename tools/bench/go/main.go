@@ -2,9 +2,11 @@
 // `cargo bench -p ctxkit --bench scale`, so tools/bench/compare.sh can set them side by
 // side. The shapes follow the scale anchor the targets were set from; the timer lateness is
 // measured against each context's own deadline (as the Rust benchmark does) and reported as
-// p50, p99 and max.
+// p50, p99 and max. As in the Rust benchmark, the wide, deep and timers parts and the
+// fan-out of 100,000 goroutines run five times in a row and print the median time and the
+// first run's bytes (steady).
 //
-//	go run . [-size small]
+//	go run . [-size small] [-every-run]
 package main
 
 import (
@@ -13,11 +15,63 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
 
+// runs is how many times in a row steady runs a part.
+const runs = 5
+
+// taken holds the lines of the run steady is in, if it is in one.
+var taken *[]figure
+
+// everyRun: steady prints each run's lines too, as NAME/run=K.
+var everyRun = flag.Bool("every-run", false, "print each run of a steady part too")
+
+type figure struct {
+	name  string
+	value float64
+	unit  string
+}
+
+// steady runs part `runs` times in a row and prints each of its lines once: a time as the
+// median of the runs, and bytes as the first run counted them (the run that grew whatever
+// the part keeps). Each contender of a part runs on memory it freed itself, whatever its
+// place in the process, as scale.rs's `steady` does for ctxkit, tokio-util and the floors.
+func steady(part func()) {
+	all := make([][]figure, 0, runs)
+	for i := 0; i < runs; i++ {
+		var lines []figure
+		taken = &lines
+		part()
+		taken = nil
+		all = append(all, lines)
+	}
+	for i, f := range all[0] {
+		value := f.value
+		if !strings.HasPrefix(f.unit, "B") {
+			values := make([]float64, 0, runs)
+			for _, run := range all {
+				values = append(values, run[i].value)
+			}
+			sort.Float64s(values)
+			value = values[len(values)/2]
+		}
+		line(f.name, value, f.unit)
+		if *everyRun {
+			for k, run := range all {
+				line(fmt.Sprintf("%s/run=%d", f.name, k+1), run[i].value, f.unit)
+			}
+		}
+	}
+}
+
 func line(name string, value float64, unit string) {
+	if taken != nil {
+		*taken = append(*taken, figure{name, value, unit})
+		return
+	}
 	if unit == "ms" {
 		fmt.Printf("%s %.3f %s\n", name, value, unit)
 	} else {
@@ -42,7 +96,21 @@ func main() {
 	}
 
 	// 1) fan-out: n goroutines waiting on one ctx; time from cancel to all woken
-	for _, n := range []int{100000 / div, 1000000 / div} {
+	steady(func() { fanout(100000 / div) })
+	fanout(1000000 / div)
+
+	// 2) wide: n children of one parent; create, then cancel the parent
+	steady(func() { wide(1000000 / div) })
+	// 3) deep: a chain of n contexts; create, then cancel the root
+	steady(func() { deep(1000000 / div) })
+	// 4) n live timers
+	steady(func() { timers(1000000 / div) })
+	// 5) timer lateness
+	lateness(10000 / div)
+}
+
+func fanout(n int) {
+	{
 		ctx, cancel := context.WithCancel(context.Background())
 		var ready, done sync.WaitGroup
 		ready.Add(n)
@@ -57,10 +125,10 @@ func main() {
 		done.Wait()
 		line(fmt.Sprintf("fanout_wake/tasks=%d", n), per(time.Since(t), n), "ns/waiter")
 	}
+}
 
-	// 2) wide: n children of one parent; create, then cancel the parent
+func wide(n int) {
 	{
-		n := 1000000 / div
 		runtime.GC()
 		m0 := heap()
 		root, cancel := context.WithCancel(context.Background())
@@ -79,10 +147,10 @@ func main() {
 		line(fmt.Sprintf("wide/n=%d/cancel", n), per(cn, n), "ns/child")
 		runtime.KeepAlive(kids)
 	}
+}
 
-	// 3) deep: a chain of n contexts; create, then cancel the root
+func deep(n int) {
 	{
-		n := 1000000 / div
 		runtime.GC()
 		m0 := heap()
 		root, cancel := context.WithCancel(context.Background())
@@ -101,10 +169,10 @@ func main() {
 		line(fmt.Sprintf("deep/n=%d/bytes", n), float64(m1-m0)/float64(n), "B/level")
 		line(fmt.Sprintf("deep/n=%d/cancel", n), per(cn, n), "ns/level")
 	}
+}
 
-	// 4) n live timers
+func timers(n int) {
 	{
-		n := 1000000 / div
 		runtime.GC()
 		m0 := heap()
 		t := time.Now()
@@ -123,10 +191,11 @@ func main() {
 		line(fmt.Sprintf("timers/n=%d/bytes", n), float64(m1-m0)/float64(n), "B")
 		line(fmt.Sprintf("timers/n=%d/cancel", n), per(cn, n), "ns")
 	}
+}
 
-	// 5) timer lateness: n contexts with a 50 ms timeout, each awaited by a goroutine
+// lateness: n contexts with a 50 ms timeout, each awaited by a goroutine.
+func lateness(n int) {
 	{
-		n := 10000 / div
 		var wg sync.WaitGroup
 		wg.Add(n)
 		lat := make([]time.Duration, n)
