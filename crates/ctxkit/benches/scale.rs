@@ -5,7 +5,7 @@
 //! 10,000 distinct value keys costs.
 //!
 //! ```text
-//! cargo bench -p ctxkit --bench scale                           # full sizes (about a minute)
+//! cargo bench -p ctxkit --bench scale                           # full sizes (under a minute)
 //! cargo bench -p ctxkit --bench scale -- --size small           # sizes / 100
 //! cargo bench -p ctxkit --bench scale -- --only wide,timers     # some parts only
 //! cargo bench -p ctxkit --bench scale -- --only wide --every-run # each run of `steady` too
