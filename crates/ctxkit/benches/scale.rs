@@ -77,11 +77,10 @@ static EVERY_RUN: AtomicBool = AtomicBool::new(false);
 /// median of the runs, and a count of bytes or allocations as the first run counted it
 /// (the run that grew whatever the part keeps, such as the timer queue's array).
 ///
-/// A part that allocates a million contexts runs much slower on memory the process touches
-/// for the first time, or that the allocator has just handed back to the system, than on
-/// memory it freed itself and still holds. Run once each, the contenders of a part were
-/// measured each on whatever the one before it had left, and the first paid for the rest
-/// (`--every-run` shows a contender's first run against its later ones: BENCHMARKS.md,
+/// A part that allocates a million contexts runs much slower in its first run than on
+/// memory it freed itself: fresh memory, a first growth of what it keeps. Run once each,
+/// the contenders of a part were measured each on whatever the one before it had left, and
+/// the first paid those costs for the others (`--every-run` shows a contender's first run against its later ones: BENCHMARKS.md,
 /// "Each contender on its own memory"). Run this way, each contender's median is a run on
 /// memory it freed itself, whatever its place in the process: the steady state of a
 /// program that makes and drops contexts all day.
