@@ -177,6 +177,7 @@ def evaluate(out, criterion_dir, size):
         (f"{M} timers: bytes each", f"timers/n={M}/bytes", "B", ("le", 128)),
         (f"{M} timers: allocations each", f"timers/n={M}/allocs", "", None),
         (f"{M} timers: cancel (ns)", f"timers/n={M}/cancel", "ns", ("x", 3)),
+        (f"{M} timers: drop (ns; Go: GC)", f"timers/n={M}/drop", "ns", None),
         (f"floor: {M} timers, create: a clock read and 32 bytes each, no context",
          f"floor/timers/n={M}/create", "ns", None),
         (f"floor: {M} timers, create, with Go's API: the same, held weakly by the queue "

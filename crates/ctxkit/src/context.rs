@@ -266,8 +266,9 @@ impl Context {
             birth.born = time::to_coarse(now);
         }
         let node = Node::child_of(Kind::Deadline, at, &self.pair, None, cause, birth); // N12
-        if !node.is_done() && (at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node))
-        {
+        if node.is_done() {
+            node.unqueued(); // born done (S5): no entry made (T2)
+        } else if at <= now.unwrap_or_else(|| queue.now()) || !queue.insert(at, &node) {
             Arc::clone(&node).expire(Callbacks::Inline); // S13
         }
         node

@@ -73,7 +73,9 @@
 //! the life of the process".
 //!
 //! <a id="s14"></a>**S14.** The [`CancelHandle`] of a deadline context cancels with
-//! `Canceled`, stops its timer and unregisters the child.
+//! `Canceled`, stops its timer and unregisters the child. A stopped timer never fires; its
+//! entry in the timer queue (a deadline and a weak reference) is freed once the context is
+//! dropped, so a cancel itself touches no timer queue.
 //!
 //! # Values
 //!

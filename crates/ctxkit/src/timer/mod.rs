@@ -14,12 +14,17 @@
 //! # Invariants
 //! - **T1 (weak entries)**: the queue holds only a `Weak` reference to what it expires, so a
 //!   timer never keeps a dropped context alive.
-//! - **T2 (lazy removal)**: a cancelled or dropped context does not search the heap; it counts
-//!   itself dead in its shard ([`TimerQueue::forget`]; it remembers its shard, [`Timed::shard`]).
-//!   If its entry is the last of the heap's array, that entry and the dead ones before it
-//!   are removed at once (`shard.rs`); otherwise, when dead entries outnumber live ones, the
-//!   shard is rebuilt without them. So removal is amortised O(1) and a shard never holds
-//!   more than about twice its live timers.
+//! - **T2 (lazy removal)**: an entry leaves its shard when it comes due, or after its owner
+//!   is dropped. A cancelled context keeps its entry while it is held (its expiry finds it
+//!   done and does nothing), so a cancel touches no shard. A dropped context does not search
+//!   the heap: it counts itself dead in its shard ([`TimerQueue::forget`]; it remembers its
+//!   shard, [`Timed::shard`]). If its entry is the last of the heap's array, that entry and
+//!   the dead ones before it are removed at once (`shard.rs`); otherwise, when dead entries
+//!   outnumber live ones, the shard is rebuilt without them. An entry is dead when the count
+//!   of strong references its `Weak` shares with its owner is zero: one load, no reference
+//!   taken, so nothing is dropped under a shard's lock. So removal is amortised O(1) and a
+//!   shard never holds more than about twice as many entries as there are contexts with
+//!   timers alive.
 //! - **T3 (never early)**: an entry fires only once the queue's clock reads at or past its
 //!   deadline.
 //! - **T4 (no lock held while firing, no user code on the timer thread)**: due entries are
@@ -211,11 +216,10 @@ impl<T: Timed> TimerQueue<T> {
         self.wakeup.notify_one();
     }
 
-    /// Counts the entry made for shard `number` with deadline `at` as dead (T2). Returns the
-    /// entries' owners whose last reference the cleaning took, for the caller to drop (T4).
-    #[must_use]
-    pub(crate) fn forget(&self, number: u8, at: Nanos) -> Vec<T> {
-        self.shard(number).forget(at)
+    /// Counts the entry made for shard `number` with deadline `at` as dead: its owner is
+    /// being dropped (T2).
+    pub(crate) fn forget(&self, number: u8, at: Nanos) {
+        self.shard(number).forget(at);
     }
 
     /// Moves a manual clock forward by `by` (saturating) and expires, before returning, every
@@ -345,9 +349,6 @@ mod model {
     impl Timed for Probe {
         fn shard(&self) -> u8 {
             0
-        }
-        fn is_done(&self) -> bool {
-            false
         }
         fn expire(self: Arc<Self>, _: Callbacks) {}
         fn abandoned(&self) {}

@@ -8,9 +8,8 @@
 //! cancelled soon after it was made (a request that finished in time) is most often among
 //! them, so its entry goes at once, in O(1).
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
-use super::timed::Timed;
 use crate::sync::{lock, AtomicI64, AtomicUsize, Mutex, Ordering};
 use crate::time::{Nanos, NO_DEADLINE};
 
@@ -108,16 +107,10 @@ impl<T> Heap<T> {
     }
 }
 
-/// Whether an entry can go: its owner is gone or done. An owner whose last reference is the
-/// one taken here must not be dropped under the shard's lock (a context's drop comes back
-/// here, and may run user code: `tree/mod.rs`, N6), so it is handed to `last`.
-fn is_dead<T: Timed>(entry: &Entry<T>, last: &mut Vec<T>) -> bool {
-    let Some(timed) = entry.timed.upgrade() else {
-        return true;
-    };
-    let done = timed.is_done();
-    last.extend(Arc::into_inner(timed));
-    done
+/// Whether an entry can go: its owner was dropped (T2). One load of the count a `Weak`
+/// shares with its owner: no reference is taken, so nothing can be dropped under the lock.
+fn is_dead<T>(entry: &Entry<T>) -> bool {
+    entry.timed.strong_count() == 0
 }
 
 /// One heap of deadlines and its counts. Aligned to its own cache lines, so that threads
@@ -125,7 +118,7 @@ fn is_dead<T: Timed>(entry: &Entry<T>, last: &mut Vec<T>) -> bool {
 #[repr(align(128))]
 pub(super) struct Shard<T> {
     pub(super) heap: Mutex<Heap<T>>,
-    /// Entries whose context was cancelled or dropped since the last rebuild (T2). Counted
+    /// Entries whose context was dropped since the last rebuild (T2). Counted
     /// without the lock. An estimate: an entry popped after being counted is not
     /// subtracted, which only makes the next rebuild come a little early.
     dead: AtomicUsize,
@@ -148,7 +141,7 @@ impl<T> Default for Shard<T> {
     }
 }
 
-impl<T: Timed> Shard<T> {
+impl<T> Shard<T> {
     /// Publishes the heap's length and last deadline for lock-free readers.
     pub(super) fn changed(&self, heap: &Heap<T>) {
         self.len.store(heap.len(), Ordering::Relaxed);
@@ -165,34 +158,30 @@ impl<T: Timed> Shard<T> {
         heap.earliest()
     }
 
-    /// Counts the entry whose deadline was `at` as dead (T2). If the entry is the
-    /// last of the heap's array, it and the dead entries before it are removed now, in
-    /// O(1) each; otherwise the shard is rebuilt without its dead entries once they
-    /// outnumber the live ones, so removal is amortised O(1) either way.
-    #[must_use]
-    pub(super) fn forget(&self, at: Nanos) -> Vec<T> {
+    /// Counts the entry whose deadline was `at` as dead: its owner is being dropped (T2). If
+    /// the entry is the last of the heap's array, it and the dead entries before it are
+    /// removed now, in O(1) each; otherwise the shard is rebuilt without its dead entries
+    /// once they outnumber the live ones, so removal is amortised O(1) either way.
+    pub(super) fn forget(&self, at: Nanos) {
         // Relaxed: the counts only decide when to clean; the cleaning itself is exact.
         let dead = self.dead.fetch_add(1, Ordering::Relaxed) + 1;
         let last = self.last_at.load(Ordering::Relaxed) == at;
         let rebuild = dead >= 64 && dead * 2 >= self.len.load(Ordering::Relaxed);
         if !last && !rebuild {
-            return Vec::new();
+            return;
         }
-        let mut gone = Vec::new();
         let mut heap = lock(&self.heap);
         if rebuild {
-            heap.retain(|e| !is_dead(e, &mut gone));
+            heap.retain(|e| !is_dead(e));
             self.dead.store(0, Ordering::Relaxed);
         } else {
-            let trimmed = heap.trim(|e| is_dead(e, &mut gone));
+            let trimmed = heap.trim(is_dead);
             let fewer = |d: usize| Some(d.saturating_sub(trimmed));
             let _ = self
                 .dead
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, fewer);
         }
         self.changed(&heap);
-        drop(heap);
-        gone
     }
 }
 

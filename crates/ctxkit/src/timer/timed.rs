@@ -10,8 +10,6 @@ use crate::sync::Ordering;
 pub(crate) trait Timed: Send + Sync + Sized + 'static {
     /// The shard number it was made for ([`thread_shard`] when it was made, T2).
     fn shard(&self) -> u8;
-    /// Whether it is done already: its entry is dead (T2).
-    fn is_done(&self) -> bool;
     /// Its deadline has come (T3). `callbacks` says where its `on_cancel` callbacks run, and
     /// for [`Callbacks::Pool`] (the timer thread), that no user code may run here: not even
     /// the drop of `self`, which may be the last reference.
@@ -26,7 +24,7 @@ pub(super) const MAX_SHARDS: usize = 64;
 /// The calling thread's shard number, fixed for the thread's life: threads are numbered in
 /// the order they first make a deadline, so threads started together get different shards.
 /// A queue with `n` shards uses shard `number % n`; an entry's owner keeps the number to find
-/// its shard when it is cancelled or dropped (T2).
+/// its shard when it is dropped (T2).
 pub(crate) fn thread_shard() -> u8 {
     thread_local! {
         static SHARD: Cell<Option<u8>> = const { Cell::new(None) };

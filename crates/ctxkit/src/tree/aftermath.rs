@@ -35,8 +35,8 @@ pub(super) struct Aftermath {
     pub(super) found_done: Vec<usize>,
     /// Pins of nodes made done (N8).
     pub(super) unpinned: Vec<Arc<Node>>,
-    /// What went out of use under a lock, to drop after: causes a cancel replaced, nodes
-    /// whose last reference came out of a timer shard.
+    /// What went out of use under a lock, to drop after: causes a cancel replaced, and on
+    /// the timer thread, nodes whose last reference the walk held.
     pub(super) garbage: Vec<Garbage>,
 }
 
@@ -45,7 +45,7 @@ pub(super) struct Aftermath {
 pub(super) enum Garbage {
     /// A pending deadline cause that a cancel overrode.
     Cause(Cause),
-    /// A node whose last reference came out of a timer shard as the walk forgot timers.
+    /// On the timer thread, a node whose last reference the walk held (T4).
     Node(Node),
 }
 
@@ -73,14 +73,6 @@ thread_local! {
 }
 
 impl Aftermath {
-    /// Keeps the nodes whose last reference came out of a timer shard, to drop after.
-    #[inline]
-    pub(super) fn forgot(&mut self, gone: Vec<Node>) {
-        if !gone.is_empty() {
-            self.garbage.extend(gone.into_iter().map(Garbage::Node));
-        }
-    }
-
     /// An empty aftermath with the buffers of this thread's last one: a cancellation
     /// allocates nothing for its bookkeeping in the steady state. (A cancellation inside a
     /// callback of another finds none and allocates.)

@@ -276,7 +276,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::{Context, Key};
+    use crate::{Context, Error, Key};
 
     static K: Key<u32> = Key::new("k");
 
@@ -360,6 +360,45 @@ mod tests {
             alone,
             "all of them gone, the layer is back to its own count"
         );
+    }
+
+    /// T2: a cancel leaves a context's timer entry in its queue; the entry goes when it comes
+    /// due, firing nothing, or once the context is dropped, and the queue never holds more
+    /// than about twice as many entries as there are contexts with timers alive.
+    #[test]
+    fn a_cancelled_contexts_timer_entry_goes_when_due_or_with_the_context() {
+        let clock = crate::ManualClock::new();
+        let root = Context::background().with_clock(&clock);
+        let queue = clock.queue();
+        let mut held: Vec<_> = (0..1000)
+            .map(|i| root.with_timeout(Duration::from_secs(10 + i)))
+            .collect();
+        assert_eq!(queue.len(), 1000);
+        for (_, handle) in &held {
+            handle.cancel();
+        }
+        assert_eq!(queue.len(), 1000, "a cancel touches no timer queue");
+
+        clock.advance(Duration::from_secs(109)); // the first 100 come due
+        assert_eq!(queue.len(), 900);
+        assert!(held
+            .iter()
+            .all(|(ctx, _)| ctx.err() == Some(Error::Canceled)));
+        held.drain(..100);
+        assert_eq!(queue.len(), 900, "their entries went when they came due");
+
+        // Dropped oldest first: never the last entry of the heap's array, so the shard is
+        // rebuilt as the dead entries come to outnumber the live ones.
+        while !held.is_empty() {
+            held.remove(0);
+            let entries = queue.len();
+            assert!(
+                entries <= 2 * held.len() + 64,
+                "{entries} entries, {} alive",
+                held.len()
+            );
+        }
+        assert_eq!(queue.len(), 0, "the last drop trims what is left");
     }
 
     /// N12, with no values anywhere: a chain of nodes under `background()` finds none, and a

@@ -19,7 +19,6 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::node::{extra_ref, Kind, Node, BELOW_MOVED, MOVED, MOVES};
-use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::Callbacks;
 use crate::origin::{Began, OriginKind};
@@ -143,7 +142,6 @@ impl Node {
             self.walk(
                 Error::DeadlineExceeded,
                 None,
-                OwnTimer::Forget,
                 Callbacks::Inline,
                 Some(began),
             );

@@ -14,7 +14,6 @@ use super::children::{Children, UNLINKED};
 use super::clock::Queue;
 use super::lanes::{self, Lanes, CONTENDED_LINKS};
 use super::state::{State, Walk};
-use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::{self, Callbacks, Priority, Reg};
 use crate::error::Cause;
@@ -48,6 +47,9 @@ pub(super) const MOVES: u8 = MOVED | BELOW_MOVED;
 /// [`Node::marks`]: the node has lanes (N14). A hint, read with a `Relaxed` load: the lanes
 /// themselves are in the node's [`Extra`].
 pub(super) const LANES: u8 = 4;
+/// [`Node::marks`]: the node is done and its timer queue holds no entry of it (its entry came
+/// due, or none was made), so its drop has no entry to count dead (T2).
+pub(super) const UNQUEUED: u8 = 8;
 
 impl Kind {
     /// The word Display uses for the derivation ([S2](crate::guarantees#s2)).
@@ -92,7 +94,8 @@ pub(crate) struct Node {
     pub(super) slot: AtomicU32,
     pub(super) state: State,
     /// Whether this node's deadline ([`MOVED`]) or an ancestor's ([`BELOW_MOVED`]) was ever
-    /// moved (N11), and whether the node has lanes ([`LANES`], N14).
+    /// moved (N11), whether the node has lanes ([`LANES`], N14), and whether its timer entry
+    /// is gone ([`UNQUEUED`], T2).
     pub(super) marks: AtomicU8,
     kind: Kind,
     /// For a [`Kind::Deadline`] node: the timer shard its entry went to (T2).
@@ -568,16 +571,22 @@ impl Node {
         Some(self.parent.timer_queue())
     }
 
-    /// Counts this node's own timer entry, if any, as dead (T2). Returns the nodes whose last
-    /// reference came out of the timer queue while it cleaned up, for the caller to drop
-    /// where user code may run (N6).
-    #[must_use]
+    /// Counts this node's own timer entry, if it has one still queued, as dead: called once,
+    /// as the node is dropped, so that a rebuild of its shard sees the entry dead (T2).
     #[inline]
-    pub(super) fn forget_timer(&self) -> Vec<Node> {
-        match self.timer_queue() {
-            Some(queue) => queue.forget(self.shard, self.own_deadline()),
-            None => Vec::new(),
+    pub(super) fn forget_timer(&self) {
+        if self.marks.load(Ordering::Relaxed) & UNQUEUED != 0 {
+            return;
         }
+        if let Some(queue) = self.timer_queue() {
+            queue.forget(self.shard, self.own_deadline());
+        }
+    }
+
+    /// Marks a done node as having no entry in its timer queue ([`UNQUEUED`]). Relaxed: only
+    /// the node's drop reads it, after every other reference is gone.
+    pub(crate) fn unqueued(&self) {
+        self.marks.fetch_or(UNQUEUED, Ordering::Relaxed);
     }
 }
 
@@ -624,26 +633,20 @@ impl Timed for Node {
         self.shard
     }
 
-    fn is_done(&self) -> bool {
-        self.state.is_done()
-    }
-
     /// Cancels with `DeadlineExceeded` and the cause given at creation
-    /// ([S7](crate::guarantees#s7), [S11](crate::guarantees#s11)). On the timer thread
+    /// ([S7](crate::guarantees#s7), [S11](crate::guarantees#s11)), unless the node is done
+    /// already (a cancelled context keeps its entry, T2). On the timer thread
     /// ([`Callbacks::Pool`]), the node is not dropped there even if this was its last
     /// reference: its drop runs user code (T4).
     fn expire(self: Arc<Self>, callbacks: Callbacks) {
-        if self.rearm() {
-            return; // moved later: back in the queue (N11)
+        if !self.is_done() {
+            if self.rearm() {
+                return; // moved later: back in the queue (N11)
+            }
+            let began = self.deadline_began();
+            self.walk(Error::DeadlineExceeded, None, callbacks, Some(began));
         }
-        let began = self.deadline_began();
-        self.walk(
-            Error::DeadlineExceeded,
-            None,
-            OwnTimer::Fired,
-            callbacks,
-            Some(began),
-        );
+        self.unqueued();
         if callbacks == Callbacks::Pool {
             if let Some(node) = Arc::into_inner(self) {
                 callback::execute(Box::new(move || drop(node)), Priority::Urgent);

@@ -5,7 +5,6 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::node::{extra, extra_ref, Kind, Node};
-use super::walk::OwnTimer;
 use super::Pair;
 use crate::callback::Callbacks;
 use crate::error::Cause;
@@ -49,7 +48,7 @@ impl Node {
                 extra(&mut inner).reached_from = Some(Arc::downgrade(from));
             }
         }
-        self.walk(err, cause, OwnTimer::Forget, Callbacks::Inline, None);
+        self.walk(err, cause, Callbacks::Inline, None);
     }
 
     /// Where the cancellation that made this node done began ([S26](crate::guarantees#s26)):

@@ -65,8 +65,9 @@ fn release_one(parent: Pair) {
 }
 
 impl Node {
-    /// Leaves the tree, once: a node dropped before it was done leaves its parents' child
-    /// lists and its timer queue, and hands its pending callbacks to its parents (N2, N8).
+    /// Leaves the tree, once: a node leaves its parents' child lists and its timer queue, and
+    /// if it was dropped before it was done, hands its pending callbacks to its parents (N2,
+    /// N8).
     /// Returns its parents, for the caller to release. `in_chain`: the node was taken out of
     /// its `Arc` by a release (see `leave_parents_on_drop`).
     #[inline]
@@ -83,12 +84,11 @@ impl Node {
         if let Some(lanes) = extra.as_ref().and_then(|e| e.lanes.as_deref()) {
             lanes.clear(); // a thread's cache may outlive the node (N14)
         }
-        // Done or not, it is still listed by its parents that are live (N3).
+        // Done or not, it is still listed by its parents that are live (N3), and its timer
+        // entry, if any, is still queued (T2).
         self.leave_parents_on_drop(merge.clone(), in_chain);
+        self.forget_timer();
         if !self.is_done() {
-            // Nodes whose last reference came out of the timer queue: their drops release
-            // their own parents.
-            drop(self.forget_timer());
             if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
                     e.regs.into_iter().filter(|r| r.is_pending()).collect();

@@ -13,15 +13,6 @@ use crate::origin::{Began, OriginKind};
 use crate::sync::lock;
 use crate::Error;
 
-/// What becomes of a node's own timer entry once it is done.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum OwnTimer {
-    /// Cancelled: the entry is counted dead (T2).
-    Forget,
-    /// The entry fired: the queue took it out already.
-    Fired,
-}
-
 /// How a cancellation came to a node it makes done (N10).
 #[derive(Clone, Copy)]
 enum Reached<'a> {
@@ -40,18 +31,18 @@ impl Node {
     /// ([S20](crate::guarantees#s20)). `began` is what started the cancellation, recorded on
     /// this node if it makes it done (N10).
     pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: Option<Cause>, began: Began) {
-        self.walk(err, cause, OwnTimer::Forget, Callbacks::Inline, Some(began));
+        self.walk(err, cause, Callbacks::Inline, Some(began));
     }
 
-    /// [`cancel`](Self::cancel), for a cancel (`OwnTimer::Forget`) or an expiry
-    /// (`OwnTimer::Fired`). `began` is what started it, if it begins here (`None`: it
-    /// reached this node from a parent that is done, N10).
+    /// [`cancel`](Self::cancel), for a cancel or an expiry. `began` is what started it, if
+    /// it begins here (`None`: it reached this node from a parent that is done, N10). No
+    /// timer entry is touched: a done node's entry stays in its queue until the node is
+    /// dropped or the entry comes due (T2).
     #[inline]
     pub(super) fn walk(
         self: &Arc<Self>,
         err: Error,
         cause: Option<Cause>,
-        own_timer: OwnTimer,
         callbacks: Callbacks,
         began: Option<Began>,
     ) {
@@ -62,16 +53,13 @@ impl Node {
             if let Some(began) = began {
                 self.record_origin(began);
             }
-            // What the timer shard gives back is dropped here, with no lock held (N6); the
-            // timer thread never forgets (`Fired`).
-            drop(self.leave_timer(own_timer));
             #[cfg(feature = "tracing")]
             if began.is_some() {
                 self.trace_origin(callbacks);
             }
             return;
         }
-        self.walk_locked(err, cause, own_timer, callbacks, began);
+        self.walk_locked(err, cause, callbacks, began);
     }
 
     /// The walk of a node with something behind its lock (N9).
@@ -80,7 +68,6 @@ impl Node {
         self: &Arc<Self>,
         err: Error,
         cause: Option<Cause>,
-        own_timer: OwnTimer,
         callbacks: Callbacks,
         began: Option<Began>,
     ) {
@@ -118,7 +105,6 @@ impl Node {
             // all gone): `finish` made the node done with its walk over, so no walking bit
             // was set and none is to be cleared or waited for (N1b).
             drop(cause);
-            after.forgot(self.leave_timer(own_timer));
             after.run(callbacks);
             #[cfg(feature = "tracing")]
             if began.is_some() {
@@ -135,9 +121,7 @@ impl Node {
         while let Some(node) = reached.get(at) {
             at += 1;
             if cause.is_none() && node.state.cancel_unclaimed(err, None) {
-                // N9. It has one parent, done by this walk: only its timer is left.
-                after.forgot(node.forget_timer());
-                continue;
+                continue; // N9. It has one parent, done by this walk.
             }
             {
                 let mut inner = lock(&node.inner);
@@ -165,7 +149,7 @@ impl Node {
         }
         after.reached = reached;
         drop(cause);
-        self.end_walk(own_timer, root_end, &mut after);
+        self.end_walk(root_end, &mut after);
         after.run(callbacks);
         #[cfg(feature = "tracing")]
         if began.is_some() {
@@ -173,9 +157,9 @@ impl Node {
         }
     }
 
-    /// N1b: clears this walk's bits and forgets the timers of the nodes it made done: first
-    /// for the nodes with nothing still under another walk below them, then, as each of the
-    /// other walks this one found ends, for the nodes no walk still under way is below.
+    /// N1b: clears this walk's bits: first those of the nodes with nothing still under
+    /// another walk below them, then, as each of the other walks this one found ends, those
+    /// of the nodes no walk still under way is below.
     ///
     /// A walk keeps the bit of a node set while a node below it (found through it) is still
     /// under another walk, so that a cancel of that node waits as long as its subtree is not
@@ -183,17 +167,16 @@ impl Node {
     /// walk keeps a bit only for a node below it that another walk still walks, so a circle
     /// of walks each waiting for a bit another keeps would be a circle of nodes each below
     /// the next, and a tree with merges has none.
-    fn end_walk(self: &Arc<Self>, own_timer: OwnTimer, root_end: usize, after: &mut Aftermath) {
+    fn end_walk(self: &Arc<Self>, root_end: usize, after: &mut Aftermath) {
         let mut foreign = self.found_under_other_walks(after);
         if foreign.is_empty() {
             // Nothing below is under another walk (almost always): every bit goes at once.
-            return self.clear_bits(after, own_timer, |_| true, true);
+            return self.clear_bits(after, |_| true, true);
         }
         let (mut kept, mut root_kept) = Self::kept(&foreign, root_end, after);
         // First every bit not on the way to a node another walk still walks.
         self.clear_bits(
             after,
-            own_timer,
             |w| !kept.get(w).copied().unwrap_or(false),
             !root_kept,
         );
@@ -206,7 +189,7 @@ impl Node {
             foreign.retain(|&i| after.reached[i].state.is_walking());
             let (still, root_still) = Self::kept(&foreign, root_end, after);
             let released = |w: usize| kept[w] && !still.get(w).copied().unwrap_or(false);
-            self.clear_bits(after, own_timer, released, root_kept && !root_still);
+            self.clear_bits(after, released, root_kept && !root_still);
             (kept, root_kept) = (still, root_still);
         }
     }
@@ -241,14 +224,8 @@ impl Node {
     }
 
     /// Clears the walking bits of the walked nodes `clear` picks, and the root's if `root`,
-    /// wakes the waiters, then forgets those nodes' timers.
-    fn clear_bits(
-        self: &Arc<Self>,
-        after: &mut Aftermath,
-        own_timer: OwnTimer,
-        clear: impl Fn(usize) -> bool,
-        root: bool,
-    ) {
+    /// and wakes the waiters.
+    fn clear_bits(&self, after: &Aftermath, clear: impl Fn(usize) -> bool, root: bool) {
         if root {
             self.state.end_walk();
         }
@@ -258,17 +235,6 @@ impl Node {
             }
         }
         walks_ended();
-        if root {
-            let gone = self.leave_timer(own_timer);
-            after.forgot(gone);
-        }
-        for w in 0..after.walked.len() {
-            if clear(w) {
-                let node = &after.reached[after.walked[w].at as usize];
-                let gone = node.leave_timer(OwnTimer::Forget);
-                after.forgot(gone);
-            }
-        }
     }
 
     /// The nodes this walk found done that another walk still walks. A node reached twice
@@ -355,18 +321,6 @@ impl Node {
             Reached::From(_) => None,
         };
         self.state.finish(err, walk, began);
-    }
-
-    /// Bookkeeping after a node became done, with no lock held: its own timer entry is
-    /// counted dead. Returns nodes whose last reference came out of the timer queue, for the
-    /// caller to drop where user code may run. The node stays in its parents' child lists
-    /// until it is dropped (N3).
-    #[must_use]
-    fn leave_timer(&self, own_timer: OwnTimer) -> Vec<Node> {
-        match own_timer {
-            OwnTimer::Forget => self.forget_timer(),
-            OwnTimer::Fired => Vec::new(),
-        }
     }
 
     /// A node being dropped leaves its parents' child lists (N2, N3): the first parent, and
