@@ -276,7 +276,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::{Context, Error, Key};
+    use crate::{Context, Key};
 
     static K: Key<u32> = Key::new("k");
 
@@ -360,122 +360,6 @@ mod tests {
             alone,
             "all of them gone, the layer is back to its own count"
         );
-    }
-
-    /// T2: a cancel leaves a context's timer entry in its queue; the entry goes when it comes
-    /// due, firing nothing, or once the context is dropped, and the queue never holds more
-    /// than about twice as many entries as there are contexts with timers alive.
-    #[test]
-    fn a_cancelled_contexts_timer_entry_goes_when_due_or_with_the_context() {
-        let clock = crate::ManualClock::new();
-        let root = Context::background().with_clock(&clock);
-        let queue = clock.queue();
-        let mut held: Vec<_> = (0..1000)
-            .map(|i| root.with_timeout(Duration::from_secs(10 + i)))
-            .collect();
-        assert_eq!(queue.len(), 1000);
-        for (_, handle) in &held {
-            handle.cancel();
-        }
-        assert_eq!(queue.len(), 1000, "a cancel touches no timer queue");
-
-        clock.advance(Duration::from_secs(109)); // the first 100 come due
-        assert_eq!(queue.len(), 900);
-        assert!(held
-            .iter()
-            .all(|(ctx, _)| ctx.err() == Some(Error::Canceled)));
-        held.drain(..100);
-        assert_eq!(queue.len(), 900, "their entries went when they came due");
-
-        // Dropped oldest first: never the last entry of the heap's array, so the shard is
-        // rebuilt as the dead entries come to outnumber the live ones.
-        while !held.is_empty() {
-            held.remove(0);
-            let entries = queue.len();
-            assert!(
-                entries <= 2 * held.len() + 64,
-                "{entries} entries, {} alive",
-                held.len()
-            );
-        }
-        assert_eq!(queue.len(), 0, "the last drop trims what is left");
-    }
-
-    #[derive(Debug, Clone)]
-    enum TimerOp {
-        /// A context with a timeout of this many seconds.
-        Make(u64),
-        /// Cancel the context at this index (modulo the number held).
-        Cancel(usize),
-        /// Drop the context at this index.
-        Drop(usize),
-        /// Move the clock this many seconds.
-        Advance(u64),
-    }
-
-    fn timer_op() -> impl proptest::strategy::Strategy<Value = TimerOp> {
-        use proptest::prelude::*;
-        prop_oneof![
-            4 => (1..100u64).prop_map(TimerOp::Make),
-            2 => any::<usize>().prop_map(TimerOp::Cancel),
-            3 => any::<usize>().prop_map(TimerOp::Drop),
-            1 => (0..30u64).prop_map(TimerOp::Advance),
-        ]
-    }
-
-    proptest::proptest! {
-        /// T2 and T3 under any mix of makes, cancels, drops and advances: each held context is
-        /// done exactly when it was cancelled or its deadline passed, with the matching err;
-        /// the queue holds at most about twice as many entries as contexts are held; and once
-        /// all are dropped and the clock has passed every deadline, it holds none.
-        #[test]
-        fn timer_entries_stay_within_twice_the_held_contexts(
-            ops in proptest::collection::vec(timer_op(), 0..400)
-        ) {
-            let clock = crate::ManualClock::new();
-            let root = Context::background().with_clock(&clock);
-            let queue = clock.queue();
-            // Each held context, its handle, its deadline and whether it was cancelled.
-            let mut held = Vec::new();
-            for op in ops {
-                match op {
-                    TimerOp::Make(secs) => {
-                        let (ctx, handle) = root.with_timeout(Duration::from_secs(secs));
-                        held.push((ctx, handle, clock.now() + Duration::from_secs(secs), false));
-                    }
-                    TimerOp::Cancel(i) if !held.is_empty() => {
-                        let n = held.len();
-                        let (ctx, handle, _, cancelled) = &mut held[i % n];
-                        *cancelled |= !ctx.is_done();
-                        handle.cancel();
-                    }
-                    TimerOp::Drop(i) if !held.is_empty() => {
-                        let n = held.len();
-                        held.swap_remove(i % n);
-                    }
-                    TimerOp::Advance(secs) => clock.advance(Duration::from_secs(secs)),
-                    _ => {}
-                }
-                for (ctx, _, deadline, cancelled) in &held {
-                    let expected = if *cancelled {
-                        Some(Error::Canceled)
-                    } else if *deadline <= clock.now() {
-                        Some(Error::DeadlineExceeded)
-                    } else {
-                        None
-                    };
-                    proptest::prop_assert_eq!(ctx.err(), expected);
-                }
-                let entries = queue.len();
-                proptest::prop_assert!(
-                    entries <= 2 * held.len() + 64,
-                    "{} entries, {} contexts held", entries, held.len()
-                );
-            }
-            drop(held);
-            clock.advance(Duration::from_secs(100));
-            proptest::prop_assert_eq!(queue.len(), 0);
-        }
     }
 
     /// N12, with no values anywhere: a chain of nodes under `background()` finds none, and a
