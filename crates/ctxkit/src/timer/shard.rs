@@ -4,9 +4,9 @@
 //! The heap is an array where every entry is due no later than its two children, so the
 //! earliest deadline is at index 0. Removing the *last* entry of the array keeps that order,
 //! which is what [`Shard::forget`] uses: deadlines made one after another with the same
-//! timeout arrive in increasing order and stay at the end of the array, and a timer
-//! cancelled soon after it was made (a request that finished in time) is most often among
-//! them, so its entry goes at once, in O(1).
+//! timeout arrive in increasing order and stay at the end of the array, and the context of a
+//! timer dropped soon after it was made (a request that finished in time) is most often
+//! among them, so its entry goes at once, in O(1).
 
 use std::sync::Weak;
 
@@ -118,9 +118,9 @@ fn is_dead<T>(entry: &Entry<T>) -> bool {
 #[repr(align(128))]
 pub(super) struct Shard<T> {
     pub(super) heap: Mutex<Heap<T>>,
-    /// Entries whose context was dropped since the last rebuild (T2). Counted
-    /// without the lock. An estimate: an entry popped after being counted is not
-    /// subtracted, which only makes the next rebuild come a little early.
+    /// Entries whose context was dropped since the last rebuild (T2). Counted without the
+    /// lock. An estimate: an entry popped after being counted is not subtracted, which only
+    /// makes the next rebuild come a little early.
     dead: AtomicUsize,
     /// The heap's length as of its last change (read without the lock by `forget`).
     len: AtomicUsize,

@@ -149,7 +149,7 @@ impl Node {
         }
         after.reached = reached;
         drop(cause);
-        self.end_walk(root_end, &mut after);
+        self.end_walk(root_end, &after);
         after.run(callbacks);
         #[cfg(feature = "tracing")]
         if began.is_some() {
@@ -167,7 +167,7 @@ impl Node {
     /// walk keeps a bit only for a node below it that another walk still walks, so a circle
     /// of walks each waiting for a bit another keeps would be a circle of nodes each below
     /// the next, and a tree with merges has none.
-    fn end_walk(self: &Arc<Self>, root_end: usize, after: &mut Aftermath) {
+    fn end_walk(self: &Arc<Self>, root_end: usize, after: &Aftermath) {
         let mut foreign = self.found_under_other_walks(after);
         if foreign.is_empty() {
             // Nothing below is under another walk (almost always): every bit goes at once.
