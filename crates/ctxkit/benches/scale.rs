@@ -80,10 +80,10 @@ static EVERY_RUN: AtomicBool = AtomicBool::new(false);
 /// A part that allocates a million contexts runs much slower in its first run than on
 /// memory it freed itself: fresh memory, a first growth of what it keeps. Run once each,
 /// the contenders of a part were measured each on whatever the one before it had left, and
-/// the first paid those costs for the others (`--every-run` shows a contender's first run against its later ones: BENCHMARKS.md,
-/// "Each contender on its own memory"). Run this way, each contender's median is a run on
-/// memory it freed itself, whatever its place in the process: the steady state of a
-/// program that makes and drops contexts all day.
+/// the first paid those costs for the others (`--every-run` shows a contender's first run
+/// against its later ones: BENCHMARKS.md, "Each contender on its own memory"). Run this
+/// way, each contender's median is a run on memory it freed itself, whatever its place in
+/// the process: the steady state of a program that makes and drops contexts all day.
 fn steady(mut part: impl FnMut()) {
     let mut runs: Vec<Vec<(String, f64, String)>> = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
