@@ -125,6 +125,10 @@ def evaluate(out, criterion_dir, size):
     rows.append(("floor: CancelTree/depth=1000/Root=Background, a chain of reference-counted "
                  "levels, no context", None, "floor/CancelTree/depth=1000/Root=Background",
                  None, "ns", None))
+    for depth in (10, 100, 1000):
+        k = f"CancelTree/depth={depth}/Root=OpenCanceler"
+        rows.append((f"floor: {k}, a chain of reference-counted levels, each made done by "
+                     "the root's cancel, no context", None, f"floor/{k}", None, "ns", None))
     for depth in (10, 1000):
         k = f"depth={depth}/Root=OpenCanceler"
         rows.append((f"CancelTree/{k}, every level's handle kept", None,
@@ -219,12 +223,16 @@ def evaluate(out, criterion_dir, size):
     # finds it: the spin, two read-modify-writes of one line, and a small child allocated and
     # put into a list of the calling thread's own (go_parity.rs, `lanes_floor`). For
     # the chains (under Background, and the deep million), that of any tree freed by
-    # reference counts (go_parity.rs, `floor_chain`; scale.rs, `deep_floor`).
+    # reference counts (go_parity.rs, `floor_chain`; scale.rs, `deep_floor`); under an open
+    # root, the same chain with each level made done by the root's cancel
+    # (`floor_open_chain`).
     floors = {
         "CheckCanceled/Err": "floor/CheckCanceled/one_load",
         "CheckCanceled/Done": "floor/CheckCanceled/one_load",
         "CommonParentCancel": "floor/CommonParentCancel/lanes",
         "CancelTree/depth=1000/Root=Background": "floor/CancelTree/depth=1000/Root=Background",
+        **{f"CancelTree/depth={d}/Root=OpenCanceler": f"floor/CancelTree/depth={d}/Root=OpenCanceler"
+           for d in (10, 100, 1000)},
         f"fanout_wake/tasks={M}": f"floor/fanout_wake/tasks={M}",
         f"timer_lateness/n={K10}/p99": f"floor/timer_lateness/n={K10}/p99",
         f"timers/n={M}/create": f"floor/timers/n={M}/create_api",

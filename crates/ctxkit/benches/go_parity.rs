@@ -377,6 +377,14 @@ fn cancel_tree(c: &mut Criterion) {
     c.bench_function("floor/CancelTree/depth=1000/Root=Background", |b| {
         b.iter(|| floor_chain(1000))
     });
+    // The floor of Root=OpenCanceler with Go's semantics: every level kept while its child
+    // lives, and each made done by the root's cancellation before it returns.
+    for depth in [10usize, 100, 1000] {
+        c.bench_function(
+            &format!("floor/CancelTree/depth={depth}/Root=OpenCanceler"),
+            |b| b.iter(|| floor_open_chain(depth)),
+        );
+    }
 }
 
 /// One level of the floor's chain.
@@ -405,6 +413,44 @@ fn floor_chain(depth: usize) -> Arc<FloorLevel> {
         leaf = Some(level);
     }
     leaf.expect("a chain of one level or more")
+}
+
+/// One level of the floor of a chain under an open root: a [`FloorLevel`] that can be done.
+struct OpenLevel {
+    _parent: Option<Arc<OpenLevel>>,
+    child: Mutex<Option<Weak<OpenLevel>>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// The least a chain with Go's semantics does under a root that is cancelled once it is
+/// built, with no context work at all: [`floor_chain`]'s work a level (the root a level too),
+/// then the root's cancellation, which goes down the chain and makes each level done: a
+/// level's lock taken to take its child out of its list, the child's `Weak` upgraded, its
+/// state stored. The chain is freed when the caller drops the leaf.
+fn floor_open_chain(depth: usize) -> Arc<OpenLevel> {
+    let level = |parent: Option<Arc<OpenLevel>>| {
+        Arc::new(OpenLevel {
+            _parent: parent,
+            child: Mutex::new(None),
+            done: std::sync::atomic::AtomicBool::new(false),
+        })
+    };
+    let root = level(None);
+    let mut leaf = Arc::clone(&root);
+    for _ in 0..depth {
+        let child = level(Some(Arc::clone(&leaf)));
+        *leaf.child.lock().unwrap() = Some(Arc::downgrade(&child));
+        drop(black_box(Arc::clone(&child)));
+        leaf = child;
+    }
+    // The root's cancel.
+    root.done.store(true, Ordering::Release);
+    let mut next = root.child.lock().unwrap().take();
+    while let Some(level) = next.and_then(|weak| weak.upgrade()) {
+        level.done.store(true, Ordering::Release);
+        next = level.child.lock().unwrap().take();
+    }
+    leaf
 }
 
 // ---------------------------------------------------------------------------------------

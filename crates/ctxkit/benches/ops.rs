@@ -7,6 +7,8 @@
 //! - `child`: `with_cancel` of a live context, dropped (ctxkit/ChildDrop);
 //! - `vchild`: the same under a value (ctxkit/ChildDropUnderValue);
 //! - `cancel`: `with_cancel`, then `cancel`;
+//! - `common`: CommonParentCancel's op on one thread, without its spins: `with_cancel` of a
+//!   live context over a value, the value looked up, the child cancelled and dropped;
 //! - `timeout`: `with_timeout(60 s)`, then `cancel`;
 //! - `after`: `with_cancel` of `Background`, a child of it dropped, then the first cancelled
 //!   (ctxkit/CancelAfterChild: a cancellation with no child left to walk);
@@ -45,6 +47,8 @@ fn main() {
     let (parent, _parent) = bg.with_cancel();
     static TRACE_ID: ctxkit::Key<&str> = ctxkit::Key::new("trace_id");
     let request = parent.with_value(&TRACE_ID, "4bf92f35");
+    // CommonParentCancel's parent: a cancellable context over a value.
+    let (shared, _shared) = bg.with_value(&TRACE_ID, "4bf92f35").with_cancel();
     let tu_parent = tokio_util::sync::CancellationToken::new();
     let mut done = 0usize;
     if mode == "wide" || mode == "tu_wide" {
@@ -128,6 +132,12 @@ fn main() {
             }
             "vchild" => {
                 let (ctx, _h) = request.with_cancel();
+                done += black_box(&ctx).is_done() as usize;
+            }
+            "common" => {
+                let (ctx, h) = shared.with_cancel();
+                assert_eq!(ctx.value(&TRACE_ID), Some(&"4bf92f35"));
+                h.cancel();
                 done += black_box(&ctx).is_done() as usize;
             }
             "cancel" => {
