@@ -268,24 +268,45 @@ impl Node {
         deadline_cause: Option<Cause>,
         birth: Birth,
     ) -> Arc<Node> {
-        // Under a done parent (one load tells): the child may fold it (N13), and is born done
-        // without locking or linking anything if the parent tells its err without its lock
-        // (N9b).
-        let (parent, folded, born_done) = match (&parent.node, other) {
-            (Some(p), None) if p.is_done() => {
-                let (parent, folded) = fold(parent).unwrap_or_else(|| (parent.as_parent(), 0));
-                let born_done = born_done_under(&parent, deadline_cause.is_none());
-                (parent, folded, born_done)
+        // Under a done parent (one load tells), on a path of its own: the child may fold it
+        // (N13), and is born done without locking or linking anything if the parent tells its
+        // err without its lock (N9b).
+        if let (Some(p), None) = (&parent.node, other) {
+            if p.is_done() {
+                return Node::child_of_done(kind, deadline, parent, deadline_cause, birth);
             }
-            _ => (parent.as_parent(), 0, None),
-        };
+        }
+        Node::build(
+            kind,
+            deadline,
+            parent.as_parent(),
+            0,
+            None,
+            other,
+            deadline_cause,
+            birth,
+        )
+    }
+
+    /// [`child_of`](Self::child_of) under a done parent, out of line: the derivations under
+    /// a live parent, which most are, carry none of it.
+    #[inline(never)]
+    fn child_of_done(
+        kind: Kind,
+        deadline: Nanos,
+        parent: &Pair,
+        deadline_cause: Option<Cause>,
+        birth: Birth,
+    ) -> Arc<Node> {
+        let (parent, folded) = fold(parent).unwrap_or_else(|| (parent.as_parent(), 0));
+        let born_done = born_done_under(&parent, deadline_cause.is_none());
         Node::build(
             kind,
             deadline,
             parent,
             folded,
             born_done,
-            other,
+            None,
             deadline_cause,
             birth,
         )
@@ -612,20 +633,22 @@ fn born_done_under(parent: &Pair, no_own_cause: bool) -> Option<Error> {
 #[inline]
 fn fold(parent: &Pair) -> Option<(Pair, u32)> {
     let level = parent.node.as_ref()?;
-    if level.kind != Kind::Cancel || !level.state.done_from_parent() {
+    // The level's own context holds no layer: its values and name are its node's parent's
+    // (N12). Every context of a `with_cancel` level that holds one has a layer of its own on
+    // top (a value or a name).
+    if level.kind != Kind::Cancel || parent.layer.is_some() || !level.state.done_from_parent() {
         return None;
     }
-    // The level's own context, no values on top: its layer is the level's parent's (N12).
-    let own_context = match (parent.nearest_layer(), level.parent.nearest_layer()) {
-        (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        _ => false,
-    };
-    let folds = own_context
-        && level.marks.load(Ordering::Acquire) & MOVES == 0
+    let folds = level.marks.load(Ordering::Acquire) & MOVES == 0
         && level.parent.node.as_ref().is_some_and(|p| p.is_done()); // made done from there
-    let levels = folds.then(|| level.folded_levels().checked_add(1))??;
-    Some((level.parent.clone(), levels))
+    if !folds {
+        return None;
+    }
+    // Done from its parent: `origin_thread` holds the levels it folded (`folded_levels`).
+    let folded = level
+        .origin_thread
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Some((level.parent.clone(), folded.checked_add(1)?))
 }
 
 impl Timed for Node {
