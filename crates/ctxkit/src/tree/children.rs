@@ -128,10 +128,17 @@ impl<T, X> Children<T, X> {
     }
 
     /// Removes and returns the child in `slot` (`None` if the slot is empty).
+    #[inline]
     pub(super) fn remove(&mut self, slot: u32) -> Option<T> {
         if slot == FIRST {
             return self.first.take();
         }
+        self.remove_spilled(slot)
+    }
+
+    /// [`remove`](Self::remove) of a child in the box, out of line.
+    #[inline(never)]
+    fn remove_spilled(&mut self, slot: u32) -> Option<T> {
         let spill = self.spill.as_mut()?;
         let Some(i) = (slot as usize).checked_sub(NEAR) else {
             spill.near_free |= 1 << slot;
