@@ -262,6 +262,7 @@ impl Node {
     /// Marks this node done and takes out everything that must hear of it (N1, N4). Its
     /// children stay listed, for snapshots ([S30](crate::guarantees#s30)), until dropped
     /// (N3).
+    #[inline(always)]
     fn finish(
         &self,
         inner: &mut Inner,
