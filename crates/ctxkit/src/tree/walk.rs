@@ -333,6 +333,7 @@ impl Node {
     /// without locking its levels. The first node of a drop does not look: its parent is
     /// most often shared (a child dropped under a live parent), and the look costs that case
     /// more than it saves (BENCHMARKS.md, "A chain released without locking its levels").
+    #[inline(always)]
     pub(super) fn leave_parents_on_drop(&self, merge: Option<Arc<MergeParent>>, in_chain: bool) {
         let live = |p: &&Arc<Node>| !p.is_done();
         let shared = |p: &&Arc<Node>| !in_chain || Arc::strong_count(p) != 1;
