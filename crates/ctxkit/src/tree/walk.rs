@@ -271,15 +271,12 @@ impl Node {
         reached: Reached<'_>,
         after: &mut Aftermath,
     ) {
-        let mut found = |c: &Weak<Node>| {
-            if let Some(child) = c.upgrade() {
-                after.found.push(child);
-            }
-        };
-        inner.for_each(&mut found);
+        // Each call has a closure of its own, passed by value: the list's loop calls it
+        // directly.
+        inner.for_each(|c: &Weak<Node>| after.found.extend(c.upgrade()));
         if let Some(lanes) = extra_ref(inner).and_then(|e| e.lanes.as_deref()) {
             // Closed before the state says done, in this critical section (N14).
-            lanes.for_each(true, &mut found);
+            lanes.for_each(true, |c: &Weak<Node>| after.found.extend(c.upgrade()));
         }
         match extra_mut(inner) {
             None => {
