@@ -396,20 +396,39 @@ impl Node {
     /// Links `child` into this node's child list unless this node is done (N3, N4): into
     /// this thread's lane if the node has lanes this thread has at hand (N14), else under
     /// the node's lock.
+    #[inline(always)]
     fn link(&self, child: &Arc<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
         // Made before locking: the critical section of a parent shared between threads
         // stays as short as possible.
-        let mut weak = Arc::downgrade(child);
-        let laned = self.marks.load(Ordering::Relaxed) & LANES != 0;
-        if laned {
-            match lanes::link_cached(self, weak) {
-                Ok(key) => {
-                    slot.store(key, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(back) => weak = back,
-            }
+        let weak = Arc::downgrade(child);
+        if self.marks.load(Ordering::Relaxed) & LANES != 0 {
+            return self.link_laned(weak, slot);
         }
+        self.link_locked(weak, slot, false)
+    }
+
+    /// [`link`](Self::link) into a node with lanes (N14): into this thread's lane if it has
+    /// it at hand, else under the node's lock.
+    #[inline(never)]
+    fn link_laned(&self, weak: Weak<Node>, slot: &AtomicU32) -> Result<(), (Error, Option<Cause>)> {
+        match lanes::link_cached(self, weak) {
+            Ok(key) => {
+                slot.store(key, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(weak) => self.link_locked(weak, slot, true),
+        }
+    }
+
+    /// [`link`](Self::link) under the node's lock. `laned`: the node has lanes, which this
+    /// thread did not have at hand.
+    #[inline(always)]
+    fn link_locked(
+        &self,
+        weak: Weak<Node>,
+        slot: &AtomicU32,
+        laned: bool,
+    ) -> Result<(), (Error, Option<Cause>)> {
         let (mut inner, contended) = lock_noting_contention(&self.inner);
         if let Some(err) = self.state.claim() {
             return Err((err, extra_ref(&inner).and_then(|e| e.cause.clone())));
