@@ -484,17 +484,31 @@ impl Node {
     }
 
     /// Removes the entry `slot` names from this node's child list or lanes, once (N3, N14).
+    #[inline(always)]
     pub(super) fn unlink(&self, slot: &AtomicU32) {
         // Written only by the threads that link and unlink the child, one after the other
         // (N14): read without a lock to find a lane.
-        let key = slot.load(Ordering::Relaxed);
-        if lanes::is_lane_slot(key) {
-            if let Some(weak) = lanes::remove_cached(self, key) {
-                slot.store(UNLINKED, Ordering::Relaxed);
-                drop(weak);
-                return;
-            }
+        if lanes::is_lane_slot(slot.load(Ordering::Relaxed)) {
+            return self.unlink_laned(slot);
         }
+        self.unlink_locked(slot);
+    }
+
+    /// [`unlink`](Self::unlink) of a child in a lane: from this thread's lane if it has it at
+    /// hand, else under the node's lock.
+    #[inline(never)]
+    fn unlink_laned(&self, slot: &AtomicU32) {
+        if let Some(weak) = lanes::remove_cached(self, slot.load(Ordering::Relaxed)) {
+            slot.store(UNLINKED, Ordering::Relaxed);
+            drop(weak);
+            return;
+        }
+        self.unlink_locked(slot);
+    }
+
+    /// [`unlink`](Self::unlink) under the node's lock.
+    #[inline(always)]
+    fn unlink_locked(&self, slot: &AtomicU32) {
         let mut inner = lock(&self.inner);
         // Under this node's lock (N3): no read-modify-write needed.
         let key = slot.load(Ordering::Relaxed);
