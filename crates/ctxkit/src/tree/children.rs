@@ -90,12 +90,18 @@ impl<T, X: Default> Children<T, X> {
     }
 
     /// Adds `child`; returns the slot that names it.
-    #[inline]
+    #[inline(always)]
     pub(super) fn insert(&mut self, child: T) -> u32 {
         if self.first.is_none() {
             self.first = Some(child);
             return FIRST;
         }
+        self.insert_spilled(child)
+    }
+
+    /// [`insert`](Self::insert) into the box, out of line.
+    #[inline(never)]
+    fn insert_spilled(&mut self, child: T) -> u32 {
         let spill = self.spill();
         if spill.near_free != 0 {
             let i = spill.near_free.trailing_zeros();
