@@ -24,7 +24,20 @@ use super::Pair;
 use crate::callback::Reg;
 
 impl Drop for Node {
+    /// A node a release took out of its `Arc` has left already (`Releases::adopt`): its
+    /// drop looks at one bit, inline.
+    #[inline(always)]
     fn drop(&mut self) {
+        if !self.state.has_left() {
+            self.drop_in_tree();
+        }
+    }
+}
+
+impl Node {
+    /// The drop of a node dropped by its last handle or context, still in the tree.
+    #[inline(never)]
+    fn drop_in_tree(&mut self) {
         let Some((parent, merge)) = self.leave(false) else {
             return;
         };

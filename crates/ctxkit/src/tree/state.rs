@@ -153,6 +153,13 @@ impl State {
         }
     }
 
+    /// Whether the node has left the tree ([`leave_once`](Self::leave_once)). Read only by
+    /// the owner of the node's last reference, as `leave_once` is.
+    #[inline]
+    pub(super) fn has_left(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & LEFT != 0
+    }
+
     /// Marks the node as having left the tree; true the first time. Called only by the owner
     /// of the node's last reference, so plain loads and stores are exact.
     pub(super) fn leave_once(&self) -> bool {
