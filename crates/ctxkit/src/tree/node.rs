@@ -389,6 +389,12 @@ impl Node {
         if !self.state.done_from_parent() {
             return 0;
         }
+        self.folded_count()
+    }
+
+    /// [`folded_levels`](Self::folded_levels) of a node known to be done from its parent.
+    #[inline]
+    fn folded_count(&self) -> u32 {
         self.origin_thread
             .load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -677,11 +683,7 @@ fn fold(parent: &Pair) -> Option<(Pair, u32)> {
     if !folds {
         return None;
     }
-    // Done from its parent: `origin_thread` holds the levels it folded (`folded_levels`).
-    let folded = level
-        .origin_thread
-        .load(std::sync::atomic::Ordering::Relaxed);
-    Some((level.parent.clone(), folded.checked_add(1)?))
+    Some((level.parent.clone(), level.folded_count().checked_add(1)?))
 }
 
 impl Timed for Node {
