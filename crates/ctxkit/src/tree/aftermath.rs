@@ -25,8 +25,9 @@ pub(super) struct Aftermath {
     pub(super) regs: Vec<Arc<Reg>>,
     /// Children found by the last `finish`, not yet in `reached`.
     pub(super) found: Vec<Arc<Node>>,
-    /// Every node the walk reached, in the order reached, kept alive until every lock is
-    /// released and every callback has run (N6).
+    /// Every node the walk reached and locked, in the order reached, kept alive until every
+    /// lock is released and every callback has run (N6). The children it made done without
+    /// a lock are let go of as it goes (`walk.rs`, `sift`).
     pub(super) reached: Vec<Arc<Node>>,
     /// The nodes of `reached` this walk made done under their lock, in the order walked.
     pub(super) walked: Vec<Walked>,
@@ -35,8 +36,9 @@ pub(super) struct Aftermath {
     pub(super) found_done: Vec<usize>,
     /// Pins of nodes made done (N8).
     pub(super) unpinned: Vec<Arc<Node>>,
-    /// What went out of use under a lock, to drop after: causes a cancel replaced, and on
-    /// the timer thread, nodes whose last reference the walk held.
+    /// What went out of use during the walk, to drop after: causes a cancel replaced, and
+    /// nodes whose last reference the walk held (those it made done without a lock, and on
+    /// the timer thread every one).
     pub(super) garbage: Vec<Garbage>,
 }
 
@@ -45,7 +47,8 @@ pub(super) struct Aftermath {
 pub(super) enum Garbage {
     /// A pending deadline cause that a cancel overrode.
     Cause(Cause),
-    /// On the timer thread, a node whose last reference the walk held (T4).
+    /// A node whose last reference the walk held: dropped after the walk (N6), and on the
+    /// timer thread by the callback pool (T4).
     Node(Node),
 }
 
