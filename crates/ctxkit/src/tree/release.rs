@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use super::layer::Layer;
-use super::node::Node;
+use super::node::{MergeParent, Node};
 use super::Pair;
 use crate::callback::Reg;
 
@@ -90,6 +90,20 @@ impl Node {
         }
         #[cfg(feature = "diagnostics")]
         crate::diagnostics::node_dropped(self.site);
+        let merge = if crate::sync::get_mut(&mut self.inner).side().is_some() {
+            self.leave_boxed(in_chain)
+        } else {
+            // No merge, lanes or callbacks: only its first parent and its timer queue.
+            self.leave_parents_and_timer(None, in_chain);
+            None
+        };
+        Some((std::mem::take(&mut self.parent), merge))
+    }
+
+    /// [`leave`](Self::leave) of a node with a box, out of line: its lanes, its merge's
+    /// second parent and its pending callbacks. Returns the second parent.
+    #[inline(never)]
+    fn leave_boxed(&mut self, in_chain: bool) -> Option<Pair> {
         let mut extra = crate::sync::get_mut(&mut self.inner)
             .side_mut()
             .map(std::mem::take);
@@ -97,10 +111,7 @@ impl Node {
         if let Some(lanes) = extra.as_ref().and_then(|e| e.lanes.as_deref()) {
             lanes.clear(); // a thread's cache may outlive the node (N14)
         }
-        // Done or not, it is still listed by its parents that are live (N3), and its timer
-        // entry, if any, is still queued (T2).
-        self.leave_parents_on_drop(merge.clone(), in_chain);
-        self.forget_timer();
+        self.leave_parents_and_timer(merge.clone(), in_chain);
         if !self.is_done() {
             if let Some(e) = extra {
                 let pending: Vec<Arc<Reg>> =
@@ -110,8 +121,15 @@ impl Node {
                 }
             }
         }
-        let merge = merge.and_then(Arc::into_inner).map(|m| m.pair);
-        Some((std::mem::take(&mut self.parent), merge))
+        merge.and_then(Arc::into_inner).map(|m| m.pair)
+    }
+
+    /// Done or not, a node being dropped is still listed by its parents that are live (N3),
+    /// and its timer entry, if any, is still queued (T2).
+    #[inline(always)]
+    fn leave_parents_and_timer(&self, merge: Option<Arc<MergeParent>>, in_chain: bool) {
+        self.leave_parents_on_drop(merge, in_chain);
+        self.forget_timer();
     }
 }
 
