@@ -284,13 +284,21 @@ fn build_token_tree(root: &CancellationToken, depth: usize) -> CancellationToken
     token
 }
 
+/// Each shape on ctxkit and at once the same shape on tokio-util: the two figures a verdict
+/// compares are taken a second or two apart, not the minute it takes to run every shape of
+/// one contender, so a change of the machine's load in between falls on both alike.
 fn cancel_tree(c: &mut Criterion) {
-    let mut g = c.benchmark_group("CancelTree");
     for depth in [1usize, 10, 100, 1000] {
-        g.bench_function(format!("depth={depth}/Root=Background"), |b| {
+        c.bench_function(&format!("CancelTree/depth={depth}/Root=Background"), |b| {
             b.iter(|| build_context_tree(&Context::background(), depth))
         });
-        g.bench_function(format!("depth={depth}/Root=OpenCanceler"), |b| {
+        // A token has no never-cancelled root: Root=Background is a chain of `depth` tokens
+        // whose first has no parent, as Go's first WithCancel(Background()) has none.
+        c.bench_function(
+            &format!("tokio_util/CancelTree/depth={depth}/Root=Background"),
+            |b| b.iter(|| build_token_tree(&CancellationToken::new(), depth - 1)),
+        );
+        c.bench_function(&format!("CancelTree/depth={depth}/Root=OpenCanceler"), |b| {
             b.iter(|| {
                 let (ctx, cancel) = Context::background().with_cancel();
                 let leaf = build_context_tree(&ctx, depth);
@@ -298,15 +306,35 @@ fn cancel_tree(c: &mut Criterion) {
                 leaf
             })
         });
-        g.bench_function(format!("depth={depth}/Root=ClosedCanceler"), |b| {
+        c.bench_function(
+            &format!("tokio_util/CancelTree/depth={depth}/Root=OpenCanceler"),
+            |b| {
+                b.iter(|| {
+                    let root = CancellationToken::new();
+                    let leaf = build_token_tree(&root, depth);
+                    root.cancel();
+                    leaf
+                })
+            },
+        );
+        c.bench_function(&format!("CancelTree/depth={depth}/Root=ClosedCanceler"), |b| {
             b.iter(|| {
                 let (ctx, cancel) = Context::background().with_cancel();
                 cancel.cancel();
                 build_context_tree(&ctx, depth)
             })
         });
+        c.bench_function(
+            &format!("tokio_util/CancelTree/depth={depth}/Root=ClosedCanceler"),
+            |b| {
+                b.iter(|| {
+                    let root = CancellationToken::new();
+                    root.cancel();
+                    build_token_tree(&root, depth)
+                })
+            },
+        );
     }
-    g.finish();
 
     // Go's shape drops each level's cancel function and context as it goes. A ctxkit level
     // stays in the tree while a descendant lives (as a Go level does: Display and the live
@@ -342,31 +370,6 @@ fn cancel_tree(c: &mut Criterion) {
                 }
                 root.cancel();
                 (token, levels)
-            })
-        });
-    }
-    g.finish();
-
-    // A token has no never-cancelled root: Root=Background is a chain of `depth` tokens
-    // whose first has no parent, as Go's first WithCancel(Background()) has none.
-    let mut g = c.benchmark_group("tokio_util/CancelTree");
-    for depth in [1usize, 10, 100, 1000] {
-        g.bench_function(format!("depth={depth}/Root=Background"), |b| {
-            b.iter(|| build_token_tree(&CancellationToken::new(), depth - 1))
-        });
-        g.bench_function(format!("depth={depth}/Root=OpenCanceler"), |b| {
-            b.iter(|| {
-                let root = CancellationToken::new();
-                let leaf = build_token_tree(&root, depth);
-                root.cancel();
-                leaf
-            })
-        });
-        g.bench_function(format!("depth={depth}/Root=ClosedCanceler"), |b| {
-            b.iter(|| {
-                let root = CancellationToken::new();
-                root.cancel();
-                build_token_tree(&root, depth)
             })
         });
     }
