@@ -298,14 +298,17 @@ fn cancel_tree(c: &mut Criterion) {
             &format!("tokio_util/CancelTree/depth={depth}/Root=Background"),
             |b| b.iter(|| build_token_tree(&CancellationToken::new(), depth - 1)),
         );
-        c.bench_function(&format!("CancelTree/depth={depth}/Root=OpenCanceler"), |b| {
-            b.iter(|| {
-                let (ctx, cancel) = Context::background().with_cancel();
-                let leaf = build_context_tree(&ctx, depth);
-                cancel.cancel();
-                leaf
-            })
-        });
+        c.bench_function(
+            &format!("CancelTree/depth={depth}/Root=OpenCanceler"),
+            |b| {
+                b.iter(|| {
+                    let (ctx, cancel) = Context::background().with_cancel();
+                    let leaf = build_context_tree(&ctx, depth);
+                    cancel.cancel();
+                    leaf
+                })
+            },
+        );
         c.bench_function(
             &format!("tokio_util/CancelTree/depth={depth}/Root=OpenCanceler"),
             |b| {
@@ -317,13 +320,16 @@ fn cancel_tree(c: &mut Criterion) {
                 })
             },
         );
-        c.bench_function(&format!("CancelTree/depth={depth}/Root=ClosedCanceler"), |b| {
-            b.iter(|| {
-                let (ctx, cancel) = Context::background().with_cancel();
-                cancel.cancel();
-                build_context_tree(&ctx, depth)
-            })
-        });
+        c.bench_function(
+            &format!("CancelTree/depth={depth}/Root=ClosedCanceler"),
+            |b| {
+                b.iter(|| {
+                    let (ctx, cancel) = Context::background().with_cancel();
+                    cancel.cancel();
+                    build_context_tree(&ctx, depth)
+                })
+            },
+        );
         c.bench_function(
             &format!("tokio_util/CancelTree/depth={depth}/Root=ClosedCanceler"),
             |b| {
