@@ -5,7 +5,7 @@
 #   tools/bench/instructions.sh REV [N]
 #
 # Builds `crates/ctxkit/benches/ops.rs` here and at REV (`lib/ops-builds.sh`), runs each mode
-# (see ops.rs: drop, child, vchild, cancel, after, tree1, few, tree1c, timeout, call, and the
+# (see ops.rs: drop, child, vchild, cancel, after, tree1, tree1g, few, tree1c, timeout, call, and the
 # chains open, closed and chain (live), counted per level) N times (default 200000) under
 # valgrind's callgrind and prints instructions per operation (process start included, the
 # same for both).

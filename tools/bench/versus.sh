@@ -9,11 +9,12 @@
 #   tools/bench/versus.sh [ROUNDS] [N] [PAIR...]   # defaults: 15 rounds, N = 2000000,
 #                                                  # PAIR = closed:tu_closed open:tu_open
 #                                                  #        child:tu_child tree1:tu_tree1
+#                                                  #        tree1g:tu_tree1g
 set -euo pipefail
 rounds=${1:-15}
 n=${2:-2000000}
 shift $(($# < 2 ? $# : 2))
-pairs=${*:-closed:tu_closed open:tu_open child:tu_child tree1:tu_tree1}
+pairs=${*:-closed:tu_closed open:tu_open child:tu_child tree1:tu_tree1 tree1g:tu_tree1g}
 cd "$(git rev-parse --show-toplevel)"
 cargo build -q --release -p ctxkit --bench ops 2>/dev/null
 ops=$(ls -t target/release/deps/ops-* | grep -v '\.d$' | head -1)

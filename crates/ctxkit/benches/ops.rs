@@ -14,6 +14,9 @@
 //!   (ctxkit/CancelAfterChild: a cancellation with no child left to walk);
 //! - `tree1`: `with_cancel` of `Background`, a child of it, then the first cancelled
 //!   (CancelTree/depth=1/Root=OpenCanceler: one cancellation that walks a child);
+//! - `tree1g`: the same in Go's order, as the benchmark does it: the first context and its
+//!   handle dropped before the child, whose drop then frees the first (`tu_tree1g` on
+//!   tokio-util);
 //! - `few`: `with_cancel` of `Background`, three children of it, then the first cancelled (a
 //!   request's few calls in flight: a parent of a few children at a time);
 //! - `tree1c`: `with_cancel` of `Background`, cancelled, then a child of it
@@ -30,7 +33,7 @@
 //!
 //! And the same shapes on tokio-util's `CancellationToken`, to set ctxkit's counts beside
 //! (not part of `instructions.sh`): `tu_child` (`child_token`, dropped), `tu_after`,
-//! `tu_tree1`, `tu_few`, `tu_tree1c`, `tu_wide`, and the chains `tu_open` and `tu_closed`.
+//! `tu_tree1`, `tu_tree1g`, `tu_few`, `tu_tree1c`, `tu_wide`, and the chains `tu_open` and `tu_closed`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -179,6 +182,24 @@ fn main() {
                 cancel.cancel();
                 done += black_box(&child).is_done() as usize;
             }
+            "tree1g" => {
+                let leaf = {
+                    let (root, cancel) = bg.with_cancel();
+                    let leaf = root.clone().with_cancel().0;
+                    cancel.cancel();
+                    leaf
+                };
+                done += black_box(&leaf).is_done() as usize;
+            }
+            "tu_tree1g" => {
+                let leaf = {
+                    let root = tokio_util::sync::CancellationToken::new();
+                    let leaf = root.clone().child_token();
+                    root.cancel();
+                    leaf
+                };
+                done += black_box(&leaf).is_cancelled() as usize;
+            }
             "few" => {
                 let (root, cancel) = bg.with_cancel();
                 let children = [
@@ -210,7 +231,7 @@ fn main() {
                 done += black_box(&ctx).is_done() as usize;
             }
             other => {
-                panic!("MODE: drop, child, vchild, cancel, after, tree1, few, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1, tu_few, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
+                panic!("MODE: drop, child, vchild, cancel, after, tree1, tree1g, few, tree1c, timeout, open, closed, chain, wide, call, tu_child, tu_after, tu_tree1, tu_tree1g, tu_few, tu_tree1c, tu_wide, tu_open or tu_closed, not {other}")
             }
         }
     }

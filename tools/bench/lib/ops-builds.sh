@@ -12,4 +12,4 @@ here=$(ls -t target/release/deps/ops-* | grep -v '\.d$' | head -1)
 (cd "$other" && CARGO_TARGET_DIR="$root/target/instructions-$rev" cargo build -q --release -p ctxkit --example zz_ops 2>/dev/null)
 there="$root/target/instructions-$rev/release/examples/zz_ops"
 # The modes both versions are compared on (see ops.rs).
-modes="drop child vchild cancel common after tree1 few tree1c timeout open closed chain call"
+modes="drop child vchild cancel common after tree1 tree1g few tree1c timeout open closed chain call"

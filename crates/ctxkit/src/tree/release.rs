@@ -9,12 +9,15 @@
 //! the list, and only then is it dropped, finding nothing left to release. No thread-local
 //! is touched, so dropping works anywhere, thread-local destructors included.
 //!
-//! One drop is done in place: a node dropped by its last handle or context (not by a work
-//! list) drops its parent's layer in place when the parent's node lives on. The layer's own
-//! drop hands its parents to a work list, so this adds one level to the stack, never more:
-//! a layer's drop never drops another layer in place, and a node taken out by a work list
-//! has left the tree already and releases nothing when dropped. That layer is most often
-//! the name or values of a call, whose node alone held them (N12).
+//! Two drops are done in place. A node dropped by its last handle or context (not by a work
+//! list) drops its parent's layer in place when the parent's node lives on; and it drops
+//! its parent's node in place, in its `Arc`, when that node is at the top of the tree (its
+//! own parent holds no node), which the root of every chain under `background()` is. The
+//! layer's own drop, like the top node's, hands its parents to a work list, so each adds one
+//! level to the stack, never more: a layer's drop never drops another layer in place, a top
+//! node's drop releases no node, and a node taken out by a work list has left the tree
+//! already and releases nothing when dropped. That layer is most often the name or values
+//! of a call, whose node alone held them (N12).
 
 use std::sync::Arc;
 
@@ -48,6 +51,18 @@ impl Node {
             return work.drain();
         }
         let Pair { node, layer } = parent;
+        // A parent at the top of the tree (its own parent holds no node: `background()`, or
+        // values over it) is dropped in place, in its `Arc`, when this is likely its last
+        // reference (one load of the count this drop writes next): its drop releases no node,
+        // and hands its layer, if any, to a list (see above). One frame deeper, never more,
+        // whoever holds the last reference when the count comes down; the root of every
+        // chain under `background()` is freed without being moved out.
+        if node
+            .as_ref()
+            .is_some_and(|p| Arc::strong_count(p) == 1 && p.parent.node.is_none())
+        {
+            return release_top(node, layer);
+        }
         match node.and_then(Arc::into_inner) {
             // Its node lives on: the layer, if this was its last reference, is dropped in
             // place (see above).
@@ -59,6 +74,15 @@ impl Node {
             }
         }
     }
+}
+
+/// Drops the references to a parent at the top of the tree, its node dropped in place if
+/// this was the last (see `drop_in_tree`). Out of line: the drop of a node, inlined, would
+/// crowd the rest of `drop_in_tree` out of the inliner's reach.
+#[inline(never)]
+fn release_top(node: Option<Arc<Node>>, layer: Option<Arc<Layer>>) {
+    drop(node);
+    drop(layer);
 }
 
 /// Releases the one parent of a node or layer being dropped. In the common case, where this

@@ -2,7 +2,8 @@
 //! any more; `CancelGuard`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
@@ -80,6 +81,61 @@ fn dropping_the_leaf_of_a_chain_frees_every_level_and_its_parent_lets_go() {
     let (child, _hc) = root.with_cancel();
     hr.cancel();
     assert!(child.is_done());
+}
+
+// API S22, S19: a root whose handles and contexts are dropped before its last child is
+// freed with that child, the values above it with it, and a callback still pending on it
+// dropped unrun (no cancellable ancestor is left to fire it).
+#[test]
+fn a_root_dropped_before_its_last_child_is_freed_with_it() {
+    for (values, cancelled) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (value_flag, value_dropped) = drop_flag();
+        let top = if values {
+            Context::background().with_value(&PAYLOAD, value_flag)
+        } else {
+            drop(value_flag);
+            Context::background()
+        };
+        let (root, handle) = top.with_cancel();
+        drop(top);
+        let (callback_flag, callback_dropped) = drop_flag();
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran_in = Arc::clone(&ran);
+        let registration = root.on_cancel(move || {
+            let _keep = callback_flag;
+            ran_in.store(true, Ordering::SeqCst);
+        });
+        let (leaf_flag, leaf_values_dropped) = drop_flag();
+        let leaf = root.with_value(&PAYLOAD, leaf_flag).with_cancel().0;
+        if cancelled {
+            handle.cancel();
+        }
+        drop((root, handle));
+        assert!(
+            !leaf_values_dropped.load(Ordering::SeqCst),
+            "held by the leaf"
+        );
+        assert!(leaf.value(&PAYLOAD).is_some());
+        drop(leaf);
+        assert!(
+            leaf_values_dropped.load(Ordering::SeqCst),
+            "the leaf's values freed"
+        );
+        assert!(
+            value_dropped.load(Ordering::SeqCst),
+            "the root's values freed"
+        );
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            cancelled,
+            "run only by the cancel"
+        );
+        drop(registration);
+        assert!(
+            callback_dropped.load(Ordering::SeqCst),
+            "the callback freed"
+        );
+    }
 }
 
 // API S22
