@@ -15,24 +15,18 @@ rounds=${1:-15}
 n=${2:-2000000}
 shift $(($# < 2 ? $# : 2))
 pairs=${*:-closed:tu_closed open:tu_open child:tu_child tree1:tu_tree1 tree1g:tu_tree1g}
+. "$(dirname "$0")/lib/time-one.sh"
 cd "$(git rev-parse --show-toplevel)"
 cargo build -q --release -p ctxkit --bench ops 2>/dev/null
 ops=$(ls -t target/release/deps/ops-* | grep -v '\.d$' | head -1)
-time_one() {
-    local start end
-    start=$(date +%s%N)
-    "$ops" "$1" "$n" >/dev/null
-    end=$(date +%s%N)
-    echo $(((end - start) / n))
-}
 median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for pair in $pairs; do
     ours=${pair%%:*} theirs=${pair#*:}
     a="" b="" wins=0
     for _ in $(seq "$rounds"); do
-        x=$(time_one "$ours")
-        y=$(time_one "$theirs")
+        x=$(time_one "$ops" "$ours" "$n")
+        y=$(time_one "$ops" "$theirs" "$n")
         a="$a $x" b="$b $y"
         if [ "$x" -lt "$y" ]; then wins=$((wins + 1)); fi
     done

@@ -12,20 +12,14 @@ rounds=${2:-5}
 n=${3:-3000000}
 shift $(($# < 3 ? $# : 3))
 picked="$*"
+. "$(dirname "$0")/lib/time-one.sh"
 . "$(dirname "$0")/lib/ops-builds.sh"
-time_one() {
-    local start end
-    start=$(date +%s%N)
-    "$1" "$2" "$n" >/dev/null
-    end=$(date +%s%N)
-    echo $(((end - start) / n))
-}
 printf '%-8s %-28s %-28s\n' mode "$rev (ns/op)" "HEAD (ns/op)"
 for mode in ${picked:-$modes}; do
     a="" b=""
     for _ in $(seq "$rounds"); do
-        a="$a $(time_one "$there" "$mode")"
-        b="$b $(time_one "$here" "$mode")"
+        a="$a $(time_one "$there" "$mode" "$n")"
+        b="$b $(time_one "$here" "$mode" "$n")"
     done
     printf '%-8s %-28s %-28s\n' "$mode" "${a# }" "${b# }"
 done
