@@ -150,9 +150,9 @@ impl Context {
         Context::with_node(self.cancel_child(Birth::here()))
     }
 
+    #[inline]
     fn cancel_child(&self, birth: Birth) -> Arc<Node> {
-        let deadline = self.pair.deadline();
-        Node::child_of(Kind::Cancel, deadline, &self.pair, None, None, birth) // N12, N13
+        Node::cancel_child(&self.pair, birth) // N12, N13
     }
 
     /// A child that is also cancelled, with [`Error::DeadlineExceeded`], when `deadline` passes

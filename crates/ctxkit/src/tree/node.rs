@@ -298,6 +298,51 @@ impl Node {
         deadline_cause: Option<Cause>,
         birth: Birth,
     ) -> Arc<Node> {
+        Node::born_done_child(kind, deadline, parent, deadline_cause, birth)
+    }
+
+    /// A `with_cancel` child of the context whose pair is `parent`:
+    /// [`child_of`](Self::child_of) with its two paths split where the derivation is
+    /// inlined, so that a child under a done parent never sets up the frame of the path
+    /// under a live one (a chain under a cancelled root is made of such children).
+    #[inline(always)]
+    pub(crate) fn cancel_child(parent: &Pair, birth: Birth) -> Arc<Node> {
+        match &parent.node {
+            Some(p) if p.is_done() => Node::cancel_child_of_done(parent, birth),
+            _ => Node::cancel_child_of_live(parent, birth),
+        }
+    }
+
+    #[inline(never)]
+    fn cancel_child_of_done(parent: &Pair, birth: Birth) -> Arc<Node> {
+        Node::born_done_child(Kind::Cancel, parent.deadline(), parent, None, birth)
+    }
+
+    /// The parent may be done by now: then the link fails and the child is born done all
+    /// the same (N4), only without folding (N13).
+    #[inline(never)]
+    fn cancel_child_of_live(parent: &Pair, birth: Birth) -> Arc<Node> {
+        let deadline = parent.deadline();
+        Node::build(
+            Kind::Cancel,
+            deadline,
+            parent.as_parent(),
+            0,
+            None,
+            None,
+            None,
+            birth,
+        )
+    }
+
+    #[inline(always)]
+    fn born_done_child(
+        kind: Kind,
+        deadline: Nanos,
+        parent: &Pair,
+        deadline_cause: Option<Cause>,
+        birth: Birth,
+    ) -> Arc<Node> {
         let (parent, folded) = fold(parent).unwrap_or_else(|| (parent.as_parent(), 0));
         let born_done = born_done_under(&parent, deadline_cause.is_none());
         Node::build(
